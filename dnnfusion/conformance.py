@@ -1,0 +1,94 @@
+"""The official ONNX node tests as data: which operators each uses, which we exclude and why, and a
+runner that scores the registry against them (used by the test suite and by docs/OPERATORS.md)."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from typing import Iterable
+
+import numpy as np
+
+from . import ops
+
+# Individual node tests of supported operators that we exclude, each with its reason.
+EXCLUDED: dict[str, str] = {}
+
+
+@functools.cache
+def node_cases() -> tuple:
+    """Every node test case that onnx ships (built in memory by onnx >= 1.23)."""
+    import warnings  # noqa: PLC0415
+
+    from onnx.backend.test.loader import load_model_tests  # noqa: PLC0415
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return tuple(load_model_tests(kind="node"))
+
+
+def ops_of_case(case) -> set[tuple[str, str]]:
+    """(domain, op_type) of every node in the case's model."""
+    return {("" if n.domain == "ai.onnx" else n.domain, n.op_type) for n in case.model.graph.node}
+
+
+def unsupported_ops_by_test() -> dict[str, set[str]]:
+    """Test name -> operators it uses that the registry lacks (only tests with at least one)."""
+    missing: dict[str, set[str]] = {}
+    for case in node_cases():
+        lacking = {f"{d + '.' if d else ''}{t}" for d, t in ops_of_case(case) if ops.get(t, d) is None}
+        if lacking:
+            missing[case.name] = lacking
+    return missing
+
+
+def cases_by_op() -> dict[str, list]:
+    """op_type -> node test cases whose model contains it (default domain only)."""
+    by_op: dict[str, list] = defaultdict(list)
+    for case in node_cases():
+        for domain, op_type in ops_of_case(case):
+            if domain == "":
+                by_op[op_type].append(case)
+    return by_op
+
+
+def run_case(case) -> str | None:
+    """Run one node test through our backend; None when it passes, else the failure in one line."""
+    from onnx.backend.test.runner import Runner  # noqa: PLC0415
+
+    from .backend import DnnfusionBackend  # noqa: PLC0415
+
+    try:
+        rep = DnnfusionBackend.prepare(case.model)
+        for inputs, expected in case.data_sets:
+            with np.errstate(all="ignore"):
+                got = rep.run([np.asarray(x) if not hasattr(x, "SerializeToString") else _tensor(x) for x in inputs])
+            Runner.assert_similar_outputs([_maybe(x) for x in expected], list(got), case.rtol, case.atol)
+    except Exception as e:  # noqa: BLE001 - the failure itself is the result we report
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+    return None
+
+
+def _tensor(proto):
+    from onnx import numpy_helper  # noqa: PLC0415
+
+    return numpy_helper.to_array(proto)
+
+
+def _maybe(x):
+    return _tensor(x) if hasattr(x, "SerializeToString") else np.asarray(x)
+
+
+def score(op_types: Iterable[str] | None = None) -> dict[str, tuple[int, int, list[str]]]:
+    """op_type -> (passed, runnable, failures) over the node tests that use it; a test is runnable when the
+    registry defines every operator in it and EXCLUDED does not list it."""
+    wanted = set(op_types) if op_types is not None else None
+    blocked = unsupported_ops_by_test()
+    results: dict[str, tuple[int, int, list[str]]] = {}
+    for op_type, cases in sorted(cases_by_op().items()):
+        if wanted is not None and op_type not in wanted:
+            continue
+        runnable = [c for c in cases if c.name not in EXCLUDED and c.name not in blocked]
+        failures = [f"{c.name}: {error}" for c in runnable if (error := run_case(c)) is not None]
+        results[op_type] = (len(runnable) - len(failures), len(runnable), failures)
+    return results

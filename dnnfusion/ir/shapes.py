@@ -1,0 +1,107 @@
+"""Static shapes: bind the inputs' dynamic dimensions, then propagate types and known constants node by node.
+
+Each node's shape rule lives with its operator (`Op.infer`). A node whose inputs are all known constants is
+evaluated with its reference semantics, so shape subgraphs (Shape -> Gather -> Concat -> Reshape, Range,
+ConstantOfShape -> Expand, ...) become constants that later shape rules read.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DnnfusionError, InvalidModelError, ShapeError, UnboundDimensionError
+from .graph import Graph, Node
+
+FOLD_LIMIT_BYTES = 64 << 20   # constants larger than this are left for run time
+
+
+def bind_inputs(graph: Graph, input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
+    """Give every graph input a static shape: declared static dims, overridden by `input_shapes`."""
+    input_shapes = dict(input_shapes or {})
+    names = {v.name for v in graph.inputs}
+    unknown = sorted(set(input_shapes) - names)
+    if unknown:
+        raise ShapeError(f"input_shapes names {', '.join(map(repr, unknown))}, which the model does not have; "
+                         f"its inputs are {', '.join(sorted(names))}")
+    for v in graph.inputs:
+        declared = v.shape
+        if v.name in input_shapes:
+            bound = tuple(int(d) for d in input_shapes[v.name])
+            if declared is not None and len(declared) != len(bound):
+                raise ShapeError(f"input '{v.name}' has rank {len(declared)} ({_fmt(declared)}) "
+                                 f"but input_shapes gives {len(bound)} dims {bound}")
+            for axis, (d, b) in enumerate(zip(declared or bound, bound)):
+                if isinstance(d, int) and d > 0 and d != b:
+                    raise ShapeError(f"input '{v.name}' dimension {axis} is fixed to {d} by the model, not {b}")
+                if b < 0:
+                    raise ShapeError(f"input '{v.name}' dimension {axis}: {b} is not a valid size")
+            v.shape = bound
+        elif declared is None:
+            raise ShapeError(f"input '{v.name}' has no declared shape; give it with input_shapes or --shape")
+        else:
+            for axis, d in enumerate(declared):
+                if not isinstance(d, int) or d < 0:
+                    raise UnboundDimensionError(v.name, axis, d)
+            v.shape = tuple(declared)
+        if v.dtype is None:
+            raise InvalidModelError(f"input '{v.name}' has no element type")
+
+
+def infer_node(node: Node, fold_limit: int = FOLD_LIMIT_BYTES) -> None:
+    """Set the types of the node's outputs, and their values when the node can run at compile time."""
+    from ..ops import lookup  # noqa: PLC0415 - ops imports ir; the registry is needed only here
+
+    op = lookup(node)
+    try:
+        inferred = op.infer(node)
+    except DnnfusionError:
+        raise
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise InvalidModelError(f"{node.op_type} node '{node.name}': cannot infer output shapes ({type(e).__name__}: {e})") from e
+    for value, out in zip(node.outputs, inferred):
+        if value is None:
+            continue
+        if isinstance(out, np.ndarray):
+            value.set_const(out)
+        else:
+            value.dtype, value.shape = np.dtype(out.dtype), tuple(out.shape)
+    if _foldable(node, op.deterministic, fold_limit):
+        inputs = [v.const if v is not None else None for v in node.inputs]
+        results = op.compute(node, *inputs)
+        for value, array in zip(node.outputs, results):
+            if value is None:
+                continue
+            array = np.asarray(array)
+            if value.const is None and value.shape is not None and tuple(array.shape) != tuple(
+                    d if d is not None else array.shape[i] for i, d in enumerate(value.shape)):
+                raise ShapeError(f"{node.op_type} node '{node.name}': shape rule says {value.shape} "
+                                 f"but the operator computes {array.shape} (an internal error; please report it)")
+            value.set_const(array)
+
+
+def _foldable(node: Node, deterministic: bool, limit: int) -> bool:
+    if not deterministic or any(v is not None and v.const is None for v in node.inputs):
+        return False
+    if all(v is None or v.const is not None for v in node.outputs):
+        return False
+    return all(v is None or v.shape is None or v.nbytes <= limit for v in node.outputs)
+
+
+def infer_shapes(graph: Graph, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 fold_limit: int = FOLD_LIMIT_BYTES) -> Graph:
+    """Bind the inputs and propagate static types through every node (in place; returns the graph)."""
+    bind_inputs(graph, input_shapes)
+    for node in graph.nodes:
+        infer_node(node, fold_limit)
+    return graph
+
+
+def dynamic_values(graph: Graph) -> list[str]:
+    """Names of values whose shape is still not static (data-dependent extents)."""
+    return [v.name for v in graph.live_values() if not v.is_static]
+
+
+def _fmt(shape: tuple) -> str:
+    return "x".join(str(d) if d is not None else "?" for d in shape)

@@ -1,0 +1,196 @@
+"""What an operator definition holds, and the shared base classes that most operators are made of.
+
+An `Op` knows, for one ONNX operator: its mapping type (DESIGN §2.1), its algebraic properties, its static
+shape rule (`infer`), its numpy reference semantics (`compute`) and its FLOP count. Passes and executors
+ask the op; nothing outside `ops/` switches on operator names.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import InvalidModelError, ShapeError, UnsupportedOperatorError
+from ..ir.graph import Node, Value
+
+
+class MappingType(enum.Enum):
+    """How output elements map to input elements (the paper's Table 2), in order of complexity."""
+
+    ONE_TO_ONE = "One-to-One"
+    REORGANIZE = "Reorganize"
+    SHUFFLE = "Shuffle"
+    ONE_TO_MANY = "One-to-Many"
+    MANY_TO_MANY = "Many-to-Many"
+
+
+@dataclass(frozen=True)
+class Algebra:
+    """Which algebraic properties hold; `distributes_over` names the ops this one distributes over."""
+
+    associative: bool = False
+    commutative: bool = False
+    distributes_over: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        parts = [p for p, on in (("associative", self.associative), ("commutative", self.commutative)) if on]
+        if self.distributes_over:
+            parts.append("distributive over " + ", ".join(sorted(self.distributes_over)))
+        return "; ".join(parts)
+
+
+class TensorType(NamedTuple):
+    """A static tensor type: what a shape rule returns for an output it cannot compute outright."""
+
+    dtype: np.dtype
+    shape: tuple
+
+
+Inferred = TensorType | np.ndarray  # a shape rule may return a known constant instead of a type
+
+
+class Op:
+    """One ONNX operator. Subclasses set the class attributes and override infer/compute."""
+
+    op_type: ClassVar[str] = ""
+    domain: ClassVar[str] = ""
+    mapping: ClassVar[MappingType] = MappingType.MANY_TO_MANY
+    algebra: ClassVar[Algebra] = Algebra()
+    deterministic: ClassVar[bool] = True   # False: never folded at compile time (random ops)
+    summary: ClassVar[str] = ""
+
+    def infer(self, node: Node) -> list[Inferred]:
+        """The static type of each output, from input types/shapes and any constant inputs."""
+        raise NotImplementedError
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        """Reference semantics in numpy: the outputs for these input arrays."""
+        raise NotImplementedError
+
+    def flops(self, node: Node) -> int:
+        """Floating-point operations per run; elementwise default: one per output element."""
+        return sum(v.numel for v in node.outputs if v is not None)
+
+    # --- helpers for shape rules -------------------------------------------------------------------
+    def fail(self, node: Node, detail: str) -> UnsupportedOperatorError:
+        """An error naming this node for a feature we do not support."""
+        return UnsupportedOperatorError(node.op_type, node.name, node.domain, node.opset, detail)
+
+    @staticmethod
+    def invalid(node: Node, detail: str) -> InvalidModelError:
+        return InvalidModelError(f"{node.op_type} node '{node.name}': {detail}")
+
+
+def const_input(node: Node, i: int, what: str) -> np.ndarray | None:
+    """The compile-time value of input i (None when omitted); an error if it is not constant."""
+    v = node.input(i)
+    if v is None:
+        return None
+    if v.const is None:
+        raise ShapeError(
+            f"{node.op_type} node '{node.name}': its {what} ('{v.name}') must be known at compile time "
+            "for static shapes, but it depends on a graph input")
+    return v.const
+
+
+def shape_of(node: Node, i: int) -> tuple:
+    v = node.input(i)
+    if v is None or v.shape is None:
+        raise ShapeError(f"{node.op_type} node '{node.name}': input {i} has no inferred shape")
+    return v.shape
+
+
+def broadcast(node: Node, *shapes: tuple) -> tuple:
+    """Multidirectional (numpy) broadcasting of static shapes; data-dependent extents stay None."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        dims.discard(1)
+        if len(dims - {None}) > 1:
+            raise ShapeError(f"{node.op_type} node '{node.name}': shapes {', '.join(map(str, shapes))} do not broadcast")
+        out.append(next(iter(dims - {None}), None if None in dims else 1))
+    return tuple(out)
+
+
+def same_as_input(node: Node, i: int = 0, dtype: Any = None) -> TensorType:
+    v = node.inputs[i]
+    return TensorType(np.dtype(dtype) if dtype is not None else v.dtype, v.shape)
+
+
+def normalize_axis(node: Node, axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise InvalidModelError(f"{node.op_type} node '{node.name}': axis {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def input_values(node: Node) -> list[Value]:
+    return [v for v in node.inputs if v is not None]
+
+
+# --- families ------------------------------------------------------------------------------------
+
+class Unary(Op):
+    """y = f(x) elementwise, same shape; `out_dtype` fixes the output type (e.g. bool for IsNaN)."""
+
+    mapping = MappingType.ONE_TO_ONE
+    out_dtype: ClassVar[Any] = None
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def infer(self, node: Node) -> list[Inferred]:
+        return [same_as_input(node, 0, self.out_dtype)]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        x = inputs[0]
+        y = np.asarray(self.fn(node, x))
+        return [y.astype(self.out_dtype if self.out_dtype is not None else x.dtype, copy=False)]
+
+
+class Binary(Op):
+    """y = f(a, b) elementwise with numpy broadcasting; `out_dtype` fixes the type (bool for compares)."""
+
+    mapping = MappingType.ONE_TO_ONE
+    out_dtype: ClassVar[Any] = None
+
+    def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def infer(self, node: Node) -> list[Inferred]:
+        a, b = node.inputs[0], node.inputs[1]
+        dtype = np.dtype(self.out_dtype) if self.out_dtype is not None else a.dtype
+        return [TensorType(dtype, broadcast(node, a.shape, b.shape))]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        a, b = inputs[0], inputs[1]
+        y = np.asarray(self.fn(node, a, b))
+        return [y.astype(self.out_dtype if self.out_dtype is not None else a.dtype, copy=False)]
+
+
+class Variadic(Op):
+    """y = f(x0, x1, ...) folded pairwise with broadcasting (Sum, Max, Min, Mean)."""
+
+    mapping = MappingType.ONE_TO_ONE
+
+    def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def finish(self, node: Node, acc: np.ndarray, count: int) -> np.ndarray:
+        return acc
+
+    def infer(self, node: Node) -> list[Inferred]:
+        vals = input_values(node)
+        return [TensorType(vals[0].dtype, broadcast(node, *(v.shape for v in vals)))]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        arrays = [x for x in inputs if x is not None]
+        acc = arrays[0]
+        for x in arrays[1:]:
+            acc = self.fn(node, acc, x)
+        shape = np.broadcast_shapes(*(x.shape for x in arrays))
+        out = np.broadcast_to(self.finish(node, acc, len(arrays)), shape)
+        return [np.array(out, dtype=arrays[0].dtype)]

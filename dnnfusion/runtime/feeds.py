@@ -1,0 +1,37 @@
+"""Run-time input checking, shared by every executor: names, dtypes and shapes of the feeds."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InputDtypeError, InputShapeError, MissingInputError
+from ..ir import dtypes
+from ..ir.graph import Graph
+
+
+def check_feeds(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The feeds as arrays, after checking each against the graph input of the same name."""
+    expected = {v.name: v for v in graph.inputs}
+    extra = sorted(set(feeds) - set(expected))
+    if extra:
+        raise MissingInputError(f"unknown input {', '.join(map(repr, extra))}; the model's inputs are "
+                                f"{', '.join(repr(n) for n in expected)}")
+    arrays: dict[str, np.ndarray] = {}
+    for name, v in expected.items():
+        if name not in feeds:
+            raise MissingInputError(f"input '{name}' is missing: feed a {dtypes.name(v.dtype)} array of shape {_fmt(v.shape)}")
+        array = np.asarray(feeds[name])
+        if array.dtype != v.dtype:
+            raise InputDtypeError(f"input '{name}' is {dtypes.name(array.dtype)} but the model expects "
+                                  f"{dtypes.name(v.dtype)} (shape {_fmt(v.shape)}); convert it with .astype")
+        if tuple(array.shape) != tuple(v.shape):
+            raise InputShapeError(f"input '{name}' has shape {_fmt(array.shape)} but the model was compiled for "
+                                  f"{_fmt(v.shape)}; recompile with input_shapes={{'{name}': ...}} to change it")
+        arrays[name] = array
+    return arrays
+
+
+def _fmt(shape: tuple | None) -> str:
+    return "?" if shape is None else "(" + ", ".join(str(d) for d in shape) + ")"
