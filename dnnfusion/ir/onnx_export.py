@@ -23,8 +23,6 @@ def _attribute(key: str, value: Any) -> onnx.AttributeProto:
         return helper.make_attribute(key, numpy_helper.from_array(np.asarray(value)))
     if isinstance(value, list) and value and isinstance(value[0], np.ndarray):
         return helper.make_attribute(key, [numpy_helper.from_array(np.asarray(t)) for t in value])
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], onnx.SparseTensorProto):
-        return helper.make_attribute(key, value[1])
     return helper.make_attribute(key, value)
 
 

@@ -76,7 +76,7 @@ def attribute_value(attr: onnx.AttributeProto, base_dir: Path | None) -> Any:
     if kind == onnx.AttributeProto.TENSORS:
         return [tensor_to_array(t, base_dir) for t in attr.tensors]
     if kind == onnx.AttributeProto.SPARSE_TENSOR:
-        return numpy_helper.to_array(attr.sparse_tensor.values), attr.sparse_tensor
+        return _dense(attr.sparse_tensor)
     value = helper.get_attribute_value(attr)
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")

@@ -20,10 +20,9 @@ class Constant(Op):
     mapping = MappingType.ONE_TO_ONE
 
     def value(self, node: Node) -> np.ndarray:
-        if "value" in node.attrs:
-            return np.asarray(node.attrs["value"])
-        if "sparse_value" in node.attrs:
-            raise self.fail(node, "with a sparse_value attribute is not supported")
+        for key in ("value", "sparse_value"):   # the importer densifies sparse tensors
+            if key in node.attrs:
+                return np.asarray(node.attrs[key])
         for key, dtype in _SCALAR_ATTRS.items():
             if key in node.attrs:
                 return np.array(node.attrs[key], dtype=dtype)
