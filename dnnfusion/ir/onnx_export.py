@@ -40,5 +40,5 @@ def to_onnx(graph: Graph, producer: str = "dnnfusion") -> onnx.ModelProto:
     g = helper.make_graph(nodes, graph.name, [_value_info(v) for v in graph.inputs],
                           [_value_info(v) for v in graph.outputs], initializers, value_info=value_info)
     opsets = [helper.make_opsetid(domain, version) for domain, version in sorted(graph.opsets.items())]
-    model = helper.make_model(g, opset_imports=opsets, producer_name=producer)
-    return model
+    ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    return helper.make_model(g, opset_imports=opsets, producer_name=producer, ir_version=ir_version)

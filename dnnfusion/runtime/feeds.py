@@ -35,3 +35,18 @@ def check_feeds(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]
 
 def _fmt(shape: tuple | None) -> str:
     return "?" if shape is None else "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded feeds matching the graph's inputs: normal floats, small non-negative ints, random bools."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for v in graph.inputs:
+        kind = np.dtype(v.dtype).kind
+        if kind == "b":
+            feeds[v.name] = rng.random(v.shape) > 0.5
+        elif kind in "iu":
+            feeds[v.name] = rng.integers(0, 2, v.shape).astype(v.dtype)
+        else:
+            feeds[v.name] = rng.standard_normal(v.shape).astype(v.dtype)
+    return feeds

@@ -1,0 +1,25 @@
+"""Small builders shared by the tests: one-node and few-node ONNX models."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def make_model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[tuple[str, int, Sequence]],
+               outputs: Sequence[str], initializers: dict[str, np.ndarray] | None = None,
+               opset: int = 17) -> onnx.ModelProto:
+    """A model from nodes; inputs are (name, elem_type, shape with ints or symbolic names)."""
+    graph = helper.make_graph(
+        list(nodes), "test",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in outputs],
+        [numpy_helper.from_array(a, k) for k, a in (initializers or {}).items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+FLOAT = TensorProto.FLOAT
+INT64 = TensorProto.INT64

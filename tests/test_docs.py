@@ -1,0 +1,18 @@
+"""docs/OPERATORS.md is generated from the registry; it must list exactly the registered operators."""
+
+import re
+from pathlib import Path
+
+from dnnfusion import ops
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "OPERATORS.md"
+
+
+def test_operators_doc_is_current():
+    rows = re.findall(r"^\| (\w+) \| (One-to-One|One-to-Many|Many-to-Many|Reorganize|Shuffle) \|", DOC.read_text(), re.M)
+    assert dict(rows) == {op.op_type: op.mapping.value for op in ops.all_ops()}, \
+        "docs/OPERATORS.md is stale: run python tools/gen_operators_doc.py"
+
+
+def test_registry_covers_at_least_120_operators():
+    assert len(ops.all_ops()) >= 120
