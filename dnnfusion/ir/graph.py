@@ -36,8 +36,10 @@ class Value:
 
     @property
     def numel(self) -> int:
-        """Element count (data-dependent extents count as 0)."""
-        return int(np.prod([d or 0 for d in self.shape])) if self.shape is not None else 0
+        """Element count (unknown or data-dependent extents count as 0)."""
+        if self.shape is None:
+            return 0
+        return int(np.prod([d if isinstance(d, int) else 0 for d in self.shape], dtype=np.int64))
 
     @property
     def nbytes(self) -> int:

@@ -1,5 +1,6 @@
 """ONNX import and export: round trips, external data (incl. offsets past 2 GB), malformed files."""
 
+import mmap
 import os
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_round_trip_runs_the_same_in_onnxruntime(fold):
     exported = to_onnx(graph)
     onnx.checker.check_model(exported)
     assert all(d.ok for d in compare(run_onnxruntime(exported, FEEDS), run_onnxruntime(model, FEEDS)))
-    again = from_onnx(exported)
+    again = load(exported, fold=False)
     assert [n.op_type for n in again.nodes] == [n.op_type for n in graph.nodes]
     assert again.outputs[0].shape == (2, 8, 64)
 
@@ -67,9 +68,12 @@ def _external_model(tmp_path, offset: int = 0):
 
 def test_external_data_is_memory_mapped(tmp_path):
     path, weight = _external_model(tmp_path)
-    g = from_onnx(path)
-    assert isinstance(g.values["w"].const, np.memmap)
-    np.testing.assert_array_equal(g.values["w"].const, weight)
+    array = from_onnx(path).values["w"].const
+    owner = array
+    while owner is not None and not isinstance(owner, (np.memmap, mmap.mmap)):
+        owner = owner.base
+    assert owner is not None, "external weights were copied instead of mapped"
+    np.testing.assert_array_equal(array, weight)
 
 
 def test_external_data_beyond_2gb(tmp_path):
@@ -83,7 +87,7 @@ def test_onnx_save_external_data_round_trip(tmp_path):
     onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
               location="m.data", size_threshold=0)
     g = load(tmp_path / "m.onnx", {"x": (2, 8, 64), "mask": (2, 8)})
-    reference = load(model, {"x": (2, 8, 64), "mask": (2, 8)})
+    reference = load(demo_model(), {"x": (2, 8, 64), "mask": (2, 8)})   # onnx.save externalised `model`
     assert len(g.nodes) == len(reference.nodes)
 
 

@@ -47,7 +47,9 @@ def test_missing_and_unknown_inputs(executor):
 
 
 def test_intermediates_are_released(executor):
-    """Each intermediate is freed after its last consumer: the release lists cover them exactly once."""
+    """Each intermediate (and fed input) is dropped after its last consumer, exactly once."""
     released = [v.name for group in executor._release for v in group]
     assert len(released) == len(set(released))
-    assert set(released) == {v.name for v in executor.graph.intermediates()}
+    graph = executor.graph
+    expected = {v.name for v in graph.intermediates() if v.consumers} | {v.name for v in graph.inputs}
+    assert set(released) == expected
