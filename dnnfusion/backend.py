@@ -12,27 +12,53 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 
+from .errors import ShapeError
 from .ir import Graph, from_onnx, infer_shapes
 from .rewrite import fold_constants
 from .runtime import ReferenceExecutor
 
 
 class DnnfusionRep(BackendRep):
-    """A prepared model; compiled once per distinct set of input shapes."""
+    """A prepared model, compiled once per distinct set of input shapes.
+
+    dnnfusion compiles static shapes. When a shape depends on an input's *value* (a Reshape target, Slice
+    bounds or Range limits fed as graph inputs, as many ONNX node tests do), the model is specialized: small
+    integer and scalar feeds become compile-time constants, and a new value compiles a new executor.
+    """
+
+    SPECIALIZE_MAX_ELEMENTS = 64
 
     def __init__(self, model: onnx.ModelProto) -> None:
         self._model = model
         self._source = from_onnx(model)
         self._executors: dict[tuple, ReferenceExecutor] = {}
+        self._needs_values = False
 
     def _executor(self, feeds: dict[str, np.ndarray]) -> ReferenceExecutor:
-        key = tuple(tuple(a.shape) for a in feeds.values())
+        if not self._needs_values:
+            key = tuple(tuple(a.shape) for a in feeds.values())
+            if key not in self._executors:
+                try:
+                    self._executors[key] = self._compile(feeds, {})
+                except ShapeError:
+                    self._needs_values = True
+            if not self._needs_values:
+                return self._executors[key]
+        values = {n: a for n, a in feeds.items()
+                  if a.ndim == 0 or (a.dtype.kind in "iu" and a.size <= self.SPECIALIZE_MAX_ELEMENTS)}
+        key = tuple((tuple(a.shape), a.dtype.str, a.tobytes() if n in values else b"") for n, a in feeds.items())
         if key not in self._executors:
-            graph: Graph = self._source.clone()
-            infer_shapes(graph, {name: a.shape for name, a in feeds.items()})
-            fold_constants(graph)
-            self._executors[key] = ReferenceExecutor(graph)
+            self._executors[key] = self._compile(feeds, values)
         return self._executors[key]
+
+    def _compile(self, feeds: dict[str, np.ndarray], values: dict[str, np.ndarray]) -> ReferenceExecutor:
+        graph: Graph = self._source.clone()
+        for v in graph.inputs:
+            if v.name in values:
+                v.const = values[v.name]
+        infer_shapes(graph, {name: a.shape for name, a in feeds.items()})
+        fold_constants(graph)
+        return ReferenceExecutor(graph)
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         names = [v.name for v in self._source.inputs]

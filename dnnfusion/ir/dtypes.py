@@ -36,4 +36,4 @@ FLOAT_KINDS = "fc"
 def is_float(dtype: np.dtype) -> bool:
     """True for floating-point types, including bfloat16 and float8 from ml_dtypes."""
     dtype = np.dtype(dtype)
-    return dtype.kind in FLOAT_KINDS or dtype.name.startswith(("bfloat", "float8", "float4"))
+    return dtype.kind in FLOAT_KINDS or dtype.name.startswith(("bfloat", "float8", "float6", "float4"))

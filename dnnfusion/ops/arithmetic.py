@@ -61,12 +61,13 @@ class Pow(Binary):
 
 @register
 class Mod(Binary):
+    """fmod=0: a - floor(a / b) * b (sign of b); fmod=1: a - trunc(a / b) * b (sign of a, C fmod)."""
+
     op_type = "Mod"
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if node.attr("fmod", 0) or np.issubdtype(a.dtype, np.floating):
-            return np.fmod(a, b)
-        return np.mod(a, b)
+        with np.errstate(all="ignore"):   # x mod 0 is nan for floats and 0 for integers, as numpy gives
+            return np.fmod(a, b) if node.attr("fmod", 0) else np.mod(a, b)
 
 
 @register

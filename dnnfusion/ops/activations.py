@@ -1,0 +1,276 @@
+"""Activation functions: Relu, Sigmoid, Tanh, the parameterised ReLU/ELU family, HardSigmoid, HardSwish, Gelu,
+Mish, Softplus, Softsign, Swish, Shrink, PRelu, Clip and Dropout (inference) — all One-to-One."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..ir.graph import Node
+from .base import Binary, Inferred, MappingType, Op, TensorType, Unary, same_as_input
+from .registry import register
+from .unary_math import FloatUnary, erf
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x), without overflow for large |x|."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """ln(1 + e^x), without overflow for large x."""
+    return np.logaddexp(np.zeros((), x.dtype), x)
+
+
+def _alpha(node: Node, default: float) -> float:
+    return float(node.attr("alpha", default))
+
+
+@register
+class Relu(FloatUnary):
+    """y = max(x, 0)."""
+
+    op_type = "Relu"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, np.zeros((), x.dtype))
+
+
+@register
+class Sigmoid(FloatUnary):
+    """y = 1 / (1 + e^-x)."""
+
+    op_type = "Sigmoid"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return sigmoid(x)
+
+
+@register
+class Tanh(FloatUnary):
+    """y = tanh(x)."""
+
+    op_type = "Tanh"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return np.tanh(x)
+
+
+@register
+class LeakyRelu(FloatUnary):
+    """y = x for x >= 0, alpha * x otherwise (alpha = 0.01)."""
+
+    op_type = "LeakyRelu"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return np.where(x >= 0, x, _alpha(node, 0.01) * x)
+
+
+@register
+class Elu(FloatUnary):
+    """y = x for x >= 0, alpha * (e^x - 1) otherwise (alpha = 1)."""
+
+    op_type = "Elu"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return np.where(x >= 0, x, _alpha(node, 1.0) * np.expm1(x))
+
+
+@register
+class Selu(FloatUnary):
+    """y = gamma * x for x > 0, gamma * alpha * (e^x - 1) otherwise (the self-normalising constants)."""
+
+    op_type = "Selu"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        alpha = _alpha(node, 1.67326319217681884765625)
+        gamma = float(node.attr("gamma", 1.05070102214813232421875))
+        return gamma * np.where(x > 0, x, alpha * np.expm1(x))
+
+
+@register
+class Celu(FloatUnary):
+    """y = max(0, x) + min(0, alpha * (e^(x / alpha) - 1)) (alpha = 1)."""
+
+    op_type = "Celu"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        alpha = _alpha(node, 1.0)
+        return np.maximum(x, 0) + np.minimum(0, alpha * np.expm1(x / alpha))
+
+
+@register
+class ThresholdedRelu(FloatUnary):
+    """y = x for x > alpha, 0 otherwise (alpha = 1)."""
+
+    op_type = "ThresholdedRelu"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return np.where(x > _alpha(node, 1.0), x, 0)
+
+
+@register
+class HardSigmoid(FloatUnary):
+    """y = max(0, min(1, alpha * x + beta)) (alpha = 0.2, beta = 0.5)."""
+
+    op_type = "HardSigmoid"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return np.clip(_alpha(node, 0.2) * x + float(node.attr("beta", 0.5)), 0, 1)
+
+
+@register
+class HardSwish(FloatUnary):
+    """y = x * max(0, min(1, x / 6 + 1 / 2))."""
+
+    op_type = "HardSwish"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return x * np.clip(x / 6 + 0.5, 0, 1)
+
+
+@register
+class Gelu(FloatUnary):
+    """y = x * Phi(x), the Gaussian CDF; approximate='tanh' uses the tanh formula."""
+
+    op_type = "Gelu"
+
+    def infer(self, node: Node) -> list[Inferred]:
+        if node.attr("approximate", "none") not in ("none", "tanh"):
+            raise self.invalid(node, f"approximate must be 'none' or 'tanh', not {node.attr('approximate')!r}")
+        return super().infer(node)
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        if node.attr("approximate", "none") == "tanh":
+            return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+
+@register
+class Mish(FloatUnary):
+    """y = x * tanh(softplus(x))."""
+
+    op_type = "Mish"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return x * np.tanh(softplus(x))
+
+
+@register
+class Softplus(FloatUnary):
+    """y = ln(1 + e^x)."""
+
+    op_type = "Softplus"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return softplus(x)
+
+
+@register
+class Softsign(FloatUnary):
+    """y = x / (1 + |x|)."""
+
+    op_type = "Softsign"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return x / (1 + np.abs(x))
+
+
+@register
+class Swish(FloatUnary):
+    """y = x * sigmoid(alpha * x) (alpha = 1; SiLU)."""
+
+    op_type = "Swish"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return x * sigmoid(_alpha(node, 1.0) * x)
+
+
+@register
+class Shrink(FloatUnary):
+    """y = x - bias for x > lambd, x + bias for x < -lambd, 0 otherwise (lambd = 0.5, bias = 0)."""
+
+    op_type = "Shrink"
+
+    def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
+        lambd, bias = float(node.attr("lambd", 0.5)), float(node.attr("bias", 0.0))
+        return np.where(x > lambd, x - bias, np.where(x < -lambd, x + bias, 0))
+
+
+@register
+class PRelu(Binary):
+    """y = x for x >= 0, slope * x otherwise; slope broadcasts to x's shape."""
+
+    op_type = "PRelu"
+
+    def infer(self, node: Node) -> list[Inferred]:
+        (out,) = super().infer(node)
+        if out.shape != node.inputs[0].shape:
+            raise self.invalid(node, f"slope of shape {node.inputs[1].shape} does not broadcast to the input's "
+                                     f"shape {node.inputs[0].shape}")
+        return [out]
+
+    def fn(self, node: Node, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        return np.where(x >= 0, x, slope * x)
+
+
+@register
+class Clip(Unary):
+    """y = min(max(x, min), max); the bounds are attributes before opset 11 and optional inputs since."""
+
+    op_type = "Clip"
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        x = inputs[0]
+        low, high = self.bounds(node, inputs)
+        y = x if low is None else np.maximum(x, low.astype(x.dtype))
+        return [y if high is None else np.minimum(y, high.astype(x.dtype))]
+
+    def bounds(self, node: Node, inputs: Sequence[np.ndarray | None]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The (min, max) bounds, each None when absent."""
+        if node.opset < 11:
+            low, high = node.attr("min"), node.attr("max")
+            return (None if low is None else np.asarray(low), None if high is None else np.asarray(high))
+        bounds = [inputs[i] if i < len(inputs) else None for i in (1, 2)]
+        for name, bound in zip(("min", "max"), bounds):
+            if bound is not None and bound.size != 1:
+                raise self.invalid(node, f"{name} must be a scalar, not a tensor of shape {bound.shape}")
+        return bounds[0], bounds[1]
+
+
+@register
+class Dropout(Op):
+    """Inference dropout: y = x, and the optional mask is all true; random training mode is not supported."""
+
+    op_type = "Dropout"
+    mapping = MappingType.ONE_TO_ONE
+
+    def infer(self, node: Node) -> list[Inferred]:
+        ratio, training = node.input(1), node.input(2)
+        if training is not None and training.const is not None and (ratio is None or ratio.const is not None):
+            self.check_inference(node, ratio.const if ratio is not None else None, training.const)
+        x = node.inputs[0]
+        return [same_as_input(node), TensorType(self.mask_dtype(node, x.dtype), x.shape)]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        x = inputs[0]
+        if len(inputs) > 2 and inputs[2] is not None:
+            self.check_inference(node, inputs[1], inputs[2])
+        return [x, np.ones(x.shape, self.mask_dtype(node, x.dtype))]
+
+    @staticmethod
+    def mask_dtype(node: Node, x_dtype: np.dtype) -> np.dtype:
+        """The mask is bool since opset 10 and of the input's type before."""
+        return np.dtype(np.bool_) if node.opset >= 10 else np.dtype(x_dtype)
+
+    def check_inference(self, node: Node, ratio: np.ndarray | None, training: np.ndarray) -> None:
+        """Fail for training mode with a nonzero ratio (0.5 when omitted), which drops random elements."""
+        drop = 0.5 if ratio is None else float(ratio)
+        if bool(training) and drop != 0:
+            raise self.fail(node, f"in training mode with ratio {drop} (random dropout) is not supported")
+
+    def flops(self, node: Node) -> int:
+        return 0

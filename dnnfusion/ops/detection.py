@@ -1,0 +1,221 @@
+"""Object-detection operators: NonMaxSuppression and RoiAlign (Many-to-Many)."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ..ir.graph import Node
+from .base import Inferred, MappingType, Op, TensorType, shape_of
+from .registry import register
+
+IOU_FLOPS = 10     # intersection, union and the ratio for one pair of boxes
+BILINEAR_TAPS = 4
+
+
+@register
+class NonMaxSuppression(Op):
+    """Greedy per-batch, per-class selection of high-scoring boxes that overlap less than an IoU threshold."""
+
+    op_type = "NonMaxSuppression"
+    mapping = MappingType.MANY_TO_MANY
+
+    def infer(self, node: Node) -> list[Inferred]:
+        boxes, scores = shape_of(node, 0), shape_of(node, 1)
+        if len(boxes) != 3 or boxes[2] != 4:
+            raise self.invalid(node, f"boxes must have shape [batch, boxes, 4], not {boxes}")
+        if len(scores) != 3 or scores[0] != boxes[0] or scores[2] != boxes[1]:
+            raise self.invalid(node, f"scores must have shape [batch, classes, boxes] = [{boxes[0]}, C, {boxes[1]}], "
+                                     f"not {scores}")
+        self._center_point_box(node)
+        return [TensorType(np.dtype(np.int64), (None, 3))]   # how many boxes survive depends on the data
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        boxes, scores = inputs[0], inputs[1]
+        limit = _scalar(inputs, 2, 0)
+        iou_threshold = _scalar(inputs, 3, 0.0)
+        score_threshold = _scalar(inputs, 4, None)
+        corners = _corners(boxes.astype(np.float64), self._center_point_box(node))
+        selected = []
+        for b in range(scores.shape[0]):
+            for c in range(scores.shape[1]):
+                for box in select_boxes(corners[b], scores[b, c], int(limit), float(iou_threshold), score_threshold):
+                    selected.append((b, c, box))
+        return [np.array(selected, dtype=np.int64).reshape(-1, 3)]
+
+    def flops(self, node: Node) -> int:
+        """Worst case: every pair of boxes compared once per batch and class."""
+        batch, classes, count = shape_of(node, 1)
+        return IOU_FLOPS * batch * classes * count * count
+
+    def _center_point_box(self, node: Node) -> bool:
+        flag = node.attr("center_point_box", 0)
+        if flag not in (0, 1):
+            raise self.invalid(node, f"center_point_box must be 0 or 1, not {flag}")
+        return bool(flag)
+
+
+def select_boxes(corners: np.ndarray, scores: np.ndarray, limit: int, iou_threshold: float,
+                 score_threshold: float | None) -> list[int]:
+    """Indices kept by greedy NMS for one class: highest score first (ties: lower index first)."""
+    order = np.argsort(-scores, kind="stable")
+    if score_threshold is not None:
+        order = order[scores[order] > score_threshold]
+    kept: list[int] = []
+    while order.size and len(kept) < limit:
+        best, order = order[0], order[1:]
+        kept.append(int(best))
+        order = order[~(iou(corners[best], corners[order]) > iou_threshold)]
+    return kept
+
+
+def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Intersection over union of one [x1, y1, x2, y2] box with each of `others`; 0 for empty boxes."""
+    lo = np.maximum(box[:2], others[:, :2])
+    hi = np.minimum(box[2:], others[:, 2:])
+    sides = hi - lo
+    inter = np.where((sides > 0).all(axis=1), sides.prod(axis=1), 0.0)
+    area = (box[2:] - box[:2]).prod()
+    areas = (others[:, 2:] - others[:, :2]).prod(axis=1)
+    union = area + areas - inter
+    valid = (inter > 0) & (area > 0) & (areas > 0) & (union > 0)
+    return np.where(valid, inter / np.where(valid, union, 1.0), 0.0)
+
+
+def _corners(boxes: np.ndarray, center_point_box: bool) -> np.ndarray:
+    """Boxes as [min, min, max, max] corners, from either corner format or [xc, yc, w, h]."""
+    if center_point_box:
+        half = boxes[..., 2:] / 2
+        return np.concatenate([boxes[..., :2] - half, boxes[..., :2] + half], axis=-1)
+    a, b = boxes[..., :2], boxes[..., 2:]
+    return np.concatenate([np.minimum(a, b), np.maximum(a, b)], axis=-1)
+
+
+def _scalar(inputs: Sequence[np.ndarray | None], i: int, default: float | None) -> float | None:
+    """The single value of an optional scalar input (given as a scalar or a 1-element tensor)."""
+    a = inputs[i] if i < len(inputs) else None
+    return default if a is None or a.size == 0 else a.reshape(-1)[0].item()
+
+
+class _Samples(NamedTuple):
+    """Bilinear sampling along one axis of a RoiAlign: per (bin, sample), two taps and their weights."""
+
+    low: np.ndarray      # (bins, samples) int
+    high: np.ndarray
+    w_low: np.ndarray    # (bins, samples) float, zero for samples outside the map
+    w_high: np.ndarray
+
+
+@register
+class RoiAlign(Op):
+    """Pools a fixed-size feature map per region of interest by averaging (or max of) bilinear samples."""
+
+    op_type = "RoiAlign"
+    mapping = MappingType.MANY_TO_MANY
+
+    def infer(self, node: Node) -> list[Inferred]:
+        x, rois, indices = shape_of(node, 0), shape_of(node, 1), shape_of(node, 2)
+        if len(x) != 4:
+            raise self.invalid(node, f"X must be 4-D [N, C, H, W], not {x}")
+        if len(rois) != 2 or rois[1] != 4 or tuple(indices) != (rois[0],):
+            raise self.invalid(node, f"rois {rois} and batch_indices {indices} must be [R, 4] and [R]")
+        self._mode(node)
+        self._half_pixel(node)
+        return [TensorType(node.inputs[0].dtype, (rois[0], x[1], *self._output_size(node)))]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        x, rois, indices = inputs[0], inputs[1].astype(np.float64), inputs[2]
+        out_h, out_w = self._output_size(node)
+        y = np.zeros((len(rois), x.shape[1], out_h, out_w))
+        for r, (roi, b) in enumerate(zip(rois, indices)):
+            if not 0 <= b < x.shape[0]:
+                raise self.invalid(node, f"batch index {b} of roi {r} is out of range for {x.shape[0]} images")
+            ys, xs = self._samples(node, roi, x.shape[2:])
+            if ys.low.shape[1] and xs.low.shape[1]:
+                y[r] = _pool_max(x[b], ys, xs) if self._mode(node) == "max" else _pool_avg(x[b], ys, xs)
+        return [y.astype(x.dtype)]
+
+    def flops(self, node: Node) -> int:
+        """Two per bilinear tap per sample; adaptive sampling is counted as if the region covered the map."""
+        _, _, height, width = shape_of(node, 0)
+        out_h, out_w = self._output_size(node)
+        ratio = node.attr("sampling_ratio", 0)
+        samples = ratio * ratio if ratio > 0 else math.ceil(height / out_h) * math.ceil(width / out_w)
+        return 2 * BILINEAR_TAPS * samples * node.outputs[0].numel
+
+    def _samples(self, node: Node, roi: np.ndarray, size: tuple) -> tuple[_Samples, _Samples]:
+        """Sampling plans along y and x for one region [x1, y1, x2, y2]."""
+        offset = 0.5 if self._half_pixel(node) else 0.0
+        scaled = roi * float(node.attr("spatial_scale", 1.0)) - offset
+        bins_h, bins_w = self._output_size(node)
+        ratio = node.attr("sampling_ratio", 0)
+        plans = []
+        for start, end, extent, bins in ((scaled[1], scaled[3], size[0], bins_h),
+                                         (scaled[0], scaled[2], size[1], bins_w)):
+            length = end - start if offset else max(end - start, 1.0)   # output_half_pixel forces >= 1
+            count = ratio if ratio > 0 else max(int(np.ceil(length / bins)), 0)
+            plans.append(_axis_samples(start, length / bins, bins, count, extent))
+        return plans[0], plans[1]
+
+    def _output_size(self, node: Node) -> tuple[int, int]:
+        size = (int(node.attr("output_height", 1)), int(node.attr("output_width", 1)))
+        if min(size) < 1:
+            raise self.invalid(node, f"output_height/output_width {size} must be positive")
+        return size
+
+    def _mode(self, node: Node) -> str:
+        mode = node.attr("mode", "avg")
+        if mode not in ("avg", "max"):
+            raise self.fail(node, f"with mode='{mode}' is not supported")
+        return mode
+
+    def _half_pixel(self, node: Node) -> bool:
+        default = "half_pixel" if node.opset >= 16 else "output_half_pixel"
+        mode = node.attr("coordinate_transformation_mode", default)
+        if mode not in ("half_pixel", "output_half_pixel"):
+            raise self.fail(node, f"with coordinate_transformation_mode='{mode}' is not supported")
+        return mode == "half_pixel"
+
+
+def _axis_samples(start: float, bin_size: float, bins: int, count: int, extent: int) -> _Samples:
+    """Sample positions (bin, k) at start + bin * size + (k + 0.5) * size / count, with their bilinear taps."""
+    pos = start + np.arange(bins)[:, None] * bin_size + (np.arange(count)[None, :] + 0.5) * bin_size / max(count, 1)
+    inside = (pos >= -1.0) & (pos <= extent)
+    pos = np.maximum(pos, 0.0)
+    low = np.floor(pos).astype(np.int64)
+    edge = low >= extent - 1
+    low = np.where(edge, extent - 1, low)
+    high = np.where(edge, low, low + 1)
+    frac = np.where(edge, 0.0, pos - low)
+    return _Samples(low, high, np.where(inside, 1.0 - frac, 0.0), np.where(inside, frac, 0.0))
+
+
+def _pool_avg(image: np.ndarray, ys: _Samples, xs: _Samples) -> np.ndarray:
+    """Mean of the bilinear samples per bin: separable, as (bins_y, H) @ image @ (W, bins_x)."""
+    rows = _interpolation_matrix(ys, image.shape[1])
+    cols = _interpolation_matrix(xs, image.shape[2])
+    return np.einsum("ph,chw,qw->cpq", rows, image.astype(np.float64), cols)
+
+
+def _interpolation_matrix(samples: _Samples, extent: int) -> np.ndarray:
+    """(bins, extent): each bin's average of its samples' bilinear weights over the input positions."""
+    bins, count = samples.low.shape
+    matrix = np.zeros((bins, extent))
+    rows = np.broadcast_to(np.arange(bins)[:, None], samples.low.shape)
+    np.add.at(matrix, (rows, samples.low), samples.w_low / count)
+    np.add.at(matrix, (rows, samples.high), samples.w_high / count)
+    return matrix
+
+
+def _pool_max(image: np.ndarray, ys: _Samples, xs: _Samples) -> np.ndarray:
+    """Max over a bin's samples of the largest weighted corner (the ONNX Runtime definition of max mode)."""
+    image = image.astype(np.float64)
+    best = None
+    for y_index, y_weight in ((ys.low, ys.w_low), (ys.high, ys.w_high)):
+        for x_index, x_weight in ((xs.low, xs.w_low), (xs.high, xs.w_high)):
+            corner = image[:, y_index[:, :, None, None], x_index[None, None, :, :]]   # (C, ph, iy, pw, ix)
+            weighted = corner * (y_weight[:, :, None, None] * x_weight[None, None, :, :])
+            best = weighted if best is None else np.maximum(best, weighted)
+    return best.max(axis=(2, 4))

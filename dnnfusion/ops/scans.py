@@ -1,0 +1,234 @@
+"""Scans and selections along axes: CumSum, CumProd, TopK, Einsum and Det (Many-to-Many)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Sequence
+
+import numpy as np
+
+from ..ir.graph import Node
+from .base import Inferred, MappingType, Op, TensorType, broadcast, normalize_axis, same_as_input, shape_of
+from .registry import register
+
+
+class Cumulative(Op):
+    """Running `accumulate` along the axis given as input 1; `exclusive` shifts by one, `reverse` runs backwards."""
+
+    mapping = MappingType.MANY_TO_MANY
+    accumulate: ClassVar[Callable[..., np.ndarray]]
+    identity: ClassVar[int]
+
+    def infer(self, node: Node) -> list[Inferred]:
+        axis = node.input(1)
+        if axis is None:
+            raise self.invalid(node, "input axis is missing")
+        if axis.shape is not None and int(np.prod(axis.shape)) != 1:
+            raise self.invalid(node, f"axis must be a scalar or a 1-element tensor, not of shape {axis.shape}")
+        if axis.const is not None:
+            self._axis(node, axis.const, len(shape_of(node, 0)))
+        return [same_as_input(node)]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        x = inputs[0]
+        axis = self._axis(node, inputs[1], x.ndim)
+        reverse = bool(node.attr("reverse", 0))
+        seq = np.moveaxis(x, axis, 0)
+        if reverse:
+            seq = seq[::-1]
+        y = self.accumulate(seq, axis=0, dtype=x.dtype)
+        if node.attr("exclusive", 0):
+            y = np.concatenate([np.full_like(y[:1], self.identity), y[:-1]])
+        if reverse:
+            y = y[::-1]
+        return [np.ascontiguousarray(np.moveaxis(y, 0, axis))]
+
+    def flops(self, node: Node) -> int:
+        return node.inputs[0].numel
+
+    def _axis(self, node: Node, axis: np.ndarray, rank: int) -> int:
+        if axis.dtype.kind not in "iu":
+            raise self.invalid(node, f"axis must be an integer, not {axis.dtype}")
+        return normalize_axis(node, int(axis.reshape(-1)[0]), rank)
+
+
+@register
+class CumSum(Cumulative):
+    """Cumulative sum along an axis."""
+
+    op_type = "CumSum"
+    accumulate = staticmethod(np.cumsum)
+    identity = 0
+
+
+@register
+class CumProd(Cumulative):
+    """Cumulative product along an axis."""
+
+    op_type = "CumProd"
+    accumulate = staticmethod(np.cumprod)
+    identity = 1
+
+
+@register
+class TopK(Op):
+    """The k largest (or smallest) values along an axis and their int64 indices, sorted, ties by lower index."""
+
+    op_type = "TopK"
+    mapping = MappingType.MANY_TO_MANY
+    k_input_since = 10
+
+    def infer(self, node: Node) -> list[Inferred]:
+        shape = shape_of(node, 0)
+        axis = normalize_axis(node, node.attr("axis", -1), len(shape))
+        k = self._static_k(node)
+        if k is not None:
+            self._check_k(node, k, shape[axis])
+        out = shape[:axis] + (k,) + shape[axis + 1:]
+        return [TensorType(node.inputs[0].dtype, out), TensorType(np.dtype(np.int64), out)]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        x = inputs[0]
+        axis = normalize_axis(node, node.attr("axis", -1), x.ndim)
+        k = self._k(node, inputs[1] if node.opset >= self.k_input_since else None)
+        self._check_k(node, k, x.shape[axis])
+        order = self._order(x, axis, bool(node.attr("largest", 1)))
+        indices = np.take(order, np.arange(k), axis=axis)
+        return [np.take_along_axis(x, indices, axis=axis), indices.astype(np.int64, copy=False)]
+
+    def flops(self, node: Node) -> int:
+        return node.inputs[0].numel   # one comparison per element against the current k-th value
+
+    @staticmethod
+    def _order(x: np.ndarray, axis: int, largest: bool) -> np.ndarray:
+        """Indices along `axis` sorting x ascending (or descending), equal values by lower index first."""
+        if not largest:
+            return np.argsort(x, axis=axis, kind="stable")
+        n = x.shape[axis]
+        backwards = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
+        return n - 1 - np.flip(backwards, axis)
+
+    def _static_k(self, node: Node) -> int | None:
+        """k at compile time; None when it is a run-time input."""
+        if node.opset < self.k_input_since:
+            return self._k(node, None)
+        v = node.input(1)
+        if v is None:
+            raise self.invalid(node, "input K is missing")
+        return None if v.const is None else self._k(node, v.const)
+
+    def _k(self, node: Node, given: np.ndarray | None) -> int:
+        if given is None:
+            return int(node.attr("k", -1))
+        if given.size != 1 or given.dtype.kind not in "iu":
+            raise self.invalid(node, f"K must be a 1-element integer tensor, not {given.dtype} of shape {given.shape}")
+        return int(given.reshape(-1)[0])
+
+    def _check_k(self, node: Node, k: int, extent: int | None) -> None:
+        if k < 0 or (extent is not None and k > extent):
+            raise self.invalid(node, f"k={k} is not in [0, {extent}], the extent of the axis")
+
+
+@dataclass(frozen=True)
+class Equation:
+    """A parsed einsum equation: one term per input and the output term, '...' written as '.'."""
+
+    inputs: tuple[str, ...]
+    output: str
+
+    @classmethod
+    def parse(cls, node: Node) -> Equation:
+        text = str(node.attr("equation", "")).replace(" ", "")
+        lhs, arrow, rhs = text.partition("->")
+        terms = tuple(t.replace("...", ".") for t in lhs.split(","))
+        if len(terms) != len(node.inputs):
+            raise Op.invalid(node, f"equation '{text}' has {len(terms)} input terms but the node has "
+                                   f"{len(node.inputs)} inputs")
+        if not arrow:
+            once = sorted(c for c in set("".join(terms)) - {"."} if "".join(terms).count(c) == 1)
+            rhs = ("." if any("." in t for t in terms) else "") + "".join(once)
+        output = rhs.replace("...", ".")
+        for term in terms + (output,):
+            if not all(c.isalpha() or c == "." for c in term) or term.count(".") > 1:
+                raise Op.invalid(node, f"equation '{text}' has a malformed term '{term.replace('.', '...')}'")
+        if len(set(output)) != len(output) or not set(output) <= set("".join(terms)):
+            raise Op.invalid(node, f"equation '{text}' has an output term that repeats an index or names "
+                                   "one no input has")
+        return cls(terms, output)
+
+    def text(self) -> str:
+        """The equation in explicit form, as numpy reads it."""
+        return (",".join(self.inputs) + "->" + self.output).replace(".", "...")
+
+    def extents(self, node: Node, shapes: Sequence[tuple]) -> tuple[dict[str, int], tuple]:
+        """Each index letter's extent and the broadcast shape that '...' stands for."""
+        letters: dict[str, int] = {}
+        ellipses = []
+        for i, (term, shape) in enumerate(zip(self.inputs, shapes)):
+            spread = len(shape) - (len(term) - ("." in term))
+            if spread < 0 or ("." not in term and spread):
+                raise Op.invalid(node, f"term '{term.replace('.', '...')}' does not fit input {i} of rank {len(shape)}")
+            pos = 0
+            for c in term:
+                if c == ".":
+                    ellipses.append(shape[pos:pos + spread])
+                    pos += spread
+                    continue
+                letters[c] = self._merge(node, c, letters.get(c, 1), shape[pos])
+                pos += 1
+        return letters, broadcast(node, *ellipses) if ellipses else ()
+
+    def output_shape(self, node: Node, shapes: Sequence[tuple]) -> tuple:
+        letters, ellipsis = self.extents(node, shapes)
+        return sum(((ellipsis if c == "." else (letters[c],)) for c in self.output), ())
+
+    @staticmethod
+    def _merge(node: Node, letter: str, known: int, extent: int) -> int:
+        """The extent of `letter` given another occurrence; 1 broadcasts as numpy does."""
+        if known != extent and 1 not in (known, extent):
+            raise Op.invalid(node, f"index '{letter}' has extents {known} and {extent}")
+        return extent if known == 1 else known
+
+
+@register
+class Einsum(Op):
+    """Sum of products over the indices an einsum equation contracts."""
+
+    op_type = "Einsum"
+    mapping = MappingType.MANY_TO_MANY
+
+    def infer(self, node: Node) -> list[Inferred]:
+        shapes = [shape_of(node, i) for i in range(len(node.inputs))]
+        return [TensorType(node.inputs[0].dtype, Equation.parse(node).output_shape(node, shapes))]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        dtype = inputs[0].dtype
+        native = dtype.kind in "biufc"   # numpy's einsum has no kernels for bfloat16 and friends
+        operands = [x if native else x.astype(np.float32) for x in inputs]
+        return [np.asarray(np.einsum(Equation.parse(node).text(), *operands)).astype(dtype, copy=False)]
+
+    def flops(self, node: Node) -> int:
+        letters, ellipsis = Equation.parse(node).extents(node, [v.shape for v in node.inputs])
+        return 2 * int(np.prod([d or 0 for d in [*letters.values(), *ellipsis]], dtype=np.int64))
+
+
+@register
+class Det(Op):
+    """Determinant of each square matrix in the last two axes."""
+
+    op_type = "Det"
+    mapping = MappingType.MANY_TO_MANY
+
+    def infer(self, node: Node) -> list[Inferred]:
+        shape = shape_of(node, 0)
+        if len(shape) < 2 or shape[-1] != shape[-2]:
+            raise self.invalid(node, f"the input must be square matrices (..., M, M), not of shape {shape}")
+        return [TensorType(node.inputs[0].dtype, shape[:-2])]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        x = inputs[0]
+        return [np.asarray(np.linalg.det(x.astype(np.float64))).astype(x.dtype)]
+
+    def flops(self, node: Node) -> int:
+        shape = node.inputs[0].shape
+        return int(np.prod(shape[:-2], dtype=np.int64)) * 2 * shape[-1] ** 3 // 3   # LU factorization
