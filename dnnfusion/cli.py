@@ -97,7 +97,7 @@ def info(model: Path, shapes: tuple[str, ...], top: int) -> None:
         loaded = sum(n.op_type != "Constant" for n in graph.nodes)
     with step("propagating static shapes and folding constants"):
         infer_shapes(graph, input_shapes)
-        folded = fold_constants(graph)
+        fold_constants(graph)
     stats = graph_stats(graph)
     console.print(f"[bold]{model.name}[/]  graph '{graph.name}'  opsets {graph.opsets}  producer: {graph.doc.get('producer') or '?'}",
                   highlight=False)
@@ -116,7 +116,7 @@ def info(model: Path, shapes: tuple[str, ...], top: int) -> None:
     for op_type, count in list(stats.ops_by_type.items())[:top]:
         types.add_row(op_type, str(count), ops.get(op_type).mapping.value)
     console.print(types)
-    console.print(f"operators as loaded: {loaded} (Constant nodes excluded); folded away: {folded}")
+    console.print(f"operators as loaded: {loaded} (Constant nodes excluded); folded away: {loaded - stats.ops_total}")
     console.print(f"FLOPs per run: {human(stats.flops, 'FLOP')}   parameters: {human(stats.param_count)} "
                   f"({human(stats.param_bytes, 'B')})   intermediate results: {human(stats.irs_bytes, 'B')}")
     if stats.dynamic_values:
