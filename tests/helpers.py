@@ -21,5 +21,18 @@ def make_model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[tuple[str, int,
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
+def one_node_model(op: str, inputs: Sequence[tuple[str, int, Sequence[int]]], outputs: Sequence[tuple[str, int]],
+                   opset: int = 22, initializers: dict[str, np.ndarray] | None = None, **attrs) -> onnx.ModelProto:
+    """A one-node model; graph inputs are (name, elem_type, shape), outputs (name, elem_type); initializers
+    follow the graph inputs as the node's trailing inputs."""
+    names = [n for n, _, _ in inputs] + list(initializers or {})
+    node = helper.make_node(op, names, [n for n, _ in outputs], **attrs)
+    graph = helper.make_graph(
+        [node], "t", [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, None) for n, t in outputs],
+        [numpy_helper.from_array(a, k) for k, a in (initializers or {}).items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
 FLOAT = TensorProto.FLOAT
 INT64 = TensorProto.INT64

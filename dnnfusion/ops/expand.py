@@ -8,9 +8,9 @@ from typing import Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from .base import Inferred, MappingType, Op, TensorType, broadcast, normalize_axis, shape_of
+from .base import Inferred, MappingType, Op, TensorType, broadcast, shape_of
 from .registry import register
-from .shape_ops import DataMovement, attr_or_input, ints, normalize_axes, prod, required_const
+from .shape_ops import DataMovement, attr_or_input, ints, normalize_axes, optional_axis, prod, required_const
 
 Widths = list[tuple[int, int]]   # (before, after) per axis; negative counts crop
 PAD_MODES = {"constant": 2, "reflect": 2, "edge": 2, "wrap": 19}   # mode -> first opset that has it
@@ -171,13 +171,9 @@ class Unique(Op):
     op_type = "Unique"
     mapping = MappingType.MANY_TO_MANY
 
-    def axis(self, node: Node, rank: int) -> int | None:
-        axis = node.attr("axis")
-        return None if axis is None else normalize_axis(node, axis, rank)
-
     def infer(self, node: Node) -> list[Inferred]:
         shape = shape_of(node, 0)
-        axis = self.axis(node, len(shape))
+        axis = optional_axis(node, len(shape))
         int64 = np.dtype(np.int64)
         if axis is None:
             values, positions = (None,), prod(shape)
@@ -188,7 +184,7 @@ class Unique(Op):
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         x = inputs[0]
-        axis = self.axis(node, x.ndim)
+        axis = optional_axis(node, x.ndim)
         values, first, inverse, counts = np.unique(x.reshape(-1) if axis is None else x, axis=axis, return_index=True,
                                                    return_inverse=True, return_counts=True)
         inverse = inverse.reshape(-1)

@@ -11,7 +11,7 @@ import numpy as np
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, input_values, normalize_axis, same_as_input, shape_of
 from .registry import register
-from .shape_ops import DataMovement, attr_or_input, normalize_axes, prod
+from .shape_ops import DataMovement, attr_or_input, normalize_axes, optional_axis, prod
 
 REDUCTIONS: dict[str, np.ufunc | None] = {"none": None, "add": np.add, "mul": np.multiply,
                                           "max": np.maximum, "min": np.minimum}
@@ -320,13 +320,9 @@ class Compress(DataMovement):
     op_type = "Compress"
     mapping = MappingType.ONE_TO_MANY
 
-    def axis(self, node: Node, rank: int) -> int | None:
-        axis = node.attr("axis")
-        return None if axis is None else normalize_axis(node, axis, rank)
-
     def infer(self, node: Node) -> list[Inferred]:
         shape = shape_of(node, 0)
-        axis = self.axis(node, len(shape))
+        axis = optional_axis(node, len(shape))
         condition = node.inputs[1].const
         if axis is None:
             shape, axis = (prod(shape),), 0
@@ -336,7 +332,7 @@ class Compress(DataMovement):
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         x, condition = inputs[0], inputs[1].reshape(-1).astype(bool)
-        axis = self.axis(node, x.ndim)
+        axis = optional_axis(node, x.ndim)
         extent = x.size if axis is None else x.shape[axis]
         return [np.compress(condition[:extent], x, axis=axis)]
 

@@ -58,6 +58,12 @@ def const_ints(node: Node, index: int, what: str) -> list[int] | None:
     return None if value is None else ints(value)
 
 
+def optional_axis(node: Node, rank: int) -> int | None:
+    """The node's `axis` attribute normalized to [0, rank), or None when absent (meaning: flatten first)."""
+    axis = node.attr("axis")
+    return None if axis is None else normalize_axis(node, axis, rank)
+
+
 def normalize_axes(node: Node, axes: Iterable[int], rank: int) -> list[int]:
     """Axes in [0, rank), each once; an InvalidModelError for out-of-range or repeated axes."""
     axes = list(axes)

@@ -20,22 +20,11 @@ from dnnfusion.ir import load
 from dnnfusion.ops import MappingType
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.runtime import run_reference
+from tests.helpers import one_node_model as model
 
 FLOAT, INT64, UINT8, INT8, INT32 = (TensorProto.FLOAT, TensorProto.INT64, TensorProto.UINT8, TensorProto.INT8,
                                     TensorProto.INT32)
 RNG = np.random.default_rng(7)
-
-
-def model(op: str, inputs: Sequence[tuple[str, int, Sequence[int]]], outputs: Sequence[tuple[str, int]],
-          opset: int = 22, initializers: dict[str, np.ndarray] | None = None, **attrs) -> onnx.ModelProto:
-    """A one-node model; graph inputs are (name, elem_type, shape), outputs (name, elem_type)."""
-    names = [n for n, _, _ in inputs] + list(initializers or {})
-    node = helper.make_node(op, names, [n for n, _ in outputs], **attrs)
-    graph = helper.make_graph(
-        [node], "t", [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, None) for n, t in outputs],
-        [numpy_helper.from_array(a, k) for k, a in (initializers or {}).items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
 
 
 def one_node(op: str, feeds: dict[str, np.ndarray], outputs: Sequence[tuple[str, int]], opset: int = 22,
