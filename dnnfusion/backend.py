@@ -29,7 +29,6 @@ class DnnfusionRep(BackendRep):
     SPECIALIZE_MAX_ELEMENTS = 64
 
     def __init__(self, model: onnx.ModelProto) -> None:
-        self._model = model
         self._source = from_onnx(model)
         self._executors: dict[tuple, ReferenceExecutor] = {}
         self._needs_values = False

@@ -80,21 +80,18 @@ def run_case(case) -> str | None:
         rep = DnnfusionBackend.prepare(case.model)
         for inputs, expected in case.data_sets:
             with np.errstate(all="ignore"):
-                got = rep.run([np.asarray(x) if not hasattr(x, "SerializeToString") else _tensor(x) for x in inputs])
-            Runner.assert_similar_outputs([_maybe(x) for x in expected], list(got), case.rtol, case.atol)
+                got = rep.run([_as_array(x) for x in inputs])
+            Runner.assert_similar_outputs([_as_array(x) for x in expected], list(got), case.rtol, case.atol)
     except Exception as e:  # noqa: BLE001 - the failure itself is the result we report
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
     return None
 
 
-def _tensor(proto):
+def _as_array(x) -> np.ndarray:
+    """A test value as numpy: onnx's cases hold arrays or TensorProtos."""
     from onnx import numpy_helper  # noqa: PLC0415
 
-    return numpy_helper.to_array(proto)
-
-
-def _maybe(x):
-    return _tensor(x) if hasattr(x, "SerializeToString") else np.asarray(x)
+    return numpy_helper.to_array(x) if hasattr(x, "SerializeToString") else np.asarray(x)
 
 
 def score(op_types: Iterable[str] | None = None) -> dict[str, tuple[int, int, list[str]]]:

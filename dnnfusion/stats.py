@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from . import ops
 from .ir.graph import Graph
+from .ir.shapes import dynamic_values
 
 
 @dataclass
@@ -37,5 +38,5 @@ def graph_stats(graph: Graph) -> GraphStats:
         param_bytes=sum(v.nbytes for v in params),
         param_count=sum(v.numel for v in params),
         irs_bytes=sum(v.nbytes for v in graph.intermediates()),
-        dynamic_values=[v.name for v in graph.live_values() if not v.is_static],
+        dynamic_values=dynamic_values(graph),
     )
