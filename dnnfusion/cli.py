@@ -17,8 +17,9 @@ from .errors import DnnfusionError
 from .ir import dtypes
 from .ir.graph import Graph
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (logs, CI) gets 120 columns so the wider tables do not wrap; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def parse_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
@@ -195,6 +196,76 @@ def demo(batch: int, seq: int, save: Path | None) -> None:
     from .demo import run_demo  # noqa: PLC0415
 
     run_demo(batch, seq, save, console)
+
+
+@main.group()
+def zoo() -> None:
+    """The paper's 15 models, built from code with random weights and exported to ONNX (needs the zoo extra)."""
+
+
+@zoo.command("list")
+@click.option("--small", is_flag=True, help="Describe the small (test) configurations.")
+@click.option("--export-missing", is_flag=True, help="Export models not yet in the cache to fill in their figures.")
+def zoo_list(small: bool, export_missing: bool) -> None:
+    """Name, task, input, parameters, FLOPs and operator count of every zoo model (figures come from the export
+    cache; `--export-missing` builds what is not there yet)."""
+    from .zoo import export, registry  # noqa: PLC0415
+
+    table = Table(title=f"dnnfusion model zoo ({'small' if small else 'default'} configurations, opset "
+                        f"{export.DEFAULT_OPSET})", title_justify="left")
+    for col, justify in (("model", "left"), ("task", "left"), ("input", "left"), ("params", "right"),
+                         ("FLOPs", "right"), ("ops", "right"), ("paper ops", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    missing = 0
+    for name in registry.names():
+        model = registry.get(name)
+        if export_missing:
+            with step(f"exporting {name}"):
+                found = export.export(name, small=small)
+        else:
+            found = export.cached(name, small=small)
+        missing += found is None
+        figures = ["-", "-", "-"] if found is None else [
+            human(found.stats["params"]), human(found.stats["flops"]), str(found.stats["ops_before"])]
+        table.add_row(name, model.task, model.input_desc(model.config(small=small)), *figures,
+                      str(model.paper.ops_before))
+    console.print(table)
+    if missing:
+        console.print(f"{missing} model(s) not exported yet: their figures show as '-' "
+                      "(`dnnfusion zoo list --export-missing` fills them in).")
+
+
+@zoo.command("export")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write NAME.onnx (and NAME.npz) here.")
+@click.option("--small", is_flag=True, help="The small configuration (same structure, fewer channels/layers).")
+@click.option("--seq", type=click.IntRange(min=1), help="Sequence length (transformers).")
+@click.option("--image", type=click.IntRange(min=1), help="Image size (vision models).")
+@click.option("--opset", default=13, show_default=True, help="ONNX opset (13: LayerNorm/GELU decomposed, "
+              "as in the paper; 17/20 bring them as single operators).")
+@click.option("--no-cache", is_flag=True, help="Export afresh even if the cache has this configuration.")
+def zoo_export(name: str, output: Path | None, small: bool, seq: int | None, image: int | None, opset: int,
+               no_cache: bool) -> None:
+    """Export zoo model NAME to ONNX with a sample input (.npz); cached by name, configuration and versions."""
+    from .zoo import export, registry  # noqa: PLC0415
+
+    model = registry.get(name)
+    size = seq if seq is not None else image
+    if seq is not None and image is not None or {"seq": image, "image": seq}.get(model.size_key) is not None:
+        raise registry.ZooError(f"zoo model '{name}' takes --{model.size_key}, not "
+                                f"--{'image' if model.size_key == 'seq' else 'seq'}")
+    with console.status(f"exporting {name}", spinner="dots") as status:
+        result = export.export(name, small=small, size=size, opset=opset, output=output, use_cache=not no_cache,
+                               progress=lambda message: status.update(message))
+    stats = result.stats
+    console.print(f"[bold]{result.model_path}[/]  ({human(result.model_path.stat().st_size, 'B')})", highlight=False)
+    console.print(f"sample input: {result.inputs_path}  "
+                  + "  ".join(f"{k}={'x'.join(map(str, v))}" for k, v in result.input_shapes.items()), highlight=False)
+    console.print(f"exporter: {result.exporter}, opset {result.opset}", highlight=False)
+    console.print(f"operators: {stats['ops_before']} as exported ({stats['ops_after_folding']} after folding); "
+                  + ", ".join(f"{k} {v}" for k, v in stats["ops_by_mapping"].items()), highlight=False)
+    console.print(f"FLOPs {human(stats['flops'], 'FLOP')}, parameters {human(stats['params'])}, "
+                  f"intermediate results {human(stats['irs_bytes'], 'B')}", highlight=False)
 
 
 if __name__ == "__main__":
