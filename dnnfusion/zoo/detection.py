@@ -11,32 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import init_weights, scaled
 from .registry import Config, TorchModel, ZooError
 
 DETECTION_AXES = {"image": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
 
 
-def _scaled(channels: int, width: float) -> int:
-    """A channel count times the width multiplier, at least one."""
-    return max(1, round(channels * width))
-
-
-def _randomize_batchnorms(module: nn.Module) -> None:
-    """Give every BatchNorm non-trivial affine parameters and running statistics, so none is an identity."""
-    with torch.no_grad():
-        for bn in module.modules():
-            if isinstance(bn, nn.BatchNorm2d):
-                bn.weight.uniform_(0.8, 1.2)
-                bn.bias.uniform_(-0.1, 0.1)
-                bn.running_mean.normal_(0.0, 0.1)
-                bn.running_var.uniform_(0.5, 1.5)
-
-
 def _finish(module: nn.Module, config: Config) -> TorchModel:
     """Put the detector in eval mode with an example image and the boxes/scores outputs."""
-    _randomize_batchnorms(module)
     image = torch.randn(config["batch"], 3, config["image"], config["image"])
-    return TorchModel(module.eval(), {"image": image}, ["boxes", "scores"], DETECTION_AXES)
+    return TorchModel(init_weights(module, he_normal=False), {"image": image}, ["boxes", "scores"], DETECTION_AXES)
 
 
 # ---------------------------------------------------------------- MobileNetV1-SSD
@@ -94,20 +78,20 @@ class MobileNetV1SSD(nn.Module):
 
     def __init__(self, image: int, width: float, classes: int) -> None:
         super().__init__()
-        channels = _scaled(32, width)
+        channels = scaled(32, width)
         self.stem = ConvBNReLU6(3, channels, 3, 2)
         blocks, taps = [], []
         for index, (cout, stride) in enumerate(MOBILENET_BLOCKS, start=1):
-            blocks.append(DepthwiseSeparable(channels, _scaled(cout, width), stride))
-            channels = _scaled(cout, width)
+            blocks.append(DepthwiseSeparable(channels, scaled(cout, width), stride))
+            channels = scaled(cout, width)
             if index in SSD_TAP_BLOCKS:
                 taps.append(channels)
         self.blocks = nn.ModuleList(blocks)
         extras = []
         for mid, cout in SSD_EXTRAS:
-            extras.append(nn.Sequential(ConvBNReLU6(channels, _scaled(mid, width), 1),
-                                        ConvBNReLU6(_scaled(mid, width), _scaled(cout, width), 3, 2)))
-            channels = _scaled(cout, width)
+            extras.append(nn.Sequential(ConvBNReLU6(channels, scaled(mid, width), 1),
+                                        ConvBNReLU6(scaled(mid, width), scaled(cout, width), 3, 2)))
+            channels = scaled(cout, width)
             taps.append(channels)
         self.extras = nn.ModuleList(extras)
         sizes = self._map_sizes(image)
@@ -263,7 +247,7 @@ class YOLOv4(nn.Module):
 
     def __init__(self, image: int, width: float, depth: float, classes: int) -> None:
         super().__init__()
-        c = [_scaled(ch, width) for ch in (32, 64, 128, 256, 512, 1024)]
+        c = [scaled(ch, width) for ch in (32, 64, 128, 256, 512, 1024)]
         self.stem = ConvBNAct(3, c[0], 3, mish=True)
         self.stages = nn.ModuleList(CSPStage(c[i], c[i + 1], max(1, round(n * depth)), first=i == 0)
                                     for i, n in enumerate(CSP_BLOCKS))

@@ -107,7 +107,7 @@ def _entries() -> list[ZooModel]:
                  PaperFigures(398, 135, 192)),
         ZooModel("c3d", "video", "C3D: 8 3x3x3 convolutions, 5 3D poolings, 3 fully connected",
                  "video:c3d", {"batch": 1, "frames": 16, "image": 112, "width": 64, "fc": 4096, "classes": 487},
-                 {**vision_small, "frames": 8, "image": 32, "width": 4, "fc": 32, "classes": 10}, "image",
+                 {**vision_small, "frames": 16, "image": 32, "width": 4, "fc": 32, "classes": 10}, "image",
                  PaperFigures(27, 16, 27)),
         ZooModel("s3d", "video", "S3D: separable 3D convolutions, inception blocks, feature gating",
                  "video:s3d", {"batch": 1, "frames": 16, "image": 224, "width": 1.0, "classes": 400},
