@@ -128,7 +128,8 @@ def _export_fresh(name: str, config: Config, opset: int, folder: Path, stem: str
         warnings.simplefilter("ignore")
         torch.onnx.export(built.module, tuple(built.inputs.values()), str(tmp), dynamo=False,
                           input_names=list(built.inputs), output_names=built.outputs,
-                          dynamic_axes=built.dynamic_axes, opset_version=opset, do_constant_folding=True)
+                          dynamic_axes=built.dynamic_axes, opset_version=opset, do_constant_folding=True,
+                          training=torch.onnx.TrainingMode.PRESERVE)
     seconds = time.perf_counter() - start
     feeds = {k: v.numpy() for k, v in built.inputs.items()}
     with atomic_path(inputs_path) as tmp:
