@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import click
 import numpy as np
@@ -16,6 +16,9 @@ from . import ops
 from .errors import DnnfusionError
 from .ir import dtypes
 from .ir.graph import Graph
+
+if TYPE_CHECKING:
+    from .fusion import Plan
 
 # Piped output (logs, CI) gets 120 columns so the wider tables do not wrap; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -266,6 +269,149 @@ def zoo_export(name: str, output: Path | None, small: bool, seq: int | None, ima
                   + ", ".join(f"{k} {v}" for k, v in stats["ops_by_mapping"].items()), highlight=False)
     console.print(f"FLOPs {human(stats['flops'], 'FLOP')}, parameters {human(stats['params'])}, "
                   f"intermediate results {human(stats['irs_bytes'], 'B')}", highlight=False)
+
+
+def _model_source(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
+    """A model path, or a zoo model name (its cached default export, with the sample input's shapes)."""
+    path = Path(model)
+    if path.exists() or path.suffix == ".onnx":
+        return path, {}
+    from .zoo import export, registry  # noqa: PLC0415
+
+    if model not in registry.MODELS:
+        raise DnnfusionError(f"'{model}' is neither a file nor a zoo model ({', '.join(registry.names())})")
+    with step(f"exporting zoo model {model}"):
+        result = export.export(model)
+    return result.model_path, {k: tuple(v) for k, v in result.input_shapes.items()}
+
+
+@main.command()
+@click.argument("model")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
+              help="Bind an input's dynamic dimensions (repeat per input).")
+@click.option("--opt", "level", type=click.Choice(["O0", "O1", "O2", "O3"]), default="O3", show_default=True,
+              help="O0 one block per operator, O1 fixed patterns (TVM/ORT-like), O2/O3 DNNFusion.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan statistics as one JSON object.")
+@click.option("--why", is_flag=True, help="List the merges the planner rejected, grouped by reason.")
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), help="Draw the plan into this HTML file.")
+@click.option("--onnx", "onnx_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the fused graph here, each block an ONNX function (domain dnnfusion; opens in Netron).")
+@click.option("--profile-db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Profile database file (default: the user cache directory).")
+def plan(model: str, shapes: tuple[str, ...], level: str, as_json: bool, why: bool, html: Path | None,
+         onnx_out: Path | None, db_path: Path | None) -> None:
+    """Plan the fusion of MODEL (an .onnx file or a zoo model name): blocks, statistics and why-not-fused."""
+    import json  # noqa: PLC0415
+
+    from .fusion import ProfileDB, plan_model  # noqa: PLC0415
+
+    path, zoo_shapes = _model_source(model)
+    with step(f"planning {path.name} at {level}"):
+        result = plan_model(path, {**zoo_shapes, **parse_shapes(shapes)}, level, ProfileDB(db_path))
+    stats = result.stats()
+    if html is not None:
+        from .report import write_plan_html  # noqa: PLC0415
+
+        write_plan_html(result, html, title=f"{model} at {level}")
+    if onnx_out is not None:
+        import onnx  # noqa: PLC0415
+
+        from .fusion.onnx_blocks import fused_model  # noqa: PLC0415
+
+        onnx.save(fused_model(result), onnx_out)
+    if as_json:
+        click.echo(json.dumps(stats))
+        return
+    _print_plan(result, stats)
+    if why:
+        _print_why(result)
+    for label, target in (("plan drawing", html), ("fused ONNX graph", onnx_out)):
+        if target is not None:
+            console.print(f"{label}: {target}", highlight=False)
+
+
+def _print_plan(result: Plan, stats: dict) -> None:
+    table = Table(title=f"fusion plan ({stats['level']})", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    rows = [("operators before (as loaded)", stats["ops_before"]), ("operators after folding", stats["ops_after_folding"]),
+            ("blocks (kernels per run)", stats["blocks"]), ("fusion rate", f"{stats['fusion_rate']:.2f}x"),
+            ("IRS before", human(stats["irs_bytes_before"], "B")), ("IRS after (crossing blocks)", human(stats["irs_bytes_after"], "B")),
+            ("largest block (operators)", stats["largest_block"]),
+            ("yellow cells fused / rejected", f"{stats['yellow_fused']} / {stats['yellow_rejected']}"),
+            ("profile DB hits / misses", f"{stats['profile_db_hits']} / {stats['profile_db_misses']}"),
+            ("planning time", f"{stats['plan_seconds']:.2f} s")]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+    console.print("blocks by fused mapping type: " + ", ".join(f"{k} {v}" for k, v in stats["blocks_by_type"].items()),
+                  highlight=False)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+def _print_why(result: Plan) -> None:
+    """Rejected merges grouped by reason, then by operator-type pair, with an example of each."""
+    from collections import defaultdict  # noqa: PLC0415
+
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for r in result.rejections:
+        groups[r.reason][(r.first.node.op_type, r.second.node.op_type)].append(r)
+    if not groups:
+        console.print("no merge was rejected")
+    for reason, pairs in groups.items():
+        table = Table(title=f"not fused: {reason.value} ({sum(len(v) for v in pairs.values())})", title_justify="left")
+        for col in ("producer -> consumer", "times", "example", "detail"):
+            table.add_column(col, overflow="fold")
+        for (first, second), items in sorted(pairs.items(), key=lambda kv: -len(kv[1])):
+            example = items[0]
+            table.add_row(f"{first} -> {second}", str(len(items)), f"{example.first.name} -> {example.second.name}",
+                          example.detail)
+        console.print(table)
+
+
+@main.group("profile-db")
+def profile_db() -> None:
+    """The persistent profile database that decides yellow cells (SQLite in the user cache directory)."""
+
+
+@profile_db.command("stats")
+@click.option("--path", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Database file.")
+def profile_db_stats(db_path: Path | None) -> None:
+    """Entries per machine, code version and source."""
+    from .fusion import ProfileDB  # noqa: PLC0415
+
+    stats = ProfileDB(db_path).stats()
+    console.print(f"{stats['path']}: {stats['entries']} entries, {human(stats['bytes'], 'B')}", highlight=False)
+    console.print(f"this machine: {stats['this_machine']}   code version: {stats['code_version']}", highlight=False)
+    table = Table(title_justify="left")
+    for col in ("machine", "code version", "source", "entries", "fused"):
+        table.add_column(col, justify="right" if col in ("entries", "fused") else "left")
+    for g in stats["groups"]:
+        table.add_row(g["machine"], g["code_version"], g["source"], str(g["entries"]), str(g["fused"]))
+    console.print(table)
+
+
+@profile_db.command("clear")
+@click.option("--path", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Database file.")
+def profile_db_clear(db_path: Path | None) -> None:
+    """Delete every entry."""
+    from .fusion import ProfileDB  # noqa: PLC0415
+
+    console.print(f"deleted {ProfileDB(db_path).clear()} entries")
+
+
+@profile_db.command("export")
+@click.option("--path", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Database file.")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="JSON-lines file (default: stdout).")
+def profile_db_export(db_path: Path | None, output) -> None:  # noqa: ANN001 - click.File
+    """Every entry as one JSON object per line (pattern, machine, code version, timings, source)."""
+    import json  # noqa: PLC0415
+
+    from .fusion import ProfileDB  # noqa: PLC0415
+
+    for row in ProfileDB(db_path).rows():
+        output.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,22 @@ class Op:
     mapping: ClassVar[MappingType] = MappingType.MANY_TO_MANY
     algebra: ClassVar[Algebra] = Algebra()
     deterministic: ClassVar[bool] = True   # False: never folded at compile time (random ops)
+    elementwise: ClassVar[bool] = False    # inputs broadcast to the output (the broadcast rule of input_mapping)
+    reduction: ClassVar[bool] = False      # a Many-to-Many that reduces axes (O1 fuses elementwise producers in)
     summary: ClassVar[str] = ""
+
+    def input_mapping(self, node: Node, i: int) -> MappingType:
+        """The mapping type with respect to input `i`: an elementwise operator reads an input that broadcasts
+        (fewer elements than the output) One-to-Many (DESIGN §2.1)."""
+        value, out = node.inputs[i], node.outputs[0]
+        if self.elementwise and value is not None and value.is_static and out.is_static and value.numel < out.numel:
+            return MappingType.ONE_TO_MANY
+        return self.mapping
+
+    def can_fuse(self, node: Node) -> bool:
+        """Whether this node may share a block with others: deterministic, and every output extent known at
+        compile time (NonZero, NonMaxSuppression, Unique... run as blocks of their own)."""
+        return self.deterministic and all(v.is_static for v in node.outputs if v is not None)
 
     def infer(self, node: Node) -> list[Inferred]:
         """The static type of each output, from input types/shapes and any constant inputs."""
@@ -137,6 +152,7 @@ class Unary(Op):
     """y = f(x) elementwise, same shape; `out_dtype` fixes the output type (e.g. bool for IsNaN)."""
 
     mapping = MappingType.ONE_TO_ONE
+    elementwise = True
     out_dtype: ClassVar[Any] = None
 
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
@@ -155,6 +171,7 @@ class Binary(Op):
     """y = f(a, b) elementwise with numpy broadcasting; `out_dtype` fixes the type (bool for compares)."""
 
     mapping = MappingType.ONE_TO_ONE
+    elementwise = True
     out_dtype: ClassVar[Any] = None
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -175,6 +192,7 @@ class Variadic(Op):
     """y = f(x0, x1, ...) folded pairwise with broadcasting (Sum, Max, Min, Mean)."""
 
     mapping = MappingType.ONE_TO_ONE
+    elementwise = True
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise NotImplementedError

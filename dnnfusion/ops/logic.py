@@ -82,6 +82,7 @@ class Where(Op):
 
     op_type = "Where"
     mapping = MappingType.ONE_TO_ONE
+    elementwise = True
 
     def infer(self, node: Node) -> list[Inferred]:
         condition, x, y = node.inputs[:3]

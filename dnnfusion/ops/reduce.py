@@ -51,6 +51,7 @@ class Reduce(Op):
     """Reduce the input over `axes` (all when empty, none with noop_with_empty_axes), keeping dims on request."""
 
     mapping = MappingType.MANY_TO_MANY
+    reduction = True
     axes_input_since: ClassVar[int] = 18
 
     def reduce(self, x: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
@@ -231,6 +232,7 @@ class ArgReduce(Op):
     """Index (int64) of the extreme value along `axis`: the first one, or the last with select_last_index."""
 
     mapping = MappingType.MANY_TO_MANY
+    reduction = True
 
     def pick(self, x: np.ndarray, axis: int) -> np.ndarray:
         """Index of the first extreme element along `axis`."""

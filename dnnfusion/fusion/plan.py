@@ -1,0 +1,111 @@
+"""A fusion plan: the blocks (each becomes one kernel), in an order they can run, plus the record of how the
+planner got there (rejected merges with reasons, yellow-cell decisions, profile-DB traffic) and its statistics."""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ir.graph import Value
+from ..ops import MappingType
+from .ecg import ECG, OpInfo
+
+
+class Reason(enum.Enum):
+    """Why two operators were not fused."""
+
+    RED = "red cell of the pair table"
+    CONVEXITY = "a path would leave the block and come back (cycle between blocks)"
+    CONSTRAINT = "constraint bound (inputs per block / one Many-to-Many per block)"
+    PROFILE = "profile said the fused block is slower"
+    UNSUPPORTED = "operator cannot share a block (data-dependent shape or random)"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: Reason
+    first: OpInfo                     # producer side
+    second: OpInfo                    # consumer side
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class YellowDecision:
+    first: OpInfo
+    second: OpInfo
+    fused: bool
+    source: str                       # "profile-db", "estimate" (cost model) or "measured"
+    fused_seconds: float
+    unfused_seconds: float
+
+
+@dataclass(eq=False)
+class Block:
+    id: int
+    ops: list[OpInfo]                 # topological order
+    mapping: MappingType              # the fused block's mapping type
+
+    @property
+    def op_types(self) -> list[str]:
+        return [o.node.op_type for o in self.ops]
+
+
+@dataclass
+class Plan:
+    ecg: ECG
+    blocks: list[Block]               # an order in which the blocks can run
+    level: str                        # O0..O3
+    ops_before: int                   # nodes of the model as loaded, Constant excluded (DESIGN §5)
+    irs_bytes_before: int             # bytes of all intermediates of the model as loaded
+    rejections: list[Rejection] = field(default_factory=list)
+    yellow: list[YellowDecision] = field(default_factory=list)
+    db_hits: int = 0
+    db_misses: int = 0
+    estimated: bool = False           # yellow cells were decided by the cost model, not by measurement
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0              # planning time (ECG and plan, after loading)
+
+    def block_of(self) -> dict[int, Block]:
+        """Op index -> its block."""
+        return {o.index: b for b in self.blocks for o in b.ops}
+
+    def crossing_values(self) -> list[Value]:
+        """Intermediate values that cross a block boundary: produced in one block, read in another."""
+        owner = self.block_of()
+        crossing: dict[int, Value] = {}
+        for info in self.ecg.ops:
+            for producer in info.producers:
+                if owner[producer.index] is owner[info.index]:
+                    continue
+                for v in info.node.inputs:
+                    if v is not None and any(v is out for out in producer.node.outputs):
+                        crossing[id(v)] = v
+        outputs = {id(v) for v in self.ecg.graph.outputs}
+        return [v for k, v in crossing.items() if k not in outputs]
+
+    def stats(self) -> dict[str, Any]:
+        """The plan statistics scripts rely on (DESIGN §5 counting)."""
+        blocks = len(self.blocks)
+        irs_after = sum(v.nbytes for v in self.crossing_values())
+        by_type = Counter(b.mapping.value for b in self.blocks)
+        return {
+            "level": self.level,
+            "ops_before": self.ops_before,
+            "ops_after_folding": len(self.ecg.ops),
+            "blocks": blocks,
+            "fusion_rate": round(self.ops_before / blocks, 3) if blocks else 0.0,
+            "irs_bytes_before": self.irs_bytes_before,
+            "irs_bytes_after": irs_after,
+            "irs_reduction": round(self.irs_bytes_before / irs_after, 3) if irs_after else None,
+            "blocks_by_type": {m.value: by_type.get(m.value, 0) for m in MappingType},
+            "largest_block": max((len(b.ops) for b in self.blocks), default=0),
+            "yellow_fused": sum(d.fused for d in self.yellow),
+            "yellow_rejected": sum(not d.fused for d in self.yellow),
+            "yellow_estimated": self.estimated,
+            "profile_db_hits": self.db_hits,
+            "profile_db_misses": self.db_misses,
+            "plan_seconds": round(self.seconds, 3),
+            "rejections": dict(Counter(r.reason.name.lower() for r in self.rejections)),
+        }

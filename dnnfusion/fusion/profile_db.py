@@ -1,0 +1,134 @@
+"""The persistent profile database (DESIGN §2.5): whether a fused pattern beat its parts, keyed by the pattern
+(operator types in order, shapes, dtypes, layout), the machine (CPU model, ISA, threads) and the code version.
+SQLite in the user cache directory, in WAL mode with a busy timeout, one short transaction per write, so
+concurrent planners (pytest workers, parallel compiles) share it safely."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+from ..cache import cache_dir
+
+CODE_VERSION = "plan-1"          # bump when what a pattern's timing means changes (codegen, kernels)
+ISA_FLAGS = ("avx512f", "avx512bw", "avx512vnni", "avx2", "fma", "sse4_2", "neon", "asimd", "sve")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS profiles (
+    pattern_hash TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    code_version TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    fused_seconds REAL NOT NULL,
+    unfused_seconds REAL NOT NULL,
+    source TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (pattern_hash, machine, code_version)
+)"""
+
+
+@dataclass(frozen=True)
+class Profile:
+    fused_seconds: float
+    unfused_seconds: float
+    source: str                      # "estimate" (cost model) or "measured"
+
+    @property
+    def fuse(self) -> bool:
+        return self.fused_seconds < self.unfused_seconds
+
+
+def machine_key(threads: int | None = None) -> str:
+    """CPU model, the ISA extensions that change generated code, and the thread count."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags |= set(value.split())
+    except OSError:
+        pass
+    isa = ",".join(f for f in ISA_FLAGS if f in flags)
+    return f"{model} | {platform.machine()} {isa} | threads={threads or os.cpu_count()}"
+
+
+def code_version() -> str:
+    try:
+        return f"{metadata.version('dnnfusion')}/{CODE_VERSION}"
+    except metadata.PackageNotFoundError:
+        return CODE_VERSION
+
+
+class ProfileDB:
+    """Open (creating if needed) the database at `path` (default: the user cache directory)."""
+
+    def __init__(self, path: Path | None = None, threads: int | None = None) -> None:
+        self.path = Path(path) if path is not None else cache_dir() / "profiles.sqlite"
+        self.machine = machine_key(threads)
+        self.version = code_version()
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in autocommit mode (each statement its own transaction), closed afterwards."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @staticmethod
+    def pattern_hash(pattern: object) -> str:
+        return hashlib.sha256(json.dumps(pattern, sort_keys=True).encode()).hexdigest()
+
+    def lookup(self, pattern: object) -> Profile | None:
+        with self._connect() as db:
+            row = db.execute("SELECT fused_seconds, unfused_seconds, source FROM profiles WHERE pattern_hash=? "
+                             "AND machine=? AND code_version=?",
+                             (self.pattern_hash(pattern), self.machine, self.version)).fetchone()
+        return Profile(*row) if row else None
+
+    def record(self, pattern: object, profile: Profile) -> None:
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (self.pattern_hash(pattern), self.machine, self.version, json.dumps(pattern, sort_keys=True),
+                        profile.fused_seconds, profile.unfused_seconds, profile.source, time.time()))
+
+    def stats(self) -> dict[str, object]:
+        with self._connect() as db:
+            total = db.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
+            by = db.execute("SELECT machine, code_version, source, COUNT(*), SUM(fused_seconds < unfused_seconds) "
+                            "FROM profiles GROUP BY machine, code_version, source").fetchall()
+        return {"path": str(self.path), "bytes": self.path.stat().st_size if self.path.exists() else 0,
+                "entries": total, "this_machine": self.machine, "code_version": self.version,
+                "groups": [{"machine": m, "code_version": v, "source": s, "entries": n, "fused": int(f or 0)}
+                           for m, v, s, n, f in by]}
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        with self._connect() as db:
+            count = db.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
+            db.execute("DELETE FROM profiles")
+        return count
+
+    def rows(self) -> Iterator[dict[str, object]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT pattern, machine, code_version, fused_seconds, unfused_seconds, source, "
+                              "created FROM profiles ORDER BY created").fetchall()
+        for pattern, machine, version, fused, unfused, source, created in rows:
+            yield {"pattern": json.loads(pattern), "machine": machine, "code_version": version,
+                   "fused_seconds": fused, "unfused_seconds": unfused, "source": source, "created": created}
