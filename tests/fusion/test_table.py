@@ -9,7 +9,7 @@ from dnnfusion.fusion import Reason, Verdict, pair
 from dnnfusion.fusion.profile_db import Profile, ProfileDB
 from dnnfusion.fusion.table import chain_type
 from dnnfusion.ops import MappingType as M
-from tests.fusion.graphs import blocks_of, chain, plan_of
+from tests.fusion.graphs import chain, plan_of
 
 O, R, S, OM, MM = M.ONE_TO_ONE, M.REORGANIZE, M.SHUFFLE, M.ONE_TO_MANY, M.MANY_TO_MANY
 G, Y, RED = "green", "yellow", "red"
