@@ -53,10 +53,10 @@ def _version(package: str) -> str:
 
 
 def _source_digest(name: str) -> str:
-    """Hash of the source that builds `name` (its builder module, the zoo modules it imports, the registry and
-    this exporter), so editing a builder invalidates its cached exports and no other model's."""
+    """Hash of the source that builds `name` (its builder module, the zoo modules it imports, and this exporter),
+    so editing a builder invalidates its cached exports and no other model's (the configuration is keyed apart)."""
     folder = Path(__file__).parent
-    pending, seen = [get(name).builder.split(":")[0], "registry", "export"], set()
+    pending, seen = [get(name).builder.split(":")[0], "export"], set()
     digest = hashlib.sha256()
     while pending:
         module = pending.pop()
