@@ -60,7 +60,7 @@ def _source_digest(name: str) -> str:
     digest = hashlib.sha256()
     while pending:
         module = pending.pop()
-        if module in seen or not (folder / f"{module}.py").exists():
+        if module in seen or module == "registry" or not (folder / f"{module}.py").exists():
             continue
         seen.add(module)
         source = (folder / f"{module}.py").read_bytes()
