@@ -16,3 +16,11 @@ def test_operators_doc_is_current():
 
 def test_registry_covers_at_least_120_operators():
     assert len(ops.all_ops()) >= 120
+
+
+def test_zoo_doc_lists_every_zoo_model():
+    from dnnfusion.zoo import registry
+
+    doc = (DOC.parent / "ZOO.md").read_text()
+    rows = re.findall(r"^\| (\w+) \| \d+x", doc, re.M)
+    assert rows == registry.names(), "docs/ZOO.md is stale: run python tools/gen_zoo_doc.py"
