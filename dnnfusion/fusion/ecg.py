@@ -29,12 +29,21 @@ class OpInfo:
     irs_bytes: int                               # bytes of its outputs
     flops: int
     fusible: bool                                # False: always a block of its own
+    intrinsic: MappingType = MappingType.ONE_TO_ONE  # the operator's own type (registry), broadcasting aside
+    input_producers: list["OpInfo | None"] = field(default_factory=list)   # per input; None: graph input/constant
     producers: list["OpInfo"] = field(default_factory=list)
     consumers: list["OpInfo"] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.node.name or f"{self.node.op_type}_{self.index}"
+
+    def mapping_within(self, block: set[int]) -> MappingType:
+        """Its mapping type inside a block (op indices): only inputs produced in the block count; an input from
+        outside is read through an index map like a weight, so broadcasting it adds no One-to-Many edge."""
+        inside = [m for m, p in zip(self.input_mappings, self.input_producers)
+                  if m is not None and p is not None and p.index in block]
+        return most_complex(inside, self.intrinsic)
 
     def edge_mapping(self, producer: "OpInfo") -> MappingType:
         """This operator's mapping type with respect to the inputs it reads from `producer`."""
@@ -72,9 +81,10 @@ def build_ecg(graph: Graph) -> ECG:
                      for i, v in enumerate(node.inputs)]
         info = OpInfo(node, len(infos), most_complex([m for m in per_input if m is not None], op.mapping),
                       per_input, op.algebra, sum(v.nbytes for v in node.outputs if v is not None and v.is_static),
-                      op.flops(node), op.can_fuse(node))
+                      op.flops(node), op.can_fuse(node), op.mapping)
         for v in node.inputs:
             producer = by_value.get(id(v)) if v is not None else None
+            info.input_producers.append(producer)
             if producer is not None and producer not in info.producers:
                 info.producers.append(producer)
                 producer.consumers.append(info)

@@ -141,7 +141,7 @@ class DNNFusionPlanner:
                                  if self.part.group[p.index] == g], candidate.mapping)
             cell = pair(self.types[g], edge)
         else:
-            cell = pair(candidate.mapping, self.types[g])
+            cell = pair(candidate.mapping_within(set(self.part.members[g])), self.types[g])
         if cell.verdict is Verdict.RED:
             self.rejections.append(Rejection(Reason.RED, producer, consumer))
             return False
