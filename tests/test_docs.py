@@ -24,3 +24,11 @@ def test_zoo_doc_lists_every_zoo_model():
     doc = (DOC.parent / "ZOO.md").read_text()
     rows = re.findall(r"^\| (\w+) \| \d+x", doc, re.M)
     assert rows == registry.names(), "docs/ZOO.md is stale: run python tools/gen_zoo_doc.py"
+
+
+def test_fusion_doc_lists_every_zoo_model():
+    from dnnfusion.zoo import registry
+
+    doc = (DOC.parent / "FUSION.md").read_text()
+    rows = re.findall(r"^\| (\w+) \| \d+ \| \d+ \| \d+ \|", doc, re.M)
+    assert rows == registry.names(), "docs/FUSION.md is stale: run python tools/gen_fusion_doc.py"

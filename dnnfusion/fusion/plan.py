@@ -85,6 +85,12 @@ class Plan:
         outputs = {id(v) for v in self.ecg.graph.outputs}
         return [v for k, v in crossing.items() if k not in outputs]
 
+    def removable(self, value: Value) -> bool:
+        """The ECG's removability of an intermediate: every consumer sits in its producer's block, so the fused
+        kernel never writes it out (DESIGN §2.3)."""
+        crossing = {id(v) for v in self.crossing_values()} | {id(v) for v in self.ecg.graph.outputs}
+        return id(value) not in crossing
+
     def stats(self) -> dict[str, Any]:
         """The plan statistics scripts rely on (DESIGN §5 counting)."""
         blocks = len(self.blocks)
@@ -100,6 +106,7 @@ class Plan:
             "irs_bytes_after": irs_after,
             "irs_reduction": round(self.irs_bytes_before / irs_after, 3) if irs_after else None,
             "blocks_by_type": {m.value: by_type.get(m.value, 0) for m in MappingType},
+            "many_to_many_ops": sum(o.intrinsic is MappingType.MANY_TO_MANY for o in self.ecg.ops),
             "largest_block": max((len(b.ops) for b in self.blocks), default=0),
             "yellow_fused": sum(d.fused for d in self.yellow),
             "yellow_rejected": sum(not d.fused for d in self.yellow),

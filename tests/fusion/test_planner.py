@@ -83,6 +83,8 @@ def test_layer_norm_kernel_count():
     assert [(r.reason, r.first.node.name, r.second.node.name) for r in plan.rejections] == [
         (Reason.RED, "mean", "centered")]
     assert [v.name for v in plan.crossing_values()] == ["mean"]
+    values = plan.ecg.graph.values
+    assert plan.removable(values["centered"]) and not plan.removable(values["mean"]) and not plan.removable(values["y"])
 
 
 def attention_model():
