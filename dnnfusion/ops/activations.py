@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, binary, call, lit, select
+
 from ..ir.graph import Node
 from .base import Binary, Inferred, MappingType, Op, TensorType, Unary, same_as_input
 from .registry import register
@@ -38,6 +40,9 @@ class Relu(FloatUnary):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, np.zeros((), x.dtype))
 
+    def expr(self, node: Node, x: Expr) -> Expr:
+        return select(binary(">", x, lit(0, x.ctype)), x, lit(0, x.ctype))
+
 
 @register
 class Sigmoid(FloatUnary):
@@ -47,6 +52,10 @@ class Sigmoid(FloatUnary):
 
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return sigmoid(x)
+
+    def expr(self, node: Node, x: Expr) -> Expr:
+        one = lit(1, x.ctype)
+        return one / (one + call("exp", -x))
 
 
 @register

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..codegen.expr import Expr
+
 from ..ir.graph import Node
 from .base import Algebra, Binary, Variadic
 from .registry import register
@@ -18,6 +20,9 @@ class Add(Binary):
     algebra = Algebra(associative=True, commutative=True)
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a + b
+
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
         return a + b
 
 
@@ -35,6 +40,9 @@ class Mul(Binary):
     algebra = Algebra(associative=True, commutative=True, distributes_over=SUM_OPS)
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a * b
+
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
         return a * b
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
 from ..errors import InvalidModelError, ShapeError, UnsupportedOperatorError
 from ..ir.graph import Node, Value
+
+if TYPE_CHECKING:
+    from ..codegen.expr import Expr, Index
+    from ..codegen.kernel import KernelContext, Reader
 
 
 class MappingType(enum.Enum):
@@ -73,9 +77,32 @@ class Op:
         return self.mapping
 
     def can_fuse(self, node: Node) -> bool:
-        """Whether this node may share a block with others: deterministic, and every output extent known at
-        compile time (NonZero, NonMaxSuppression, Unique... run as blocks of their own)."""
-        return self.deterministic and all(v.is_static for v in node.outputs if v is not None)
+        """Whether this node may share a block with others: deterministic, every output extent known at
+        compile time (NonZero, NonMaxSuppression, Unique... run as blocks of their own), and code to generate."""
+        return self.deterministic and all(v.is_static for v in node.outputs if v is not None) \
+            and self.lowering(node) is not None
+
+    # --- code generation (DESIGN §2.6): how the operator describes itself to codegen ---------------------
+    def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
+        """Output `out` at multi-index `index` as a scalar expression over inputs read through
+        `read(i, index_of_input_i)` (One-to-One, One-to-Many, Reorganize and Shuffle operators: the index maps
+        compose, so data movement inside a block becomes index arithmetic). None: not expressible so."""
+        return None
+
+    def kernel(self, node: Node, ctx: "KernelContext") -> "list[str] | None":
+        """C statements computing every output (Many-to-Many templates): inputs are read through `ctx.read`
+        (the prologue: fused producers inline there) and results written through `ctx.store` (the epilogue).
+        None: no template for this node."""
+        return None
+
+    def lowering(self, node: Node) -> str | None:
+        """'pointwise' or 'kernel' if this node has generated code, None if it runs as a fallback."""
+        if _codegen_dtypes(node):
+            if type(self).pointwise is not Op.pointwise:
+                return "pointwise"
+            if type(self).kernel is not Op.kernel:
+                return "kernel"
+        return None
 
     def infer(self, node: Node) -> list[Inferred]:
         """The static type of each output, from input types/shapes and any constant inputs."""
@@ -158,6 +185,16 @@ class Unary(Op):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def expr(self, node: Node, x: "Expr") -> "Expr | None":
+        """The scalar formula of `fn` for codegen (x has the input's C type); None: no generated code."""
+        return None
+
+    def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
+        return self.expr(node, read(0, index))
+
+    def lowering(self, node: Node) -> str | None:
+        return "pointwise" if type(self).expr is not Unary.expr and _codegen_dtypes(node) else None
+
     def infer(self, node: Node) -> list[Inferred]:
         return [same_as_input(node, 0, self.out_dtype)]
 
@@ -176,6 +213,20 @@ class Binary(Op):
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def expr(self, node: Node, a: "Expr", b: "Expr") -> "Expr | None":
+        """The scalar formula of `fn` for codegen; None: no generated code."""
+        return None
+
+    def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
+        from ..codegen.expr import broadcast_index  # noqa: PLC0415 - codegen builds on ops, not the reverse
+
+        shape = node.outputs[0].shape
+        a, b = (read(i, broadcast_index(index, shape, node.inputs[i].shape)) for i in (0, 1))
+        return self.expr(node, a, b)
+
+    def lowering(self, node: Node) -> str | None:
+        return "pointwise" if type(self).expr is not Binary.expr and _codegen_dtypes(node) else None
 
     def infer(self, node: Node) -> list[Inferred]:
         a, b = node.inputs[0], node.inputs[1]
@@ -200,6 +251,26 @@ class Variadic(Op):
     def finish(self, node: Node, acc: np.ndarray, count: int) -> np.ndarray:
         return acc
 
+    def expr(self, node: Node, a: "Expr", b: "Expr") -> "Expr | None":
+        """The pairwise scalar formula for codegen; None: no generated code."""
+        return None
+
+    def finish_expr(self, node: Node, acc: "Expr", count: int) -> "Expr":
+        return acc
+
+    def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
+        from ..codegen.expr import broadcast_index  # noqa: PLC0415
+
+        shape = node.outputs[0].shape
+        terms = [read(i, broadcast_index(index, shape, v.shape)) for i, v in enumerate(node.inputs) if v is not None]
+        acc = terms[0]
+        for term in terms[1:]:
+            acc = self.expr(node, acc, term)
+        return self.finish_expr(node, acc, len(terms))
+
+    def lowering(self, node: Node) -> str | None:
+        return "pointwise" if type(self).expr is not Variadic.expr and _codegen_dtypes(node) else None
+
     def infer(self, node: Node) -> list[Inferred]:
         vals = input_values(node)
         return [TensorType(vals[0].dtype, broadcast(node, *(v.shape for v in vals)))]
@@ -212,3 +283,11 @@ class Variadic(Op):
         shape = np.broadcast_shapes(*(x.shape for x in arrays))
         out = np.broadcast_to(self.finish(node, acc, len(arrays)), shape)
         return [np.array(out, dtype=arrays[0].dtype)]
+
+
+def _codegen_dtypes(node: Node) -> bool:
+    """Every input and output has a C type and a static shape (float16 and strings run as fallbacks)."""
+    from ..codegen.expr import ctype  # noqa: PLC0415
+
+    values = [v for v in list(node.inputs) + list(node.outputs) if v is not None]
+    return all(v.is_static and v.dtype is not None and ctype(v.dtype) is not None for v in values)

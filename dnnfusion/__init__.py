@@ -1,0 +1,65 @@
+"""dnnfusion: an ahead-of-time compiler for ONNX models with DNNFusion-style operator fusion.
+
+    model = dnnfusion.compile("model.onnx", input_shapes={"input_ids": (1, 128)})
+    outputs = model.run({"input_ids": ids})          # one native call per inference
+    model.stats["blocks"], model.stats["fallback_ops"], model.source
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Sequence
+
+import onnx
+
+from .errors import DnnfusionError, InputError, InvalidModelError, ModelLoadError, ShapeError, \
+    UnsupportedOperatorError
+from .runtime.compiled import CompiledModel
+
+__all__ = ["CompiledModel", "DnnfusionError", "InferenceSession", "InputError", "InvalidModelError",
+           "ModelLoadError", "ShapeError", "UnsupportedOperatorError", "compile"]
+
+
+def compile(model: str | bytes | onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,  # noqa: A001
+            opt_level: str = "O3", threads: int | None = None) -> CompiledModel:
+    """Import, bind shapes, fold, plan the fusion at `opt_level` (O0..O3), generate C, build and load it."""
+    from .fusion import ProfileDB, plan_model  # noqa: PLC0415
+
+    started = time.perf_counter()
+    plan = plan_model(model, input_shapes, opt_level, ProfileDB(threads=threads))
+    return CompiledModel(plan, threads=threads, compile_started=started)
+
+
+class _Arg:
+    """What onnxruntime's NodeArg tells: name, shape and element type."""
+
+    def __init__(self, name: str, shape: list[int], type_: str) -> None:
+        self.name, self.shape, self.type = name, shape, type_
+
+
+class InferenceSession:
+    """onnxruntime's session interface over a compiled model: get_inputs(), get_outputs(), run(names, feeds)."""
+
+    def __init__(self, model: str | bytes | onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 opt_level: str = "O3", threads: int | None = None) -> None:
+        self.compiled = compile(model, input_shapes, opt_level, threads)
+
+    def _args(self, values) -> list[_Arg]:
+        from .ir import dtypes  # noqa: PLC0415
+
+        return [_Arg(v.name, list(v.shape), f"tensor({dtypes.name(v.dtype)})") for v in values]
+
+    def get_inputs(self) -> list[_Arg]:
+        return self._args(self.compiled.graph.inputs)
+
+    def get_outputs(self) -> list[_Arg]:
+        return self._args(self.compiled.graph.outputs)
+
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, Any]) -> list[Any]:
+        results = self.compiled.run(feeds)
+        names = list(output_names) if output_names else list(results)
+        missing = [n for n in names if n not in results]
+        if missing:
+            raise InputError(f"unknown output {', '.join(map(repr, missing))}; the model's outputs are "
+                             f"{', '.join(map(repr, results))}")
+        return [results[n] for n in names]

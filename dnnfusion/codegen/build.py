@@ -1,0 +1,65 @@
+"""The C compiler driver: gcc (or $CC) with `-O3 -march=native -fopenmp` unless overridden, a disk cache keyed by
+the source, the flags, the compiler's version and the CPU, atomic writes, and loading through ctypes."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shlex
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from ..cache import atomic_path, cache_dir
+from ..errors import DnnfusionError
+from ..fusion.profile_db import machine_key
+
+DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11")
+
+
+class BuildError(DnnfusionError):
+    """The C compiler is missing or rejected the generated source (a dnnfusion bug: please report it)."""
+
+
+def compiler() -> str:
+    return os.environ.get("CC", "gcc")
+
+
+def flags() -> tuple[str, ...]:
+    """DEFAULT_FLAGS, or $DNNFUSION_CFLAGS (shell-split) replacing the optimisation flags."""
+    extra = os.environ.get("DNNFUSION_CFLAGS")
+    if extra is None:
+        return DEFAULT_FLAGS
+    return tuple(shlex.split(extra)) + ("-fopenmp", "-fPIC", "-shared", "-std=gnu11")
+
+
+@lru_cache(maxsize=None)
+def compiler_version(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError) as e:
+        raise BuildError(f"C compiler '{cc}' not usable ({e}); install gcc or set CC") from e
+
+
+def build(source: str) -> Path:
+    """The shared library for `source`, compiled once per (source, flags, compiler, CPU) and cached."""
+    cc, options = compiler(), flags()
+    key = hashlib.sha256("\0".join([source, " ".join(options), compiler_version(cc), machine_key()]).encode())
+    folder = cache_dir("kernels")
+    library = folder / f"{key.hexdigest()[:24]}.so"
+    if library.exists():
+        return library
+    with atomic_path(folder / f"{library.stem}.c") as tmp:
+        tmp.write_text(source)
+    with atomic_path(library) as tmp:
+        result = subprocess.run([cc, *options, "-o", str(tmp), str(folder / f"{library.stem}.c"), "-lm"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"the C compiler rejected the generated source {folder / library.stem}.c:\n"
+                             + "\n".join(result.stderr.splitlines()[:20]))
+    return library
+
+
+def load(library: Path) -> ctypes.CDLL:
+    return ctypes.CDLL(str(library))

@@ -1,0 +1,239 @@
+"""The kernel IR: index and scalar expressions that operators describe themselves in, and that block lowering
+composes (a Transpose is a permuted index, a Reshape a re-linearised one, a Concat a select) before C is emitted.
+
+Expressions are immutable and hashable, so equal sub-trees are one object to the emitter (computed once).
+Constructors fold what they can (x*1, x+0, constant arithmetic), which keeps composed index maps small."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+INDEX = "int64_t"
+
+C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.int64): "int64_t",
+           np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t", np.dtype(np.int8): "int8_t",
+           np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t", np.dtype(np.uint32): "uint32_t",
+           np.dtype(np.uint64): "uint64_t", np.dtype(np.bool_): "bool"}
+
+
+def ctype(dtype: np.dtype) -> str | None:
+    """The C type of a numpy dtype, or None when codegen does not handle it (float16, strings...)."""
+    return C_TYPES.get(np.dtype(dtype))
+
+
+class Expr:
+    """Base of every expression; `ctype` is the C type of its value."""
+
+    ctype: str
+
+    # Operator overloads build expressions, so op descriptions read like arithmetic.
+    def __add__(self, other: "Expr | int | float") -> "Expr":
+        return binary("+", self, lift(other, self.ctype))
+
+    def __radd__(self, other: "int | float") -> "Expr":
+        return binary("+", lift(other, self.ctype), self)
+
+    def __sub__(self, other: "Expr | int | float") -> "Expr":
+        return binary("-", self, lift(other, self.ctype))
+
+    def __rsub__(self, other: "int | float") -> "Expr":
+        return binary("-", lift(other, self.ctype), self)
+
+    def __mul__(self, other: "Expr | int | float") -> "Expr":
+        return binary("*", self, lift(other, self.ctype))
+
+    def __rmul__(self, other: "int | float") -> "Expr":
+        return binary("*", lift(other, self.ctype), self)
+
+    def __truediv__(self, other: "Expr | int | float") -> "Expr":
+        return binary("/", self, lift(other, self.ctype))
+
+    def __neg__(self) -> "Expr":
+        return Unary("-", self, self.ctype)
+
+
+@dataclass(frozen=True)
+class Var(Expr):
+    """A loop variable (always an index)."""
+
+    name: str
+    ctype: str = INDEX
+
+
+@dataclass(frozen=True)
+class Lit(Expr):
+    """A literal of the given C type."""
+
+    value: float | int | bool
+    ctype: str = INDEX
+
+
+@dataclass(frozen=True)
+class Bin(Expr):
+    op: str                 # + - * / % min max, comparisons, && ||, floordiv, pow, fmod
+    a: Expr
+    b: Expr
+    ctype: str
+
+
+@dataclass(frozen=True)
+class Unary(Expr):
+    op: str                 # "-" or "!"
+    x: Expr
+    ctype: str
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    """A C math function (or one of the runtime's helpers) applied to arguments."""
+
+    fn: str
+    args: tuple[Expr, ...]
+    ctype: str
+
+
+@dataclass(frozen=True)
+class Select(Expr):
+    cond: Expr
+    a: Expr
+    b: Expr
+    ctype: str
+
+
+@dataclass(frozen=True)
+class Cast(Expr):
+    x: Expr
+    ctype: str
+
+
+@dataclass(frozen=True)
+class Load(Expr):
+    """buffer[index]; buffers are named by the code generator, never after anything in the model."""
+
+    buffer: str
+    index: Expr
+    ctype: str
+
+
+def lift(value: "Expr | int | float | bool", ctype_: str) -> Expr:
+    return value if isinstance(value, Expr) else Lit(value, ctype_)
+
+
+def lit(value: float | int | bool, ctype_: str) -> Lit:
+    """A literal with its value normalised to the C type (so equal literals hash equal)."""
+    if ctype_ == "bool":
+        return Lit(bool(value), ctype_)
+    if ctype_ in ("float", "double"):
+        return Lit(float(value), ctype_)
+    return Lit(int(value), ctype_)
+
+
+def _const(e: Expr) -> float | int | bool | None:
+    return e.value if isinstance(e, Lit) else None
+
+
+COMPARE = {"<", "<=", ">", ">=", "==", "!="}
+
+
+def binary(op: str, a: Expr, b: Expr, ctype_: str | None = None) -> Expr:
+    """a op b, folded where both sides are literals or one side is a neutral element."""
+    out = "bool" if op in COMPARE or op in ("&&", "||") else (ctype_ or a.ctype)
+    ca, cb = _const(a), _const(b)
+    integer = out not in ("float", "double", "bool")
+    if ca is not None and cb is not None and integer and op in ("+", "-", "*", "min", "max", "floordiv", "mod"):
+        value = {"+": ca + cb, "-": ca - cb, "*": ca * cb, "min": min(ca, cb), "max": max(ca, cb),
+                 "floordiv": ca // cb if cb else 0, "mod": ca % cb if cb else 0}[op]
+        return Lit(int(value), out)
+    if op == "+" and cb == 0 or op == "-" and cb == 0 or op == "*" and cb == 1 or op == "floordiv" and cb == 1:
+        return a
+    if op == "+" and ca == 0 or op == "*" and ca == 1:
+        return b
+    if integer and op == "*" and (ca == 0 or cb == 0):
+        return Lit(0, out)
+    if integer and op == "mod" and cb == 1:
+        return Lit(0, out)
+    return Bin(op, a, b, out)
+
+
+def call(fn: str, *args: Expr, ctype_: str | None = None) -> Expr:
+    return Call(fn, tuple(args), ctype_ or args[0].ctype)
+
+
+def select(cond: Expr, a: Expr, b: Expr) -> Expr:
+    c = _const(cond)
+    if c is not None:
+        return a if c else b
+    return a if a == b else Select(cond, a, b, a.ctype)
+
+
+def cast(x: Expr, ctype_: str) -> Expr:
+    if x.ctype == ctype_:
+        return x
+    if isinstance(x, Lit):
+        return lit(x.value, ctype_)
+    return Cast(x, ctype_)
+
+
+def floordiv(a: Expr, b: int) -> Expr:
+    """Index floor division by a positive constant (indices are never negative, so C division is floor)."""
+    return binary("floordiv", a, Lit(b))
+
+
+def mod(a: Expr, b: int) -> Expr:
+    return binary("mod", a, Lit(b))
+
+
+# --- index maps -------------------------------------------------------------------------------------
+
+Index = tuple[Expr, ...]
+
+
+def strides(shape: Sequence[int]) -> list[int]:
+    """Row-major element strides."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def linear(index: Sequence[Expr], shape: Sequence[int]) -> Expr:
+    """The row-major offset of a multi-index (a size-1 dimension contributes nothing)."""
+    total: Expr = Lit(0)
+    for i, (e, s) in enumerate(zip(index, strides(shape))):
+        if shape[i] != 1:
+            total = total + e * s
+    return total
+
+
+def unravel(offset: Expr, shape: Sequence[int]) -> Index:
+    """The multi-index of a row-major offset."""
+    out = []
+    for i, s in enumerate(strides(shape)):
+        if shape[i] == 1:
+            out.append(Lit(0))
+        else:
+            e = floordiv(offset, s) if s != 1 else offset
+            out.append(mod(e, shape[i]) if i > 0 else e)
+    return tuple(out)
+
+
+def reshape_index(index: Sequence[Expr], out_shape: Sequence[int], in_shape: Sequence[int]) -> Index:
+    """Where a Reshape's output element `index` comes from in its input: same offset, other shape."""
+    if list(out_shape) == list(in_shape):
+        return tuple(index)
+    return unravel(linear(index, out_shape), in_shape)
+
+
+def broadcast_index(index: Sequence[Expr], out_shape: Sequence[int], in_shape: Sequence[int]) -> Index:
+    """The input's multi-index for an output index under numpy broadcasting (right-aligned, size-1 axes pinned)."""
+    skip = len(out_shape) - len(in_shape)
+    return tuple(Lit(0) if d == 1 else index[skip + i] for i, d in enumerate(in_shape))
+
+
+def numel(shape: Sequence[int]) -> int:
+    return int(math.prod(shape))

@@ -1,0 +1,63 @@
+"""What an operator's codegen description works with: the reader of its inputs (prologue) and, for kernel
+templates, a context that names loop variables, emits expressions and stores results (epilogue)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir.graph import Node
+from .emit import Emitter
+from .expr import Expr, Index, Var
+
+Reader = Callable[[int, Index], Expr]
+Storer = Callable[[int, Index, Expr], list[str]]
+
+PARALLEL_GRAIN = 1 << 15          # elements of work below which a loop nest stays serial
+
+
+class KernelContext:
+    """Handed to `Op.kernel`: `read(i, index)` gives input i's element (fused producers inlined), `store(out,
+    index, value)` the C statements that finish output `out`'s element (fused consumers applied), `var()`
+    fresh loop variables, `c(expr)` C text, `scratch(ctype, n)` a named temporary array."""
+
+    def __init__(self, node: Node, read: Reader, store: Storer, prefix: str) -> None:
+        self.node, self.read, self.store = node, read, store
+        self.prefix = prefix
+        self._vars = 0
+        self.scratch_arrays: list[tuple[str, str, int]] = []
+
+    def var(self, hint: str = "i") -> Var:
+        self._vars += 1
+        return Var(f"{hint}{self._vars}")
+
+    def c(self, e: Expr) -> str:
+        """C text for an expression, its shared sub-expressions as locals first (returns `locals; text`)."""
+        emitter = Emitter(f"{self.prefix}e{self._vars}_")
+        self._vars += 1
+        emitter.share([e])
+        return "".join(line + " " for line in emitter.lines) + emitter.c(e)
+
+    def value(self, name: str, e: Expr) -> list[str]:
+        """Statements declaring `const T name = e;` with e's shared sub-expressions as locals before it."""
+        emitter = Emitter(f"{self.prefix}{name}_")
+        emitter.share([e])
+        return emitter.lines + [f"const {e.ctype} {name} = {emitter.c(e)};"]
+
+    def scratch(self, ctype_: str, count: int) -> str:
+        """A temporary array of `count` elements private to this kernel (allocated per call on the heap)."""
+        name = f"{self.prefix}scratch{len(self.scratch_arrays)}"
+        self.scratch_arrays.append((name, ctype_, count))
+        return name
+
+
+def parallel_for(var: Var, extent: int, body: list[str], work: int) -> list[str]:
+    """`for (var = 0; var < extent; ++var) { body }`, parallel with OpenMP when the nest's total work is large."""
+    pragma = ["#pragma omp parallel for schedule(static)"] if work >= PARALLEL_GRAIN and extent > 1 else []
+    return pragma + [f"for (int64_t {var.name} = 0; {var.name} < {extent}; ++{var.name}) {{"] + \
+        ["  " + line for line in body] + ["}"]
+
+
+def serial_for(var: Var, extent: int, body: list[str], simd: bool = False) -> list[str]:
+    pragma = ["#pragma omp simd"] if simd else []
+    return pragma + [f"for (int64_t {var.name} = 0; {var.name} < {extent}; ++{var.name}) {{"] + \
+        ["  " + line for line in body] + ["}"]

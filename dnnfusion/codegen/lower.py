@@ -1,0 +1,211 @@
+"""One fusion block -> one C function. Pointwise operators inline into their consumers through composed index
+maps (no data movement); a Many-to-Many operator's template reads its inputs through those inlined producers
+(prologue) and, where the rest of the block is elementwise on its output, applies it before the store
+(epilogue); otherwise its result goes to a block-local buffer that the rest of the block reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import ops
+from ..errors import DnnfusionError
+from ..fusion.plan import Block
+from ..ir.graph import Node, Value
+from .emit import Emitter, children
+from .expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel
+from .kernel import KernelContext, parallel_for, serial_for
+
+
+class CodegenError(DnnfusionError):
+    """An operator's codegen description failed for this node (a bug or an unsupported attribute)."""
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A C array that holds one value: its generated name and C element type."""
+
+    name: str
+    ctype: str
+
+
+PLACEHOLDER = "__kernel_output_"
+
+
+class BlockLowering:
+    """Lowers `block` given the buffers of every value it reads from outside or must hand out (`buffers`,
+    keyed by id(Value)) and a function `temp(value)` that gives a block-local buffer for a kernel's result."""
+
+    def __init__(self, block: Block, name: str, buffers: dict[int, Buffer], temp) -> None:
+        self.block, self.name, self.buffers, self.temp = block, name, buffers, temp
+        self.nodes = [o.node for o in block.ops]
+        self.inside = {id(n) for n in self.nodes}
+        self.kernels = [n for n in self.nodes if ops.lookup(n).lowering(n) == "kernel"]
+        if len(self.kernels) > 1:
+            raise CodegenError(f"block {block.id} has {len(self.kernels)} kernel-template operators; at most one")
+        self.materialized: dict[int, Buffer] = {}          # kernel outputs written to a buffer
+        self.placeholders: dict[int, str] = {}             # kernel outputs read as the epilogue's value
+
+    # --- reading values -------------------------------------------------------------------------------
+    def read_value(self, value: Value, index: Index) -> Expr:
+        ct = ctype(value.dtype)
+        if value.const is not None and value.numel == 1:
+            return lit(value.const.reshape(-1)[0].item(), ct)
+        producer = value.producer
+        if producer is not None and id(producer) in self.inside:
+            if id(value) in self.placeholders:
+                return Load(self.placeholders[id(value)], linear(index, value.shape), ct)
+            if id(value) in self.materialized:
+                return Load(self.materialized[id(value)].name, linear(index, value.shape), ct)
+            op = ops.lookup(producer)
+            out = next(k for k, v in enumerate(producer.outputs) if v is value)
+            expr = op.pointwise(producer, out, tuple(index), self.reader(producer))
+            if expr is None:
+                raise CodegenError(f"{producer.op_type} node '{producer.name}' has no pointwise description")
+            return cast(expr, ct)
+        buffer = self.buffers.get(id(value))
+        if buffer is None:
+            raise CodegenError(f"value '{value.name}' read by block {self.block.id} has no buffer")
+        return Load(buffer.name, linear(index, value.shape), ct)
+
+    def reader(self, node: Node):
+        def read(i: int, index: Index) -> Expr:
+            return self.read_value(node.inputs[i], index)
+        return read
+
+    # --- outputs ---------------------------------------------------------------------------------------
+    def outputs(self) -> list[Value]:
+        """Values of the block that leave it: read by another block or returned to the caller."""
+        return [v for n in self.nodes for v in n.outputs if v is not None and id(v) in self.buffers]
+
+    def pointwise_loop(self, value: Value) -> list[str]:
+        """A loop nest over `value`'s shape that computes and stores it."""
+        shape = value.shape
+        index = tuple(Var(f"i{d}") for d in range(len(shape)))
+        expr = self.read_value(value, index) if not self.is_output_kernel(value) else None
+        if expr is None:
+            return []
+        emitter = Emitter("t")
+        emitter.share([expr])
+        body = emitter.lines + [f"{self.buffers[id(value)].name}[{emitter.c(linear(index, shape))}] = "
+                                f"{emitter.c(expr)};"]
+        return nest(index, shape, body)
+
+    def is_output_kernel(self, value: Value) -> bool:
+        return value.producer is not None and any(value.producer is k for k in self.kernels)
+
+    # --- the kernel ------------------------------------------------------------------------------------
+    def epilogue_targets(self, kernel: Node) -> list[Value] | None:
+        """Block outputs computable elementwise from the kernel's output element (same shape, read only at the
+        identity index): the epilogue. None when some output needs the kernel's result elsewhere."""
+        targets = []
+        for value in self.outputs():
+            if any(value is o for o in kernel.outputs):
+                continue
+            index = tuple(Var(f"i{d}") for d in range(len(value.shape)))
+            for k, out in enumerate(kernel.outputs):
+                if out is not None:
+                    self.placeholders[id(out)] = f"{PLACEHOLDER}{k}"
+            expr = self.read_value(value, index)
+            self.placeholders.clear()
+            loads = [e for e in walk(expr) if isinstance(e, Load) and e.buffer.startswith(PLACEHOLDER)]
+            if not loads:
+                continue                                   # independent of the kernel: its own loop
+            if len(kernel.outputs) != 1 or tuple(value.shape) != tuple(kernel.outputs[0].shape) or \
+                    any(e.index != linear(index, value.shape) for e in loads):
+                return None
+            targets.append(value)
+        return targets
+
+    def kernel_code(self, kernel: Node) -> list[str]:
+        op = ops.lookup(kernel)
+        targets = self.epilogue_targets(kernel)
+        if targets is None:
+            for out in kernel.outputs:
+                if out is not None:
+                    self.materialized[id(out)] = self.buffers.get(id(out)) or self.temp(out)
+            targets = []
+        else:
+            for out in kernel.outputs:
+                if out is not None and id(out) in self.buffers:
+                    self.materialized[id(out)] = self.buffers[id(out)]
+        counter = [0]
+
+        def store(out: int, index: Index, value: Expr) -> list[str]:
+            result = kernel.outputs[out]
+            counter[0] += 1
+            local = f"v{counter[0]}"
+            head = Emitter(f"{local}p_")
+            head.share([value])
+            lines = head.lines + [f"const {value.ctype} {local} = {head.c(value)};"]
+            stored: list[tuple[Buffer, Value, Expr]] = []
+            if id(result) in self.materialized:
+                stored.append((self.materialized[id(result)], result, Var(local, value.ctype)))
+            self.placeholders[id(result)] = f"{PLACEHOLDER}{out}"
+            for target in targets:
+                expr = self.read_value(target, index)
+                stored.append((self.buffers[id(target)], target, substitute(expr, f"{PLACEHOLDER}{out}", local)))
+            self.placeholders.clear()
+            emitter = Emitter(f"{local}_")
+            emitter.share([e for _, _, e in stored])
+            lines += emitter.lines
+            for buffer, value_, expr in stored:
+                lines.append(f"{buffer.name}[{emitter.c(linear(index, value_.shape))}] = {emitter.c(expr)};")
+            return ["{"] + ["  " + line for line in lines] + ["}"]
+
+        ctx = KernelContext(kernel, self.reader(kernel), store, prefix="k")
+        code = op.kernel(kernel, ctx)
+        if code is None:
+            raise CodegenError(f"{kernel.op_type} node '{kernel.name}' has no kernel template for its attributes")
+        self.done = {id(t) for t in targets} | {id(o) for o in kernel.outputs if o is not None}
+        scratch = [f"{ct}* {name} = ({ct}*)malloc(sizeof({ct}) * {max(count, 1)});" for name, ct, count in
+                   ctx.scratch_arrays]
+        free = [f"free({name});" for name, _, _ in ctx.scratch_arrays]
+        return scratch + code + free
+
+    def lower(self) -> str:
+        """The block's C function: `static void NAME(char* arena, const char* weights, const void* const* in,
+        void* const* out)` with its buffer pointers declared from the generated buffer table."""
+        self.done: set[int] = set()
+        body: list[str] = []
+        if self.kernels:
+            body += self.kernel_code(self.kernels[0])
+        for value in self.outputs():
+            if id(value) not in self.done:
+                body += self.pointwise_loop(value)
+        return "\n".join(body)
+
+
+def walk(e: Expr):
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(children(x))
+
+
+def substitute(e: Expr, buffer: str, local: str) -> Expr:
+    """Replace every load from the placeholder `buffer` by the C local `local`."""
+    from dataclasses import fields, replace  # noqa: PLC0415
+
+    if isinstance(e, Load) and e.buffer == buffer:
+        return Var(local, e.ctype)
+    changes = {}
+    for f in fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, Expr):
+            changes[f.name] = substitute(v, buffer, local)
+        elif isinstance(v, tuple) and v and isinstance(v[0], Expr):
+            changes[f.name] = tuple(substitute(x, buffer, local) for x in v)
+    return replace(e, **changes) if changes else e
+
+
+def nest(index: tuple[Var, ...], shape: tuple[int, ...], body: list[str]) -> list[str]:
+    """Loops over `shape` (outermost parallel when the work is large, innermost marked for SIMD)."""
+    if not shape:
+        return ["{"] + ["  " + line for line in body] + ["}"]
+    for d in range(len(shape) - 1, -1, -1):
+        if d == 0:
+            body = parallel_for(index[d], shape[d], body, numel(shape))
+        else:
+            body = serial_for(index[d], shape[d], body, simd=d == len(shape) - 1)
+    return body

@@ -1,0 +1,116 @@
+"""The compiled model: the generated library, the arena and the weight blob, run with one native call per
+segment (one per inference when every operator has generated code). Fallback operators run their numpy
+reference on views of the same arena and are counted in the statistics, never hidden."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .. import ops
+from ..codegen.build import build, load
+from ..codegen.program import Program, generate
+from ..fusion import Plan
+from ..ir.graph import Value
+from .feeds import check_feeds
+from .reference import _checked
+
+
+class CompiledModel:
+    """`run(feeds) -> {output name: array}`; `stats`, `source` and `report(path)` describe what was built."""
+
+    def __init__(self, plan: Plan, threads: int | None = None, compile_started: float | None = None) -> None:
+        started = compile_started if compile_started is not None else time.perf_counter()
+        self.plan = plan
+        self.graph = plan.ecg.graph
+        self.program: Program = generate(plan)
+        self.threads = threads or os.cpu_count() or 1
+        self.library_path: Path | None = None
+        self._entries = {}
+        if self.program.native_calls:
+            self.library_path = build(self.program.source)
+            self.library = load(self.library_path)
+            self.library.df_set_threads(ctypes.c_int(self.threads))
+            self._entries = {s.entry: getattr(self.library, s.entry) for s in self.program.segments if s.native}
+        self._arena = np.zeros(max(self.program.arena_bytes, 64), np.uint8)
+        self._weights = np.ascontiguousarray(self.program.weights) if self.program.weights.size else \
+            np.zeros(64, np.uint8)
+        for entry in self._entries.values():
+            entry.argtypes = [ctypes.c_void_p] * 4
+            entry.restype = ctypes.c_int
+        self.compile_seconds = time.perf_counter() - started
+
+    @property
+    def source(self) -> str:
+        return self.program.source
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return {**self.plan.stats(), "arena_bytes": self.program.arena_bytes,
+                "weight_bytes": int(self.program.weights.size), "compile_seconds": round(self.compile_seconds, 3),
+                "fallback_ops": list(self.program.fallback_ops), "native_calls_per_run": self.program.native_calls,
+                "threads": self.threads}
+
+    def _view(self, value: Value) -> np.ndarray:
+        offset = self.program.arena_offsets[id(value)]
+        return np.frombuffer(self._arena.data, value.dtype, value.numel, offset).reshape(value.shape)
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Outputs by name for the given feeds (checked against the compiled input names, dtypes and shapes)."""
+        arrays = [np.require(a, requirements="C") for a in check_feeds(self.graph, feeds).values()]
+        outputs = [np.empty(v.shape, v.dtype) if v.is_static else None for v in self.graph.outputs]
+        inputs_ptr = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+        outputs_ptr = (ctypes.c_void_p * max(len(outputs), 1))(*[o.ctypes.data if o is not None else 0
+                                                                  for o in outputs])
+        env: dict[int, np.ndarray] = {id(v): a for v, a in zip(self.graph.inputs, arrays)}
+        env.update({id(v): o for v, o in zip(self.graph.outputs, outputs) if o is not None})
+        arena, weights = self._arena.ctypes.data, self._weights.ctypes.data
+        for segment in self.program.segments:
+            if segment.native:
+                self._entries[segment.entry](arena, weights, ctypes.cast(inputs_ptr, ctypes.c_void_p),
+                                             ctypes.cast(outputs_ptr, ctypes.c_void_p))
+            else:
+                for block in segment.blocks:
+                    for info in block.ops:
+                        self._fallback(info.node, env)
+        for k, v in enumerate(self.graph.outputs):
+            if outputs[k] is None:                                   # a data-dependent extent: the fallback's array
+                outputs[k] = env[id(v)]
+            elif v.producer is None or v.const is not None:         # an output that is an input or a constant
+                outputs[k][...] = v.const if v.const is not None else env[id(v)]
+        return {v.name: o for v, o in zip(self.graph.outputs, outputs)}
+
+    def _fallback(self, node, env: dict[int, np.ndarray]) -> None:
+        """Run one operator's numpy reference, reading and writing where the native code expects its values."""
+        args = []
+        for v in node.inputs:
+            if v is None:
+                args.append(None)
+            elif v.const is not None:
+                args.append(v.const)
+            elif id(v) in env:
+                args.append(env[id(v)])
+            else:
+                args.append(self._view(v))
+        results = ops.lookup(node).compute(node, *args)
+        for v, array in zip(node.outputs, results):
+            if v is None:
+                continue
+            array = _checked(node, v, np.asarray(array))
+            if id(v) in env and any(v is o for o in self.graph.outputs):
+                env[id(v)][...] = array
+            elif id(v) in self.program.arena_offsets:
+                self._view(v)[...] = array
+            else:
+                env[id(v)] = array
+
+    def report(self, path: str | Path) -> Path:
+        """Write the plan drawing (HTML) with the compile statistics."""
+        from ..report import write_plan_html  # noqa: PLC0415
+
+        return write_plan_html(self.plan, Path(path), title=f"{self.graph.name} (compiled)")
