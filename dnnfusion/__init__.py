@@ -47,7 +47,8 @@ class InferenceSession:
     def _args(self, values) -> list[_Arg]:
         from .ir import dtypes  # noqa: PLC0415
 
-        return [_Arg(v.name, list(v.shape), f"tensor({dtypes.name(v.dtype)})") for v in values]
+        return [_Arg(v.name, list(v.shape), f"tensor({onnx.TensorProto.DataType.Name(dtypes.to_onnx(v.dtype)).lower()})")
+                for v in values]
 
     def get_inputs(self) -> list[_Arg]:
         return self._args(self.compiled.graph.inputs)

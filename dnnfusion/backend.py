@@ -71,6 +71,10 @@ class DnnfusionRep(BackendRep):
 
         return CompiledModel(plan_graph(graph, "O3"))
 
+    def executors(self) -> list[Executor]:
+        """The executors compiled so far (one per input-shape signature or specialization)."""
+        return list(self._executors.values())
+
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         names = [v.name for v in self._source.inputs]
         if isinstance(inputs, dict):

@@ -130,49 +130,123 @@ def info(model: Path, shapes: tuple[str, ...], top: int) -> None:
         console.print("[green]every value has a static shape[/]")
 
 
+def _read_feeds(inputs_file: Path | None, named: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """Feeds from an .npz and/or NAME=FILE.npy options; None when neither was given."""
+    feeds: dict[str, np.ndarray] = {}
+    if inputs_file is not None:
+        with np.load(inputs_file) as data:
+            feeds.update({k: data[k] for k in data.files})
+    for spec in named:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise click.BadParameter(f"'{spec}' is not NAME=FILE.npy", param_hint="--input")
+        try:
+            feeds[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DnnfusionError(f"cannot read input '{name}' from {file}: {e}") from e
+    return feeds if inputs_file is not None or named else None
+
+
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
               help="Bind an input's dynamic dimensions (repeat per input).")
 @click.option("--inputs", "inputs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An .npz of feeds by input name (default: seeded random feeds).")
+@click.option("--input", "named", multiple=True, metavar="NAME=FILE.npy", help="One input from a .npy file.")
+@click.option("--opt", "level", type=click.Choice(["O0", "O1", "O2", "O3"]), default="O3", show_default=True)
+@click.option("--reference", is_flag=True, help="Run the numpy reference executor instead of compiled code.")
 @click.option("--check", is_flag=True, help="Compare the outputs with onnxruntime (rtol 1e-3, atol 1e-4).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Write the outputs to this .npz.")
-def run(model: Path, shapes: tuple[str, ...], inputs_file: Path | None, check: bool, save: Path | None) -> None:
-    """Run a model with the reference executor (the compiled runtime replaces it in a later stage)."""
-    from .ir import load  # noqa: PLC0415
+def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tuple[str, ...], level: str,
+        reference: bool, check: bool, save: Path | None) -> None:
+    """Compile MODEL (an .onnx file or a zoo model name) and run it once; --check compares with onnxruntime."""
     from .oracle import compare, run_onnxruntime  # noqa: PLC0415
     from .runtime import ReferenceExecutor, random_feeds  # noqa: PLC0415
 
-    with step(f"importing {model.name}"):
-        graph = load(model, parse_shapes(shapes))
-    if inputs_file is not None:
-        with np.load(inputs_file) as data:
-            feeds = {k: data[k] for k in data.files}
+    path, zoo_shapes = _model_source(model)
+    input_shapes = {**zoo_shapes, **parse_shapes(shapes)}
+    feeds = _read_feeds(inputs_file, named)
+    if feeds is not None:
+        input_shapes = {**{k: v.shape for k, v in feeds.items()}, **input_shapes}
+    if reference:
+        from .ir import load  # noqa: PLC0415
+
+        with step(f"importing {path.name}"):
+            executor = ReferenceExecutor(load(path, input_shapes))
+        graph = executor.graph
     else:
+        from . import compile as compile_model  # noqa: PLC0415
+
+        with step(f"compiling {path.name} at {level}"):
+            executor = compile_model(path, input_shapes, level)
+        graph = executor.graph
+        stats = executor.stats
+        console.print(f"compiled: {stats['blocks']} kernels for {stats['ops_before']} operators, arena "
+                      f"{human(stats['arena_bytes'], 'B')}, {len(stats['fallback_ops'])} fallback operator(s), "
+                      f"{stats['compile_seconds']:.2f} s", highlight=False)
+    if feeds is None:
         feeds = random_feeds(graph)
     with step("running"):
-        outputs = ReferenceExecutor(graph).run(feeds)
+        outputs = executor.run(feeds)
     table = Table(title="outputs", title_justify="left")
     for col in ("name", "dtype", "shape", "mean", "min", "max"):
         table.add_column(col)
     for name, array in outputs.items():
         numeric = array.dtype.kind in "biuf" and array.size
-        stats = [f"{float(f(array)):.4g}" for f in (np.mean, np.min, np.max)] if numeric else ["", "", ""]
-        table.add_row(name, dtypes.name(array.dtype), fmt_shape(array.shape), *stats)
+        stats_ = [f"{float(f(array)):.4g}" for f in (np.mean, np.min, np.max)] if numeric else ["", "", ""]
+        table.add_row(name, dtypes.name(array.dtype), fmt_shape(array.shape), *stats_)
     console.print(table)
     if save is not None:
         np.savez(save, **outputs)
     if check:
         with step("running onnxruntime"):
-            theirs = run_onnxruntime(str(model), feeds)
-        bad = [d for d in compare(outputs, theirs) if not d.ok]
-        for d in compare(outputs, theirs):
+            theirs = run_onnxruntime(str(path), feeds)
+        diffs = compare(outputs, theirs)
+        for d in diffs:
             console.print(f"'{d.name}': max abs {d.max_abs:.2e}, max rel {d.max_rel:.2e}: "
                           + ("[green]match[/]" if d.ok else "[red]MISMATCH[/]"))
+        bad = [d for d in diffs if not d.ok]
         if bad:
             raise DnnfusionError(f"{len(bad)} output(s) differ from onnxruntime beyond tolerance: "
                                  f"{', '.join(d.name for d in bad)}")
+
+
+@main.command("compile")
+@click.argument("model")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for model.c, the shared library, plan.html and stats.json.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
+              help="Bind an input's dynamic dimensions (repeat per input).")
+@click.option("--opt", "level", type=click.Choice(["O0", "O1", "O2", "O3"]), default="O3", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="Threads the compiled model runs with.")
+@click.option("--json", "as_json", is_flag=True, help="Print the compile statistics as one JSON object.")
+def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: str, threads: int | None,
+                    as_json: bool) -> None:
+    """Compile MODEL (an .onnx file or a zoo model name) and write its C source, library and plan report."""
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    from . import compile as compile_model  # noqa: PLC0415
+
+    path, zoo_shapes = _model_source(model)
+    with step(f"compiling {path.name} at {level}"):
+        compiled = compile_model(path, {**zoo_shapes, **parse_shapes(shapes)}, level, threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "model.c").write_text(compiled.source)
+    if compiled.library_path is not None:
+        shutil.copyfile(compiled.library_path, out_dir / "model.so")
+    compiled.report(out_dir / "plan.html")
+    (out_dir / "stats.json").write_text(json.dumps(compiled.stats, indent=1))
+    if as_json:
+        click.echo(json.dumps(compiled.stats))
+        return
+    stats = compiled.stats
+    console.print(f"{stats['ops_before']} operators -> {stats['blocks']} kernels ({stats['fusion_rate']:.2f}x), "
+                  f"arena {human(stats['arena_bytes'], 'B')}, {stats['native_calls_per_run']} native call(s) per "
+                  f"run, {len(stats['fallback_ops'])} fallback operator(s), {stats['compile_seconds']:.2f} s",
+                  highlight=False)
+    console.print(f"wrote {out_dir}/model.c, model.so, plan.html, stats.json", highlight=False)
 
 
 @main.command("ops")
@@ -192,13 +266,14 @@ def list_ops(mapping: str | None) -> None:
 @main.command()
 @click.option("--batch", default=2, show_default=True, help="Batch size bound to the demo's 'batch' dimension.")
 @click.option("--seq", default=32, show_default=True, help="Sequence length bound to its 'seq' dimension.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for every runtime (default: all cores).")
+@click.option("--rounds", default=50, show_default=True, help="Timing rounds (best of them is reported).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Also write the demo model here.")
-def demo(batch: int, seq: int, save: Path | None) -> None:
-    """Run the built-in model through import, shape binding, folding and the reference executor, checked
-    against onnxruntime."""
+def demo(batch: int, seq: int, threads: int | None, rounds: int, save: Path | None) -> None:
+    """Compile the built-in transformer layer, check it against onnxruntime, and time both side by side."""
     from .demo import run_demo  # noqa: PLC0415
 
-    run_demo(batch, seq, save, console)
+    run_demo(batch, seq, save, console, threads, rounds)
 
 
 @main.group()

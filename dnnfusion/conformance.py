@@ -70,21 +70,29 @@ def cases_by_op() -> dict[str, list]:
     return by_op
 
 
-def run_case(case) -> str | None:
+def run_case(case, executor: str = "compiled") -> str | None:
     """Run one node test through our backend; None when it passes, else the failure in one line."""
+    return run_case_natively(case, executor)[0]
+
+
+def run_case_natively(case, executor: str = "compiled") -> tuple[str | None, set[str]]:
+    """The failure (None when it passes) and the operator types that ran as fallbacks instead of generated code."""
     from onnx.backend.test.runner import Runner  # noqa: PLC0415
 
     from .backend import DnnfusionBackend  # noqa: PLC0415
 
+    fallbacks: set[str] = set()
     try:
-        rep = DnnfusionBackend.prepare(case.model)
+        rep = DnnfusionBackend.prepare(case.model, executor=executor)
         for inputs, expected in case.data_sets:
             with np.errstate(all="ignore"):
                 got = rep.run([_as_array(x) for x in inputs])
             Runner.assert_similar_outputs([_as_array(x) for x in expected], list(got), case.rtol, case.atol)
+        for compiled in rep.executors():
+            fallbacks |= {op.split(" ")[0] for op in getattr(compiled, "stats", {}).get("fallback_ops", [])}
     except Exception as e:  # noqa: BLE001 - the failure itself is the result we report
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
-    return None
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300], fallbacks
+    return None, fallbacks
 
 
 def _as_array(x) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""`dnnfusion demo`: the built-in model through import, shape binding, folding and the reference executor,
-checked against onnxruntime. Later stages (fusion plan, code generation) will join this pipeline."""
+"""`dnnfusion demo`: the built-in transformer layer compiled end to end (import, shapes, folding, fusion plan, C
+code, build), checked against onnxruntime, and timed side by side with onnxruntime on the same threads."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -11,57 +12,52 @@ import onnx
 from rich.console import Console
 from rich.table import Table
 
+from .bench import interleaved, onnxruntime_session
 from .errors import DnnfusionError
-from .ir import from_onnx, infer_shapes
-from .oracle import compare, run_onnxruntime
-from .rewrite import fold_constants
-from .runtime import ReferenceExecutor
-from .stats import graph_stats
+from .oracle import compare
 from .zoo import demo_model
 
 
-def run_demo(batch: int, seq: int, save: Path | None, console: Console) -> None:
-    """Print each stage with its timing and result; raise if our outputs differ from onnxruntime's."""
+def run_demo(batch: int, seq: int, save: Path | None, console: Console, threads: int | None = None,
+             rounds: int = 50) -> None:
+    """Print the compile statistics, the output check and the speed table; raise if outputs differ."""
+    import dnnfusion  # noqa: PLC0415 - the public API, used as a user would
+
     model = demo_model()
     if save is not None:
         onnx.save(model, save)
         console.print(f"wrote {save}")
-    console.print(f"[bold]dnnfusion demo[/]: '{model.graph.name}' (a transformer encoder layer), "
-                  f"batch={batch}, seq={seq}")
+    threads = threads or os.cpu_count() or 1
+    console.print(f"[bold]dnnfusion demo[/]: '{model.graph.name}' (a transformer encoder layer), batch={batch}, "
+                  f"seq={seq}, {threads} thread(s)")
     shapes = {"x": (batch, seq, 64), "mask": (batch, seq)}
-    timings = Table(title="pipeline", title_justify="left")
-    for col, justify in (("stage", "left"), ("result", "left"), ("time", "right")):
-        timings.add_column(col, justify=justify)
-
-    t = time.perf_counter()
-    graph = from_onnx(model)
-    loaded = sum(n.op_type != "Constant" for n in graph.nodes)
-    timings.add_row("import", f"{loaded} operators, inputs {[(v.name, v.shape) for v in graph.inputs]}", _ms(t))
-    t = time.perf_counter()
-    infer_shapes(graph, shapes)
-    timings.add_row("bind + static shapes", f"inputs bound to {shapes}", _ms(t))
-    t = time.perf_counter()
-    fold_constants(graph)
-    stats = graph_stats(graph)
-    timings.add_row("fold constants", f"{loaded - stats.ops_total} shape/constant operators folded -> "
-                    f"{stats.ops_total} operators", _ms(t))
+    compiled = {}
+    with console.status("compiling at O1 and O3", spinner="dots"):
+        for level in ("O1", "O3"):
+            compiled[level] = dnnfusion.compile(model, shapes, opt_level=level, threads=threads)
+    stats = compiled["O3"].stats
+    table = Table(title="compiled (O3)", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for label, value in (("operators as loaded", stats["ops_before"]), ("after folding", stats["ops_after_folding"]),
+                         ("kernels (blocks) at O1 / O3", f"{compiled['O1'].stats['blocks']} / {stats['blocks']}"),
+                         ("fusion rate", f"{stats['fusion_rate']:.2f}x"),
+                         ("intermediate bytes before / after fusion",
+                          f"{stats['irs_bytes_before']:,} / {stats['irs_bytes_after']:,}"),
+                         ("arena bytes", f"{stats['arena_bytes']:,}"),
+                         ("native calls per run", stats["native_calls_per_run"]),
+                         ("fallback operators", _summary(stats["fallback_ops"])),
+                         ("compile time", f"{stats['compile_seconds']:.2f} s")):
+        table.add_row(label, str(value))
+    console.print(table)
 
     rng = np.random.default_rng(0)
     feeds = {"x": rng.standard_normal((batch, seq, 64)).astype(np.float32),
              "mask": (rng.random((batch, seq)) > 0.2).astype(np.float32)}
-    executor = ReferenceExecutor(graph)
-    t = time.perf_counter()
-    ours = executor.run(feeds)
-    timings.add_row("reference executor", f"y {ours['y'].shape} {ours['y'].dtype}", _ms(t))
-    t = time.perf_counter()
-    theirs = run_onnxruntime(model, feeds)
-    timings.add_row("onnxruntime (oracle)", f"y {theirs['y'].shape}", _ms(t))
-    console.print(timings)
-
-    mix = ", ".join(f"{k} {v}" for k, v in stats.ops_by_mapping.items() if v)
-    console.print(f"operators by mapping type: {mix}")
-    console.print(f"FLOPs {stats.flops / 1e6:.2f} M, parameters {stats.param_bytes / 1024:.0f} KiB, "
-                  f"intermediate results {stats.irs_bytes / 1024:.0f} KiB")
+    ort_all = onnxruntime_session(model, threads, optimized=True)
+    ort_none = onnxruntime_session(model, threads, optimized=False)
+    theirs = dict(zip([o.name for o in ort_all.get_outputs()], ort_all.run(None, feeds)))
+    ours = compiled["O3"].run(feeds)
     for diff in compare(ours, theirs):
         verdict = "[green]match[/]" if diff.ok else "[red]MISMATCH[/]"
         console.print(f"output '{diff.name}': max abs err {diff.max_abs:.2e}, max rel err {diff.max_rel:.2e} "
@@ -69,6 +65,25 @@ def run_demo(batch: int, seq: int, save: Path | None, console: Console) -> None:
         if not diff.ok:
             raise DnnfusionError(f"output '{diff.name}' differs from onnxruntime beyond tolerance")
 
+    runners = {"dnnfusion O3": lambda: compiled["O3"].run(feeds), "dnnfusion O1": lambda: compiled["O1"].run(feeds),
+               "onnxruntime ORT_ENABLE_ALL": lambda: ort_all.run(None, feeds),
+               "onnxruntime ORT_DISABLE_ALL": lambda: ort_none.run(None, feeds)}
+    started = time.perf_counter()
+    with console.status("timing (runtimes interleaved round by round)", spinner="dots"):
+        timings = interleaved(runners, rounds=rounds, warmup=5, budget_seconds=20)
+    reference = timings["onnxruntime ORT_ENABLE_ALL"].best
+    speed = Table(title=f"latency, best of {timings['dnnfusion O3'].rounds} interleaved rounds "
+                        f"({time.perf_counter() - started:.1f} s)", title_justify="left")
+    for col in ("runtime", "best (ms)", "median (ms)", "ORT_ENABLE_ALL best / this best"):
+        speed.add_column(col, justify="left" if col == "runtime" else "right")
+    for name, t in timings.items():
+        speed.add_row(name, f"{t.best * 1e3:.3f}", f"{t.median * 1e3:.3f}", f"{reference / t.best:.2f}x")
+    console.print(speed)
 
-def _ms(start: float) -> str:
-    return f"{(time.perf_counter() - start) * 1e3:.1f} ms"
+
+def _summary(fallbacks: list[str]) -> str:
+    """'none', or the count by operator type."""
+    from collections import Counter  # noqa: PLC0415
+
+    counts = Counter(f.split(" ")[0] for f in fallbacks)
+    return ", ".join(f"{op} x{n}" for op, n in counts.most_common()) or "none"

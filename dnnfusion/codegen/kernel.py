@@ -31,11 +31,8 @@ class KernelContext:
         return Var(f"{hint}{self._vars}")
 
     def c(self, e: Expr) -> str:
-        """C text for an expression, its shared sub-expressions as locals first (returns `locals; text`)."""
-        emitter = Emitter(f"{self.prefix}e{self._vars}_")
-        self._vars += 1
-        emitter.share([e])
-        return "".join(line + " " for line in emitter.lines) + emitter.c(e)
+        """C text for an expression, inline (no shared locals: use `value` for anything sizeable)."""
+        return Emitter().c(e)
 
     def value(self, name: str, e: Expr) -> list[str]:
         """Statements declaring `const T name = e;` with e's shared sub-expressions as locals before it."""
