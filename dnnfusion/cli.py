@@ -181,14 +181,15 @@ def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tu
         with step(f"compiling {path.name} at {level}"):
             executor = compile_model(path, input_shapes, level)
         graph = executor.graph
-        stats = executor.stats
-        console.print(f"compiled: {stats['blocks']} kernels for {stats['ops_before']} operators, arena "
-                      f"{human(stats['arena_bytes'], 'B')}, {len(stats['fallback_ops'])} fallback operator(s), "
-                      f"{stats['compile_seconds']:.2f} s", highlight=False)
     if feeds is None:
         feeds = random_feeds(graph)
     with step("running"):
         outputs = executor.run(feeds)
+    if not reference:
+        stats = executor.stats
+        console.print(f"compiled: {stats['blocks']} kernels for {stats['ops_before']} operators, arena "
+                      f"{human(stats['arena_bytes'], 'B')}, {len(stats['fallback_ops'])} fallback operator(s), "
+                      f"{stats['compile_seconds']:.2f} s", highlight=False)
     table = Table(title="outputs", title_justify="left")
     for col in ("name", "dtype", "shape", "mean", "min", "max"):
         table.add_column(col)

@@ -2,7 +2,6 @@
 plan, the build cache, input checking, and that nothing from the model file reaches the generated C."""
 
 import numpy as np
-import onnx
 import pytest
 from onnx import helper
 
