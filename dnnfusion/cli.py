@@ -490,5 +490,42 @@ def profile_db_export(db_path: Path | None, output) -> None:  # noqa: ANN001 - c
         output.write(json.dumps(row) + "\n")
 
 
+@main.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--levels", default="O0,O3", show_default=True, help="dnnfusion levels to time, comma-separated.")
+@click.option("--threads", default=2, show_default=True, help="Threads for every runtime.")
+@click.option("--rounds", default=20, show_default=True, help="Interleaved rounds (best of them is the figure).")
+@click.option("--budget", default=60.0, show_default=True, help="Seconds of timing per model at most.")
+@click.option("--small", is_flag=True, help="The zoo's small configurations.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
+def bench(names: tuple[str, ...], levels: str, threads: int, rounds: int, budget: float, small: bool,
+          markdown: Path | None) -> None:
+    """Time zoo models NAMES side by side with onnxruntime (outputs checked first)."""
+    from .bench.compare import bench_zoo_model  # noqa: PLC0415
+
+    wanted = tuple(level.strip() for level in levels.split(",") if level.strip())
+    table = Table(title=f"latency (ms), best of interleaved rounds, {threads} thread(s)", title_justify="left")
+    headers = ["model", "runtime", "best", "median", "ORT_ENABLE_ALL / this", "kernels", "fallbacks"]
+    for col in headers:
+        table.add_column(col, justify="left" if col in ("model", "runtime") else "right")
+    rows = []
+    with console.status("benchmarking", spinner="dots") as status:
+        for name in names:
+            result = bench_zoo_model(name, wanted, threads, rounds, budget, small, progress=status.update)
+            reference = result.timings["ORT_ENABLE_ALL"].best
+            for runtime, t in result.timings.items():
+                level = runtime.split(" ")[-1] if runtime.startswith("dnnfusion") else None
+                stats = result.stats.get(level, {}) if level else {}
+                row = [name, runtime, f"{t.best * 1e3:.2f}", f"{t.median * 1e3:.2f}", f"{reference / t.best:.2f}x",
+                       str(stats.get("blocks", "")), str(len(stats["fallback_ops"])) if stats else ""]
+                rows.append(row)
+                table.add_row(*row)
+    console.print(table)
+    if markdown is not None:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        markdown.write_text("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,26 @@
+"""Every zoo model's small configuration compiled at O0 and O3: outputs equal onnxruntime's, the arena is smaller
+than the sum of all intermediates, and nothing runs as a fallback except NonMaxSuppression (data-dependent)."""
+
+import pytest
+
+import dnnfusion
+from dnnfusion.oracle import compare, run_onnxruntime
+from dnnfusion.zoo import export, registry
+
+pytest.importorskip("torch")
+
+DATA_DEPENDENT = {"NonMaxSuppression"}
+
+
+@pytest.mark.parametrize("level", ["O0", "O3"])
+@pytest.mark.parametrize("name", registry.names())
+def test_small_zoo_model_compiles_natively(name, level):
+    result = export.export(name, small=True)
+    compiled = dnnfusion.compile(result.model_path, result.input_shapes, opt_level=level)
+    feeds = result.feeds()
+    diffs = compare(compiled.run(feeds), run_onnxruntime(str(result.model_path), feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    stats = compiled.stats
+    assert {f.split(" ")[0] for f in stats["fallback_ops"]} <= DATA_DEPENDENT, stats["fallback_ops"]
+    assert stats["arena_bytes"] < stats["irs_bytes_before"]
+    assert stats["native_calls_per_run"] <= 1 + len(stats["fallback_ops"])      # one per native segment
