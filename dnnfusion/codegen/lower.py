@@ -13,7 +13,7 @@ from ..fusion.plan import Block
 from ..ir.graph import Node, Value
 from .emit import Emitter, children
 from .expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel
-from .kernel import KernelContext, parallel_for, serial_for
+from .kernel import PARALLEL_GRAIN, KernelContext, serial_for
 
 
 class CodegenError(DnnfusionError):
@@ -200,12 +200,20 @@ def substitute(e: Expr, buffer: str, local: str) -> Expr:
 
 
 def nest(index: tuple[Var, ...], shape: tuple[int, ...], body: list[str]) -> list[str]:
-    """Loops over `shape` (outermost parallel when the work is large, innermost marked for SIMD)."""
-    if not shape:
-        return ["{"] + ["  " + line for line in body] + ["}"]
-    for d in range(len(shape) - 1, -1, -1):
-        if d == 0:
-            body = parallel_for(index[d], shape[d], body, numel(shape))
-        else:
-            body = serial_for(index[d], shape[d], body, simd=d == len(shape) - 1)
-    return body
+    """Loops over `shape`: size-1 axes become constants, the outermost loop runs in parallel when the work is
+    large (collapsed with the next one when it is short), and the innermost is marked for SIMD."""
+    fixed = [f"const int64_t {v.name} = 0;" for v, d in zip(index, shape) if d == 1]
+    loops = [(v, d) for v, d in zip(index, shape) if d != 1]
+    if not loops:
+        return ["{"] + ["  " + line for line in fixed + body] + ["}"]
+    for k in range(len(loops) - 1, 0, -1):
+        body = serial_for(loops[k][0], loops[k][1], body, simd=k == len(loops) - 1)
+    var, extent = loops[0]
+    if numel(shape) >= PARALLEL_GRAIN:
+        collapse = " collapse(2)" if len(loops) > 1 and extent < 16 else ""
+        head = [f"#pragma omp parallel for schedule(static){collapse}"]
+    else:
+        head = []
+    loop = head + [f"for (int64_t {var.name} = 0; {var.name} < {extent}; ++{var.name}) {{"] + \
+        ["  " + line for line in body] + ["}"]
+    return ["{"] + ["  " + line for line in fixed + loop] + ["}"] if fixed else loop
