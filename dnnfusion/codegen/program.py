@@ -60,8 +60,9 @@ def is_native(block: Block) -> bool:
     return all(ops.lookup(o.node).lowering(o.node) is not None for o in block.ops)
 
 
-def generate(plan: Plan) -> Program:
-    """Lower every block, plan the arena, pack the weights, and write the C source."""
+def generate(plan: Plan, profile: bool = False) -> Program:
+    """Lower every block, plan the arena, pack the weights, and write the C source; with `profile`, every block
+    call is timed into `df_block_seconds[]` (read with `df_profile`), for per-kernel breakdowns."""
     graph = plan.ecg.graph
     native = [is_native(b) for b in plan.blocks]
     position = {id(o.node): k for k, b in enumerate(plan.blocks) for o in b.ops}
@@ -152,14 +153,25 @@ def generate(plan: Plan) -> Program:
             segments.append(Segment(native[k], [block]))
     for n, segment in enumerate(s for s in segments if s.native):
         segment.entry = f"df_segment{n}"
-        calls = "\n".join(f"  block{position[id(b.ops[0].node)]}(arena, weights, in, out);" for b in segment.blocks)
+        calls = "\n".join(_call(position[id(b.ops[0].node)], profile) for b in segment.blocks)
         source.append(f"int {segment.entry}(char* arena, const char* weights, const void* const* in, "
                       f"void* const* out) {{\n{calls}\n  return 0;\n}}\n")
+    if profile:
+        source.insert(1, f"static double df_block_seconds[{max(len(plan.blocks), 1)}];\n"
+                         "void df_profile(double* out, int reset) { for (int k = 0; k < "
+                         f"{len(plan.blocks)}; ++k) {{ out[k] = df_block_seconds[k]; if (reset) df_block_seconds[k] = 0; }} }}\n")
     fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
                 for o in b.ops]
     arena_offsets = {key: offsets[key] for key in offsets}
     return Program(plan, "\n".join(source), segments, arena_bytes, np.frombuffer(bytes(blob), np.uint8),
                    arena_offsets, weight_offsets, fallback)
+
+
+def _call(k: int, profile: bool) -> str:
+    if not profile:
+        return f"  block{k}(arena, weights, in, out);"
+    return (f"  {{ double t = omp_get_wtime(); block{k}(arena, weights, in, out); "
+            f"df_block_seconds[{k}] += omp_get_wtime() - t; }}")
 
 
 def _identifiers(body: str) -> set[str]:

@@ -66,6 +66,7 @@ class Op:
     deterministic: ClassVar[bool] = True   # False: never folded at compile time (random ops)
     elementwise: ClassVar[bool] = False    # inputs broadcast to the output (the broadcast rule of input_mapping)
     reduction: ClassVar[bool] = False      # a Many-to-Many that reduces axes (O1 fuses elementwise producers in)
+    dense: ClassVar[bool] = False          # GEMM or convolution work (benchmarks report its time apart)
     summary: ClassVar[str] = ""
 
     def input_mapping(self, node: Node, i: int) -> MappingType:

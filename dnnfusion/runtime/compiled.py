@@ -24,11 +24,13 @@ from .reference import _checked
 class CompiledModel:
     """`run(feeds) -> {output name: array}`; `stats`, `source` and `report(path)` describe what was built."""
 
-    def __init__(self, plan: Plan, threads: int | None = None, compile_started: float | None = None) -> None:
+    def __init__(self, plan: Plan, threads: int | None = None, compile_started: float | None = None,
+                 profile: bool = False) -> None:
         started = compile_started if compile_started is not None else time.perf_counter()
         self.plan = plan
         self.graph = plan.ecg.graph
-        self.program: Program = generate(plan)
+        self.profiled = profile
+        self.program: Program = generate(plan, profile)
         self.threads = threads or os.cpu_count() or 1
         self.library_path: Path | None = None
         self._entries = {}
@@ -108,6 +110,15 @@ class CompiledModel:
                 self._view(v)[...] = array
             else:
                 env[id(v)] = array
+
+    def block_seconds(self, reset: bool = True) -> list[float]:
+        """Seconds spent in each block since the last reset (a model compiled with profile=True)."""
+        if not self.profiled:
+            raise ValueError("compile with profile=True to time blocks")
+        times = (ctypes.c_double * max(len(self.plan.blocks), 1))()
+        if self._entries:
+            self.library.df_profile(times, ctypes.c_int(int(reset)))
+        return list(times)[:len(self.plan.blocks)]
 
     def report(self, path: str | Path) -> Path:
         """Write the plan drawing (HTML) with the compile statistics."""
