@@ -97,13 +97,14 @@ class Op:
         return None
 
     def lowering(self, node: Node) -> str | None:
-        """'pointwise' or 'kernel' if this node has generated code, None if it runs as a fallback."""
-        if _codegen_dtypes(node):
-            if type(self).pointwise is not Op.pointwise:
-                return "pointwise"
-            if type(self).kernel is not Op.kernel:
-                return "kernel"
-        return None
+        """'pointwise' or 'kernel' if this node has generated code, None if it runs as a fallback. Decided by
+        asking the description itself on symbolic inputs, so an attribute it declines (by returning None, or
+        by failing) makes the node a counted fallback instead of a failed compile."""
+        if not _codegen_dtypes(node):
+            return None
+        from ..codegen.probe import probe  # noqa: PLC0415
+
+        return probe(self, node)
 
     def infer(self, node: Node) -> list[Inferred]:
         """The static type of each output, from input types/shapes and any constant inputs."""
@@ -193,9 +194,6 @@ class Unary(Op):
     def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
         return self.expr(node, read(0, index))
 
-    def lowering(self, node: Node) -> str | None:
-        return "pointwise" if type(self).expr is not Unary.expr and _codegen_dtypes(node) else None
-
     def infer(self, node: Node) -> list[Inferred]:
         return [same_as_input(node, 0, self.out_dtype)]
 
@@ -225,9 +223,6 @@ class Binary(Op):
         shape = node.outputs[0].shape
         a, b = (read(i, broadcast_index(index, shape, node.inputs[i].shape)) for i in (0, 1))
         return self.expr(node, a, b)
-
-    def lowering(self, node: Node) -> str | None:
-        return "pointwise" if type(self).expr is not Binary.expr and _codegen_dtypes(node) else None
 
     def infer(self, node: Node) -> list[Inferred]:
         a, b = node.inputs[0], node.inputs[1]
@@ -268,9 +263,6 @@ class Variadic(Op):
         for term in terms[1:]:
             acc = self.expr(node, acc, term)
         return self.finish_expr(node, acc, len(terms))
-
-    def lowering(self, node: Node) -> str | None:
-        return "pointwise" if type(self).expr is not Variadic.expr and _codegen_dtypes(node) else None
 
     def infer(self, node: Node) -> list[Inferred]:
         vals = input_values(node)
