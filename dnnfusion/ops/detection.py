@@ -7,6 +7,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ..codegen.emit import literal
+from ..codegen.expr import INDEX, Cast, Var, ctype, lit
+from ..codegen.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, shape_of
 from .registry import register
@@ -145,6 +148,58 @@ class RoiAlign(Op):
         samples = ratio * ratio if ratio > 0 else math.ceil(height / out_h) * math.ceil(width / out_w)
         return 2 * BILINEAR_TAPS * samples * node.outputs[0].numel
 
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str]:
+        """Per (roi, channel): the roi's bins and sample counts from its loaded corners (adaptive counts are
+        computed at run time), then per bin the mean or the max of its bilinear samples, in double."""
+        images, channels, height, width = shape_of(node, 0)
+        rois = shape_of(node, 1)[0]
+        out_h, out_w = self._output_size(node)
+        rc, ph, pw, iy, ix = (ctx.var(h) for h in ("rc", "ph", "pw", "sy", "sx"))
+        r, c, b = Var("roi_r"), Var("roi_c"), Var("roi_b")
+        lines = [f"const int64_t roi_r = {rc.name} / {channels};", f"const int64_t roi_c = {rc.name} % {channels};"]
+        lines += ctx.value("roi_b", Cast(ctx.read(2, (r,)), INDEX))
+        for k in range(4):
+            lines += ctx.value(f"roi_p{k}", Cast(ctx.read(1, (r, lit(k, INDEX))), "double"))
+        lines += self._axis_plan(node, "y", "roi_p1", "roi_p3", out_h)
+        lines += self._axis_plan(node, "x", "roi_p0", "roi_p2", out_w)
+        lines.append(f"const int roi_ok = roi_b >= 0 && roi_b < {images} && ry_count > 0 && rx_count > 0;")
+        corners = []
+        for name, y, x in (("ll", "ry_lo", "rx_lo"), ("lh", "ry_lo", "rx_hi"), ("hl", "ry_hi", "rx_lo"),
+                           ("hh", "ry_hi", "rx_hi")):
+            corners += ctx.value(f"roi_{name}", Cast(ctx.read(0, (b, c, Var(y), Var(x))), "double"))
+        if self._mode(node) == "max":
+            init, finish = "-INFINITY", "roi_acc"
+            update = ["double roi_w = roi_ll * (wy_lo * wx_lo);"]
+            for name, wy, wx in (("lh", "wy_lo", "wx_hi"), ("hl", "wy_hi", "wx_lo"), ("hh", "wy_hi", "wx_hi")):
+                update += [f"const double roi_w{name} = roi_{name} * ({wy} * {wx});",
+                           f"if (roi_w{name} > roi_w || roi_w{name} != roi_w{name}) roi_w = roi_w{name};"]
+            update.append("if (!(roi_acc != roi_acc) && (roi_w > roi_acc || roi_w != roi_w)) roi_acc = roi_w;")
+        else:
+            init, finish = "0.0", "roi_acc / (double)(ry_count * rx_count)"
+            update = ["roi_acc += wy_lo * wx_lo * roi_ll + wy_lo * wx_hi * roi_lh + wy_hi * wx_lo * roi_hl"
+                      " + wy_hi * wx_hi * roi_hh;"]
+        samples = serial_for(iy, "ry_count", _roi_taps("y", iy, ph, height) + serial_for(
+            ix, "rx_count", _roi_taps("x", ix, pw, width) + corners + update))
+        body = [f"double roi_acc = {init};", "if (roi_ok) {"] + ["  " + line for line in samples] + ["}"]
+        body += [f"const double roi_res = roi_ok ? {finish} : 0.0;"]
+        body += ctx.store(0, (r, c, ph, pw), Cast(Var("roi_res", "double"), ctype(node.outputs[0].dtype)))
+        lines += serial_for(ph, out_h, serial_for(pw, out_w, body))
+        return parallel_for(rc, rois * channels, lines, self.flops(node))
+
+    def _axis_plan(self, node: Node, axis: str, start: str, end: str, bins: int) -> list[str]:
+        """C for one axis of a roi (as `_samples`): its scaled start, bin size and sample count per bin."""
+        half_pixel = self._half_pixel(node)
+        scale = literal(lit(float(node.attr("spatial_scale", 1.0)), "double"))
+        offset = " - 0.5" if half_pixel else ""
+        ratio = node.attr("sampling_ratio", 0)
+        a = f"r{axis}"
+        length = f"{a}_end - {a}_start" if half_pixel else f"fmax({a}_end - {a}_start, 1.0)"
+        count = str(ratio) if ratio > 0 else f"(int64_t)fmax(ceil({a}_length / {bins}.0), 0.0)"
+        return [f"const double {a}_start = {start} * {scale}{offset};",
+                f"const double {a}_end = {end} * {scale}{offset};",
+                f"const double {a}_length = {length};", f"const int64_t {a}_count = {count};",
+                f"const double {a}_bin = {a}_length / {bins}.0;"]
+
     def _samples(self, node: Node, roi: np.ndarray, size: tuple) -> tuple[_Samples, _Samples]:
         """Sampling plans along y and x for one region [x1, y1, x2, y2]."""
         offset = 0.5 if self._half_pixel(node) else 0.0
@@ -177,6 +232,22 @@ class RoiAlign(Op):
         if mode not in ("half_pixel", "output_half_pixel"):
             raise self.fail(node, f"with coordinate_transformation_mode='{mode}' is not supported")
         return mode == "half_pixel"
+
+
+def _roi_taps(axis: str, k: Var, p: Var, extent: int) -> list[str]:
+    """C for the bilinear taps of sample k of bin p along one axis (as _axis_samples): indices r{axis}_lo/_hi
+    and weights w{axis}_lo/_hi, zero for samples outside [-1, extent]."""
+    a = f"r{axis}"
+    return [f"const double {a}_pos = {a}_start + {p.name} * {a}_bin + ({k.name} + 0.5) * {a}_bin / {a}_count;",
+            f"const int {a}_inside = {a}_pos >= -1.0 && {a}_pos <= {extent}.0;",
+            f"const double {a}_at = {a}_pos > 0.0 ? ({a}_pos < {extent}.0 ? {a}_pos : {extent}.0) : 0.0;",
+            f"const int64_t {a}_floor = (int64_t)floor({a}_at);",
+            f"const int {a}_edge = {a}_floor >= {extent - 1};",
+            f"const int64_t {a}_lo = {a}_edge ? {extent - 1} : {a}_floor;",
+            f"const int64_t {a}_hi = {a}_edge ? {a}_lo : {a}_lo + 1;",
+            f"const double {a}_frac = {a}_edge ? 0.0 : {a}_at - (double){a}_lo;",
+            f"const double w{axis}_lo = {a}_inside ? 1.0 - {a}_frac : 0.0;",
+            f"const double w{axis}_hi = {a}_inside ? {a}_frac : 0.0;"]
 
 
 def _axis_samples(start: float, bin_size: float, bins: int, count: int, extent: int) -> _Samples:

@@ -12,6 +12,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ..codegen.emit import literal
+from ..codegen.expr import INDEX, Cast, Expr, Var, ctype, lit, numel, unravel
+from ..codegen.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, shape_of
 from .registry import register
@@ -63,6 +66,32 @@ class GridSample(Op):
             out += gathered * weight[..., None]
         return [np.moveaxis(out, -1, 1).astype(x.dtype)]
 
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str]:
+        """Per output position: each axis's taps (indices and weights, as `axis_taps`) into small arrays, then
+        per channel the weighted sum over every combination of taps, in double."""
+        x_shape, grid_shape = shape_of(node, 0), shape_of(node, 1)
+        spatial, rank = x_shape[2:], len(x_shape) - 2
+        mode, padding = self._mode(node), self._padding(node)
+        align = bool(node.attr("align_corners", 0))
+        taps = len(TAP_OFFSETS[mode])
+        p, c = ctx.var("p"), ctx.var("c")
+        at, lines = _locals(ctx, "gs_o", unravel(p, grid_shape[:-1]))          # n, then the output position
+        for k, size in enumerate(spatial):
+            lines += ctx.value(f"gs_g{k}", Cast(ctx.read(1, (*at, lit(rank - 1 - k, INDEX))), "double"))
+            lines += [f"int64_t gs_i{k}[{taps}];", f"double gs_w{k}[{taps}];"]
+            lines += _taps_code(k, size, mode, padding, align)
+        combos = [ctx.var("a") for _ in range(rank)]
+        gather = Cast(ctx.read(0, (at[0], c, *(Var(f"gs_j{k}") for k in range(rank)))), "double")
+        weight = " * ".join(f"gs_w{k}[{a.name}]" for k, a in enumerate(combos))
+        inner = [f"const int64_t gs_j{k} = gs_i{k}[{a.name}];" for k, a in enumerate(combos)]
+        inner += ctx.value("gs_v", gather) + [f"gs_acc += gs_v * ({weight});"]
+        for a in reversed(combos):
+            inner = serial_for(a, taps, inner)
+        channel = ["double gs_acc = 0.0;"] + inner
+        channel += ctx.store(0, (at[0], c, *at[1:]), Cast(Var("gs_acc", "double"), ctype(node.outputs[0].dtype)))
+        lines += serial_for(c, x_shape[1], channel)
+        return parallel_for(p, numel(grid_shape[:-1]), lines, self.flops(node))
+
     def flops(self, node: Node) -> int:
         """Two per tap per output element (taps: 1, 2 or 4 per spatial axis)."""
         rank = len(shape_of(node, 0)) - 2
@@ -96,6 +125,57 @@ def axis_taps(normalized: np.ndarray, size: int, mode: str, padding: str, align:
         low, high = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
         index = np.trunc(reflect(index, low, high))
     return AxisTaps(np.clip(index, 0, size - 1).astype(np.intp), weight)
+
+
+def _taps_code(k: int, size: int, mode: str, padding: str, align: bool) -> list[str]:
+    """C filling gs_i{k}/gs_w{k} with the taps of grid coordinate gs_g{k} along an axis of `size` (as
+    `axis_taps`)."""
+    g = f"gs_g{k}"
+    coord = f"({g} + 1.0) / 2.0 * {size - 1}.0" if align else f"(({g} + 1.0) * {size}.0 - 1.0) / 2.0"
+    base = "nearbyint(gs_coord)" if mode == "nearest" else "floor(gs_coord)"
+    weight = {"nearest": "1.0",
+              "linear": "1.0 - gs_d < 0.0 ? 0.0 : (1.0 - gs_d > 1.0 ? 1.0 : 1.0 - gs_d)",
+              "cubic": f"gs_d <= 1.0 ? ({_num(CUBIC_A + 2)} * gs_d - {_num(CUBIC_A + 3)}) * gs_d * gs_d + 1.0 : "
+                       f"(gs_d < 2.0 ? (({_num(CUBIC_A)} * gs_d - {_num(5 * CUBIC_A)}) * gs_d + {_num(8 * CUBIC_A)})"
+                       f" * gs_d - {_num(4 * CUBIC_A)} : 0.0)"}[mode]
+    tap = [f"const double gs_at = gs_base + ({_num(TAP_OFFSETS[mode][0])} + (double)gs_t);",
+           "const double gs_d = fabs(gs_at - gs_coord);", f"double gs_wt = {weight};", "double gs_ix = gs_at;"]
+    if padding == "zeros":
+        tap.append(f"if (!(gs_at >= 0.0 && gs_at < {size}.0)) gs_wt = 0.0;")
+    elif padding == "reflection":
+        tap += _reflect_code("gs_ix", *((0.0, size - 1.0) if align else (-0.5, size - 0.5)))
+    tap += [f"gs_i{k}[gs_t] = !(gs_ix >= 0.0) ? 0 : (gs_ix > {size - 1}.0 ? {size - 1} : (int64_t)gs_ix);",
+            f"gs_w{k}[gs_t] = gs_wt;"]
+    return ["{", f"  const double gs_coord = {coord};", f"  const double gs_base = {base};"] + \
+        ["  " + line for line in serial_for(Var("gs_t"), len(TAP_OFFSETS[mode]), tap)] + ["}"]
+
+
+def _reflect_code(v: str, low: float, high: float) -> list[str]:
+    """C reflecting `v` off [low, high] and truncating it (as `reflect` then np.trunc)."""
+    span = high - low
+    if span <= 0:
+        return [f"{v} = {_num(low)};"]
+    lo, hi, sp = _num(low), _num(high), _num(span)
+    return ["{",
+            f"  const double gs_beyond = {v} < {lo} ? {lo} - {v} : {v} - {hi};",
+            f"  const double gs_flips = floor(gs_beyond / {sp});",
+            f"  const double gs_rest = gs_beyond - gs_flips * {sp};",
+            "  const int gs_even = fmod(gs_flips, 2.0) == 0.0;",
+            f"  const double gs_turned = {v} < {lo} ? (gs_even ? {lo} + gs_rest : {hi} - gs_rest) : "
+            f"(gs_even ? {hi} - gs_rest : {lo} + gs_rest);",
+            f"  {v} = trunc(({v} < {lo} || {v} > {hi}) ? gs_turned : {v});",
+            "}"]
+
+
+def _num(value: float) -> str:
+    """A double literal."""
+    return literal(lit(float(value), "double"))
+
+
+def _locals(ctx: KernelContext, name: str, exprs: Sequence[Expr]) -> tuple[list[Var], list[str]]:
+    """Each index expression as a named local: their variables, and the declarations."""
+    names = [f"{name}{k}" for k in range(len(exprs))]
+    return [Var(n) for n in names], [line for n, e in zip(names, exprs) for line in ctx.value(n, e)]
 
 
 def reflect(coord: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -139,10 +219,39 @@ class AffineGrid(Op):
         grid = np.einsum("...k,njk->n...j", points, theta.astype(np.float64))
         return [grid.astype(theta.dtype)]
 
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str]:
+        """Per grid point: its base coordinates (x first, then 1) and each component as their dot product with
+        theta's row, in double."""
+        out_shape = node.outputs[0].shape
+        spatial, rank = out_shape[1:-1], out_shape[-1]
+        align = bool(node.attr("align_corners", 0))
+        p = ctx.var("p")
+        (n, *at), lines = _locals(ctx, "ag_o", unravel(p, out_shape[:-1]))
+        points: list[Expr] = []
+        for k, (size, v) in enumerate(zip(spatial, at)):
+            lines.append(f"const double ag_c{k} = {_base_coord_code(v.name, size, align)};")
+            points.insert(0, Var(f"ag_c{k}", "double"))
+        points.append(lit(1.0, "double"))
+        ct = ctype(node.outputs[0].dtype)
+        for j in range(rank):
+            terms = [pt * Cast(ctx.read(0, (n, lit(j, INDEX), lit(k, INDEX))), "double") for k, pt in enumerate(points)]
+            total = terms[0]
+            for term in terms[1:]:
+                total = total + term
+            lines += ctx.store(0, (n, *at, lit(j, INDEX)), Cast(total, ct))
+        return parallel_for(p, numel(out_shape[:-1]), lines, self.flops(node))
+
     def flops(self, node: Node) -> int:
         """A (rank x rank+1) matrix-vector product per grid point."""
         rank = node.outputs[0].shape[-1]
         return 2 * (rank + 1) * node.outputs[0].numel
+
+
+def _base_coord_code(i: str, size: int, align: bool) -> str:
+    """C for the normalized position of pixel i (as `_base_coords`, np.linspace included)."""
+    if align:
+        return f"{i} == {size - 1} ? 1.0 : (double){i} * {_num(2.0 / (size - 1))} + -1.0" if size > 1 else "0.0"
+    return f"(double)(2 * {i} + 1) / {size}.0 - 1.0"
 
 
 def _base_coords(size: int, align: bool) -> np.ndarray:
