@@ -3,14 +3,16 @@ computing ones (Many-to-Many): Instance/Layer/Group/RMS/Lp/MeanVariance normaliz
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, Index, Lit, Var, binary, broadcast_index, call, cast, ctype, lit, numel, select
+from ..codegen.kernel import KernelContext, serial_for
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, normalize_axis, same_as_input, shape_of
-from .reduce import normalize_axes, reduced_shape
+from .reduce import FLOAT_C, fold, map_row, normalize_axes, over_rows, reduced_shape
 from .registry import register
 
 
@@ -32,6 +34,25 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: float) -> tuple[n
     return centered * inv_std, mean, inv_std
 
 
+def moments(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], row: dict[int, Expr], work: str,
+            at: Callable[[Index], Index] | None = None) -> tuple[list[str], Var, Var]:
+    """Statements computing the row's mean and (biased) variance in C type `work` as `standardize` does (the
+    mean first, then the mean squared deviation from it), and the locals holding them."""
+    count = lit(numel([shape[a] for a in axes]), work)
+    total, mean, spread, var = Var("total", work), Var("mean", work), Var("spread", work), Var("var", work)
+    lines = fold(ctx, shape, axes, row, total, lit(0, work), lambda x: total + cast(x, work), at, "+")
+    lines += ctx.value(mean.name, total / count)
+    lines += fold(ctx, shape, axes, row, spread, lit(0, work),
+                  lambda x: spread + (cast(x, work) - mean) * (cast(x, work) - mean), at, "+")
+    return lines + ctx.value(var.name, spread / count), mean, var
+
+
+def inverse_std(ctx: KernelContext, var: Var, epsilon: float) -> tuple[list[str], Var]:
+    """Statements computing 1 / sqrt(var + epsilon) into a local, and that local."""
+    inv = Var("inv_std", var.ctype)
+    return ctx.value(inv.name, lit(1, var.ctype) / call("sqrt", var + lit(epsilon, var.ctype))), inv
+
+
 class Normalization(Op):
     """A normalization whose output has the input's type and shape; `flops_per_element` sets its cost."""
 
@@ -43,6 +64,10 @@ class Normalization(Op):
 
     def flops(self, node: Node) -> int:
         return self.flops_per_element * node.inputs[0].numel
+
+    def supported(self, node: Node) -> bool:
+        """Whether the generated code covers this node (its types and attributes); otherwise a fallback."""
+        return ctype(node.inputs[0].dtype) in FLOAT_C
 
     def stash_dtype(self, node: Node) -> np.dtype:
         """The precision of the statistics that `stash_type` names (float32 by default)."""
@@ -74,6 +99,21 @@ class BatchNormalization(Normalization):
         y = x.astype(work) * channel_param(gain, x.ndim) + channel_param(shift, x.ndim)
         return [y.astype(x.dtype)]
 
+    def supported(self, node: Node) -> bool:
+        x = node.inputs[0]
+        return ctype(x.dtype) in FLOAT_C and len(x.shape) >= 2 and not node.attr("training_mode", 0) and \
+            all(v is not None and len(v.shape) == 1 for v in node.inputs[1:5])
+
+    def pointwise(self, node: Node, out: int, index: Index, read) -> Expr | None:
+        """x * gain + shift with gain = scale / sqrt(var + epsilon), shift = B - mean * gain, per channel."""
+        if out != 0 or not self.supported(node):
+            return None
+        work = ctype(work_dtype(node.inputs[0].dtype))
+        channel = (index[1],)
+        scale, bias, mean, var = (cast(read(i, channel), work) for i in range(1, 5))
+        gain = scale / call("sqrt", var + lit(node.attr("epsilon", 1e-5), work))
+        return cast(cast(read(0, index), work) * gain + (bias - mean * gain), ctype(node.inputs[0].dtype))
+
 
 @register
 class InstanceNormalization(Normalization):
@@ -87,6 +127,28 @@ class InstanceNormalization(Normalization):
         normalized, _, _ = standardize(x.astype(work), tuple(range(2, x.ndim)), node.attr("epsilon", 1e-5))
         y = normalized * channel_param(scale.astype(work), x.ndim) + channel_param(bias.astype(work), x.ndim)
         return [y.astype(x.dtype)]
+
+    def supported(self, node: Node) -> bool:
+        x = node.inputs[0]
+        return ctype(x.dtype) in FLOAT_C and len(x.shape) >= 2 and all(len(v.shape) == 1 for v in node.inputs[1:3])
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per (instance, channel): mean and variance over the spatial axes, then the affine map per element."""
+        x = node.inputs[0]
+        if not self.supported(node):
+            return None
+        work, ct = ctype(work_dtype(x.dtype)), ctype(x.dtype)
+        axes = tuple(range(2, len(x.shape)))
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            lines, mean, var = moments(ctx, x.shape, axes, row, work)
+            inv_lines, inv = inverse_std(ctx, var, node.attr("epsilon", 1e-5))
+            scale, bias = Var("scale", work), Var("bias", work)
+            lines += inv_lines + ctx.value(scale.name, cast(ctx.read(1, (row[1],)), work)) + \
+                ctx.value(bias.name, cast(ctx.read(2, (row[1],)), work))
+            return lines + map_row(ctx, x.shape, axes, row,
+                                   lambda v, index: cast((cast(v, work) - mean) * inv * scale + bias, ct))
+        return over_rows(ctx, x.shape, axes, body, self.flops_per_element * x.numel)
 
 
 @register
@@ -112,6 +174,34 @@ class LayerNormalization(Normalization):
     @staticmethod
     def _axes(node: Node, rank: int) -> tuple[int, ...]:
         return tuple(range(normalize_axis(node, node.attr("axis", -1), rank), rank))
+
+    def supported(self, node: Node) -> bool:
+        x = node.inputs[0]
+        return ctype(x.dtype) in FLOAT_C and len(x.shape) >= 1 and ctype(self.stash_dtype(node)) in FLOAT_C
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per row (the axes before `axis`): mean and variance, the optional Mean/InvStdDev outputs, then the
+        normalized, scaled and shifted elements."""
+        x, scale, bias = node.inputs[0], node.inputs[1], node.input(2)
+        if not self.supported(node):
+            return None
+        shape, ct, work = x.shape, ctype(x.dtype), ctype(self.stash_dtype(node))
+        axes = self._axes(node, len(shape))
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            lines, mean, var = moments(ctx, shape, axes, row, work)
+            inv_lines, inv = inverse_std(ctx, var, node.attr("epsilon", 1e-5))
+            lines += inv_lines
+            stats = tuple(row.get(a, Lit(0)) for a in range(len(shape)))
+            for k, local in ((1, mean), (2, inv)):
+                if k < len(node.outputs) and node.outputs[k] is not None:
+                    lines += ctx.store(k, stats, local)
+
+            def value(v: Expr, index: Index) -> Expr:
+                y = cast((cast(v, work) - mean) * inv, ct) * ctx.read(1, broadcast_index(index, shape, scale.shape))
+                return y + ctx.read(2, broadcast_index(index, shape, bias.shape)) if bias is not None else y
+            return lines + map_row(ctx, shape, axes, row, value)
+        return over_rows(ctx, shape, axes, body, self.flops_per_element * x.numel)
 
 
 @register
@@ -150,6 +240,35 @@ class GroupNormalization(Normalization):
                                      f"(input shape {shape})")
         return int(groups)
 
+    def supported(self, node: Node) -> bool:
+        return ctype(node.inputs[0].dtype) in FLOAT_C and ctype(self.stash_dtype(node)) in FLOAT_C
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """The input viewed as (N, groups, channels per group, spatial...): per (instance, group), mean and
+        variance over the rest, then the normalized element times scale plus bias."""
+        x = node.inputs[0]
+        if not self.supported(node):
+            return None
+        shape, ct, work = x.shape, ctype(x.dtype), ctype(self.stash_dtype(node))
+        groups = self._groups(node, shape)
+        per_group = shape[1] // groups
+        view = (shape[0], groups, per_group) + tuple(shape[2:])
+        axes = tuple(range(2, len(view)))
+
+        def at(index: Index) -> Index:
+            return (index[0], index[1] * per_group + index[2]) + tuple(index[3:])
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            lines, mean, var = moments(ctx, view, axes, row, work, at)
+            inv_lines, inv = inverse_std(ctx, var, node.attr("epsilon", 1e-5))
+
+            def value(v: Expr, index: Index) -> Expr:
+                param = (index[1],) if node.opset >= self.per_channel_since else (row[1],)
+                normalized = cast((cast(v, work) - mean) * inv, ct)
+                return normalized * cast(ctx.read(1, param), ct) + cast(ctx.read(2, param), ct)
+            return lines + inv_lines + map_row(ctx, view, axes, row, value, at)
+        return over_rows(ctx, view, axes, body, self.flops_per_element * x.numel)
+
 
 @register
 class RMSNormalization(Normalization):
@@ -169,6 +288,30 @@ class RMSNormalization(Normalization):
         mean_square = np.mean(w * w, axis=tuple(range(axis, x.ndim)), keepdims=True)
         normalized = w / np.sqrt(mean_square + w.dtype.type(node.attr("epsilon", 1e-5)))
         return [normalized.astype(scale.dtype) * scale]
+
+    def supported(self, node: Node) -> bool:
+        return ctype(node.inputs[0].dtype) in FLOAT_C and ctype(node.inputs[1].dtype) in FLOAT_C and \
+            ctype(self.stash_dtype(node)) in FLOAT_C and len(node.inputs[0].shape) >= 1
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per row (the axes before `axis`): the mean square, then each element over its root, times scale."""
+        x, scale = node.inputs[0], node.inputs[1]
+        if not self.supported(node):
+            return None
+        shape, work, out = x.shape, ctype(self.stash_dtype(node)), ctype(scale.dtype)
+        axes = tuple(range(normalize_axis(node, node.attr("axis", -1), len(shape)), len(shape)))
+        count = lit(numel([shape[a] for a in axes]), work)
+        total, root = Var("total", work), Var("root", work)
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            lines = fold(ctx, shape, axes, row, total, lit(0, work), lambda v: total + cast(v, work) * cast(v, work),
+                         combine="+")
+            lines += ctx.value(root.name, call("sqrt", total / count + lit(node.attr("epsilon", 1e-5), work)))
+
+            def value(v: Expr, index: Index) -> Expr:
+                return cast(cast(v, work) / root, out) * ctx.read(1, broadcast_index(index, shape, scale.shape))
+            return lines + map_row(ctx, shape, axes, row, value)
+        return over_rows(ctx, shape, axes, body, self.flops_per_element * x.numel)
 
 
 @register
@@ -200,6 +343,28 @@ class LpNormalization(Normalization):
             raise self.invalid(node, f"p={p} is not supported by the operator; it must be 1 or 2")
         return int(p)
 
+    def supported(self, node: Node) -> bool:
+        return ctype(node.inputs[0].dtype) in FLOAT_C and len(node.inputs[0].shape) >= 1
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per row along `axis`: the L1 or L2 norm, then each element divided by it (0 where it is 0)."""
+        x = node.inputs[0]
+        if not self.supported(node):
+            return None
+        shape, ct = x.shape, ctype(x.dtype)
+        axes = (normalize_axis(node, node.attr("axis", -1), len(shape)),)
+        total, norm = Var("total", ct), Var("norm", ct)
+        l1 = self._p(node) == 1
+        zero = lit(0, ct)
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            lines = fold(ctx, shape, axes, row, total, zero, lambda v: total + (call("abs", v) if l1 else v * v),
+                         combine="+")
+            lines += ctx.value(norm.name, total if l1 else call("sqrt", total))
+            return lines + map_row(ctx, shape, axes, row,
+                                   lambda v, index: select(binary("!=", norm, zero), v / norm, zero))
+        return over_rows(ctx, shape, axes, body, self.flops_per_element * x.numel)
+
 
 @register
 class MeanVarianceNormalization(Normalization):
@@ -220,6 +385,21 @@ class MeanVarianceNormalization(Normalization):
         centered = w - np.mean(w, axis=axes, keepdims=True)
         std = np.sqrt(np.mean(centered * centered, axis=axes, keepdims=True))
         return [(centered / (std + w.dtype.type(self.epsilon))).astype(x.dtype)]
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per row (the axes not reduced): mean and standard deviation, then each element standardized."""
+        x = node.inputs[0]
+        if not self.supported(node):
+            return None
+        shape, ct, work = x.shape, ctype(x.dtype), ctype(work_dtype(x.dtype))
+        axes = tuple(sorted(normalize_axes(node, node.attr("axes", [0, 2, 3]), len(shape))))
+        std = Var("std", work)
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            lines, mean, var = moments(ctx, shape, axes, row, work)
+            lines += ctx.value(std.name, call("sqrt", var) + lit(self.epsilon, work))
+            return lines + map_row(ctx, shape, axes, row, lambda v, index: cast((cast(v, work) - mean) / std, ct))
+        return over_rows(ctx, shape, axes, body, self.flops_per_element * x.numel)
 
 
 @register
@@ -254,3 +434,28 @@ class LRN(Normalization):
         if size is None or size <= 0:
             raise self.invalid(node, f"size must be a positive integer, not {size}")
         return int(size)
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per element: the sum of squares over its channel window, then x / (bias + alpha/size * sum)^beta."""
+        x = node.inputs[0]
+        if not self.supported(node):
+            return None
+        shape, ct, work = x.shape, ctype(x.dtype), ctype(work_dtype(x.dtype))
+        size = self._size(node)
+        alpha, beta, bias = (node.attr(k, d) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
+        total, step, channel = Var("total", work), ctx.var("w"), Var("channel")
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            index = tuple(row.values())
+            near = Var("near", work)
+            inside = binary("&&", binary(">=", channel, lit(0, "int64_t")),
+                            binary("<", channel, lit(shape[1], "int64_t")))
+            square = ctx.value(near.name, cast(ctx.read(0, index[:1] + (channel,) + index[2:]), work))
+            window = ctx.value(channel.name, index[1] - (size - 1) // 2 + step) + \
+                [f"if ({ctx.c(inside)}) {{"] + ["  " + line for line in square] + \
+                [f"  {total.name} = {ctx.c(total + near * near)};", "}"]
+            scaled = lit(bias, work) + lit(alpha / size, work) * total
+            y = cast(ctx.read(0, index), work) / call("pow", scaled, lit(beta, work))
+            return [f"{work} {total.name} = {ctx.c(lit(0, work))};"] + serial_for(step, size, window) + \
+                ctx.store(0, index, cast(y, ct))
+        return over_rows(ctx, shape, (), body, (size + 4) * x.numel)

@@ -6,16 +6,41 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from ..codegen.expr import Expr, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select
+from ..codegen.expr import unravel
+from ..codegen.kernel import KernelContext, parallel_for, serial_for
 from ..ir.dtypes import is_float
 from ..ir.graph import Node
 from .arithmetic import SUM_OPS
 from .base import Algebra, Inferred, MappingType, Op, TensorType, const_input, shape_of
-from .conv import Window, int_attrs, window_of
-from .matmul import widened
+from .conv import Window, covered, int_attrs, table, window_of
+from .matmul import direct_buffer, indent, widened
 from .registry import register
+
+
+@dataclass(frozen=True)
+class Fold:
+    """How a pool accumulates its taps in generated code: the start value, one step with a tap, and the
+    result from the accumulator and the number of taps counted (inside the input, or with the pads too)."""
+
+    init: Expr
+    step: Callable[[Expr, Expr], Expr]
+    finish: Callable[[Expr, Expr], Expr] = lambda acc, count: acc
+    count_pads: bool = False
+    sums: bool = False          # a plain sum, vectorised as an OpenMP reduction
+
+
+def larger(v: Expr, acc: Expr) -> Expr:
+    """max(acc, v) as numpy's max: a NaN tap wins and stays (a non-short-circuit `|`, so no branch)."""
+    wins = binary(">", v, acc)
+    if v.ctype in ("float", "double"):
+        wins = binary("|", wins, binary("!=", v, v))
+    return select(wins, v, acc)
 
 
 class WindowPool(Op):
@@ -48,6 +73,44 @@ class WindowPool(Op):
     def flops(self, node: Node) -> int:
         return node.outputs[0].numel * math.prod(node.attr("kernel_shape", ()))
 
+    def fold(self, node: Node, ct: str) -> Fold:
+        raise NotImplementedError
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per output element, fold the taps that land on the input (their ranges per axis and output position
+        are tables known at compile time, so the loops need no bounds checks); a row of results is then stored
+        in one vectorisable loop."""
+        x, y = node.inputs[0], node.outputs[0]
+        window, ct = self.window(node, x.shape), ctype(widened(x.dtype))
+        spec, spatial, last = self.fold(node, ct), x.shape[2:], len(x.shape) - 3
+        t, ow = ctx.var("t"), ctx.var("o")
+        n, c, *at = (*unravel(t, y.shape[:-1]), ow)
+        taps = [ctx.var("kt") for _ in spatial]
+        tables, count = [], Lit(1)
+        for d, size in enumerate(spatial):
+            start = [o * window.strides[d] - window.pads_begin[d] for o in range(window.out[d])]
+            spans = [covered(window.kernel[d], s, window.dilations[d], 0, size) for s in start]
+            tables += [table(f"klo{d}", [a for a, _ in spans]), table(f"khi{d}", [b for _, b in spans])]
+            if spec.count_pads:
+                padded = [covered(window.kernel[d], s, window.dilations[d], -window.pads_begin[d],
+                                  size + window.pads_end[d]) for s in start]
+                tables.append(table(f"kcnt{d}", [b - a for a, b in padded]))
+                count = count * Load(f"kcnt{d}", at[d], "int64_t")
+            else:
+                count = count * (Load(f"khi{d}", at[d], "int64_t") - Load(f"klo{d}", at[d], "int64_t"))
+        pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps,
+                                                             window.dilations)]
+        acc, out_ct = Var("acc", ct), ctype(y.dtype)
+        body = ctx.value("xv", cast(ctx.read(0, (n, c, *pos)), ct)) + [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"]
+        for d in range(len(spatial) - 1, -1, -1):
+            k, o = taps[d].name, ctx.c(at[d])
+            body = [f"for (int64_t {k} = klo{d}[{o}]; {k} < khi{d}[{o}]; ++{k}) {{", *indent(body), "}"]
+        fold = [f"{ct} acc = {ctx.c(spec.init)};"] + body + \
+            [f"row[{ow.name}] = {ctx.c(cast(spec.finish(acc, count), out_ct))};"]
+        task = [f"{out_ct} row[{window.out[last]}];"] + serial_for(ow, window.out[last], fold)
+        task += serial_for(ow, window.out[last], ctx.store(0, (n, c, *at), Load("row", ow, out_ct)))
+        return tables + parallel_for(t, y.numel // window.out[last], task, y.numel * numel(window.kernel))
+
 
 def kernel_axes(window: Window) -> tuple[int, ...]:
     """The trailing kernel axes of a window view."""
@@ -78,6 +141,10 @@ class AveragePool(WindowPool):
         counts = tap_counts(window, x.shape[2:], bool(node.attr("count_include_pad", 0)))
         return (sums / np.maximum(counts, 1)).astype(x.dtype)
 
+    def fold(self, node: Node, ct: str) -> Fold:
+        return Fold(lit(0, ct), lambda acc, v: acc + v, lambda acc, count: acc / cast(binary("max", count, Lit(1)), ct),
+                    bool(node.attr("count_include_pad", 0)))
+
 
 @register
 class LpPool(WindowPool):
@@ -89,6 +156,18 @@ class LpPool(WindowPool):
         p = node.attr("p", 2)
         taps = np.abs(window.windows(x.astype(widened(x.dtype))))
         return (np.sum(taps ** p, axis=kernel_axes(window)) ** (1.0 / p)).astype(x.dtype)
+
+    def lowering(self, node: Node) -> str | None:
+        return super().lowering(node) if is_float(node.inputs[0].dtype) else None
+
+    def fold(self, node: Node, ct: str) -> Fold:
+        p = node.attr("p", 2)
+        if p == 1:
+            return Fold(lit(0, ct), lambda acc, v: acc + call("abs", v))
+        if p == 2:
+            return Fold(lit(0, ct), lambda acc, v: acc + v * v, lambda acc, count: call("sqrt", acc))
+        return Fold(lit(0, ct), lambda acc, v: acc + call("pow", call("abs", v), lit(p, ct)),
+                    lambda acc, count: call("pow", acc, lit(1.0 / p, ct)))
 
 
 def lowest(dtype: np.dtype) -> float | int:
@@ -111,6 +190,13 @@ class MaxPool(WindowPool):
 
     def pool(self, node: Node, x: np.ndarray, window: Window) -> np.ndarray:
         return window.windows(x, lowest(x.dtype)).max(axis=kernel_axes(window))
+
+    def lowering(self, node: Node) -> str | None:
+        """The Indices output runs as a fallback."""
+        return super().lowering(node) if len(node.outputs) < 2 or node.outputs[1] is None else None
+
+    def fold(self, node: Node, ct: str) -> Fold:
+        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc))
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> list[np.ndarray]:
         if len(node.outputs) < 2 or node.outputs[1] is None:
@@ -155,6 +241,29 @@ class GlobalPool(Op):
     def flops(self, node: Node) -> int:
         return node.inputs[0].numel
 
+    def fold(self, node: Node, ct: str) -> Fold:
+        raise NotImplementedError
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per (image, channel), fold its spatial plane (a vectorised sum for the average)."""
+        x = node.inputs[0]
+        shape, ct = x.shape, ctype(widened(x.dtype))
+        size, channels = numel(shape[2:]), shape[1]
+        spec = self.fold(node, ct)
+        t, s = ctx.var("t"), ctx.var("s")
+        buffer = direct_buffer(ctx, 0, shape, ctype(x.dtype))
+        value = Load(buffer, t * size + s, ctype(x.dtype)) if buffer is not None else \
+            ctx.read(0, (floordiv(t, channels), mod(t, channels), *unravel(s, shape[2:])))
+        acc = Var("acc", ct)
+        loop = serial_for(s, size, ctx.value("xv", cast(value, ct)) +
+                          [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"])
+        if spec.sums:
+            loop = ["#pragma omp simd reduction(+:acc)"] + loop
+        out = (floordiv(t, channels), mod(t, channels), *(Lit(0),) * (len(shape) - 2))
+        task = [f"{ct} acc = {ctx.c(spec.init)};"] + loop + \
+            ctx.store(0, out, cast(spec.finish(acc, Lit(size)), ctype(node.outputs[0].dtype)))
+        return parallel_for(t, shape[0] * channels, task, x.numel)
+
 
 @register
 class GlobalAveragePool(GlobalPool):
@@ -166,6 +275,9 @@ class GlobalAveragePool(GlobalPool):
     def reduce(self, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
         return x.mean(axis=axes, keepdims=True, dtype=widened(x.dtype))
 
+    def fold(self, node: Node, ct: str) -> Fold:
+        return Fold(lit(0, ct), lambda acc, v: acc + v, lambda acc, count: acc / cast(count, ct), sums=True)
+
 
 @register
 class GlobalMaxPool(GlobalPool):
@@ -175,6 +287,9 @@ class GlobalMaxPool(GlobalPool):
 
     def reduce(self, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
         return x.max(axis=axes, keepdims=True)
+
+    def fold(self, node: Node, ct: str) -> Fold:
+        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc))
 
 
 @register

@@ -7,8 +7,12 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, Index, Lit, Load, Var, binary, call, cast, ctype, lit, numel, select, unravel
+from ..codegen.expr import Unary as ExprUnary
+from ..codegen.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, broadcast, normalize_axis, same_as_input, shape_of
+from .reduce import FLOAT_C, beats, over_row, over_rows
 from .registry import register
 
 
@@ -46,6 +50,30 @@ class Cumulative(Op):
     def flops(self, node: Node) -> int:
         return node.inputs[0].numel
 
+    def step(self, acc: Expr, x: Expr) -> Expr:
+        """The running accumulation in C."""
+        raise NotImplementedError
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per line along the axis, a running accumulator stored after (or, exclusive, before) each element."""
+        x, axis_value = node.inputs[0], node.inputs[1]
+        if axis_value.const is None or not x.shape:
+            return None
+        shape, ct = x.shape, ctype(x.dtype)
+        axis = self._axis(node, axis_value.const, len(shape))
+        reverse, exclusive = bool(node.attr("reverse", 0)), bool(node.attr("exclusive", 0))
+        acc, step = Var("acc", ct), ctx.var("s")
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            at = lit(shape[axis] - 1, "int64_t") - step if reverse else step
+            index = tuple(row.get(a, at) for a in range(len(shape)))
+            x_value = Var("acc_x", ct)
+            update = [f"{acc.name} = {ctx.c(cast(self.step(acc, x_value), ct))};"]
+            store = ctx.store(0, index, acc)
+            line = ctx.value(x_value.name, ctx.read(0, index)) + (store + update if exclusive else update + store)
+            return [f"{ct} {acc.name} = {ctx.c(lit(self.identity, ct))};"] + serial_for(step, shape[axis], line)
+        return over_rows(ctx, shape, (axis,), body, x.numel)
+
     def _axis(self, node: Node, axis: np.ndarray, rank: int) -> int:
         if axis.dtype.kind not in "iu":
             raise self.invalid(node, f"axis must be an integer, not {axis.dtype}")
@@ -60,6 +88,9 @@ class CumSum(Cumulative):
     accumulate = staticmethod(np.cumsum)
     identity = 0
 
+    def step(self, acc: Expr, x: Expr) -> Expr:
+        return acc + x
+
 
 @register
 class CumProd(Cumulative):
@@ -68,6 +99,9 @@ class CumProd(Cumulative):
     op_type = "CumProd"
     accumulate = staticmethod(np.cumprod)
     identity = 1
+
+    def step(self, acc: Expr, x: Expr) -> Expr:
+        return acc * x
 
 
 @register
@@ -98,6 +132,62 @@ class TopK(Op):
 
     def flops(self, node: Node) -> int:
         return node.inputs[0].numel   # one comparison per element against the current k-th value
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per row along the axis, insert each element into a sorted list of the best k so far (one that ties an
+        entry goes behind it: lower index first), then store the list as both outputs."""
+        x, k = node.inputs[0], self._static_k(node)
+        if not x.shape or k is None:
+            return None
+        if k == 0:
+            return []
+        shape, ct = x.shape, ctype(x.dtype)
+        axis = normalize_axis(node, node.attr("axis", -1), len(shape))
+        kept = [a for a in range(len(shape)) if a != axis]
+        extents = [shape[a] for a in kept]
+        values, indices = ctx.scratch(ct, numel(extents) * k), ctx.scratch("int64_t", numel(extents) * k)
+        row, step, rank = ctx.var("o"), ctx.var("s"), ctx.var("t")
+        outer = dict(zip(kept, unravel(row, extents)))
+        x_value, count, place = Var("top_x", ct), Var("count"), Var("place")
+        before = self._before(bool(node.attr("largest", 1)))
+        c, one, full = ctx.c, lit(1, "int64_t"), lit(k, "int64_t")
+
+        def slot(p: Expr) -> str:
+            return c(row * k + p)
+
+        def at(position: Expr) -> Index:
+            return tuple(outer.get(a, position) for a in range(len(shape)))
+
+        enters = binary("||", binary("<", count, full), before(x_value, Load(values, row * k + count - one, ct)))
+        shifts = binary("&&", binary(">", place, lit(0, "int64_t")),
+                        before(x_value, Load(values, row * k + place - one, ct)))
+        insert = ctx.value(x_value.name, ctx.read(0, at(step))) + [
+            f"if ({c(enters)}) {{",
+            f"  int64_t {place.name} = {c(select(binary('<', count, full), count, full - one))};",
+            f"  while ({c(shifts)}) {{",
+            f"    {values}[{slot(place)}] = {values}[{slot(place - one)}];",
+            f"    {indices}[{slot(place)}] = {indices}[{slot(place - one)}];",
+            f"    --{place.name};",
+            "  }",
+            f"  {values}[{slot(place)}] = {x_value.name};",
+            f"  {indices}[{slot(place)}] = {step.name};",
+            f"  if ({c(binary('<', count, full))}) ++{count.name};",
+            "}"]
+        emit = ctx.store(0, at(rank), Load(values, row * k + rank, ct)) + \
+            ctx.store(1, at(rank), Load(indices, row * k + rank, "int64_t"))
+        body = [f"int64_t {count.name} = 0;"] + serial_for(step, shape[axis], insert) + serial_for(rank, k, emit)
+        return parallel_for(row, numel(extents), body, x.numel)
+
+    @staticmethod
+    def _before(largest: bool) -> Callable[[Expr, Expr], Expr]:
+        """Whether value a sorts strictly before b: larger (or smaller) first, NaN as the largest value (numpy)."""
+        def smaller(a: Expr, b: Expr) -> Expr:
+            if a.ctype not in FLOAT_C:
+                return binary("<", a, b)
+            number_before_nan = binary("&&", ExprUnary("!", call("isnan", a, ctype_="bool"), "bool"),
+                                       call("isnan", b, ctype_="bool"))
+            return binary("||", binary("<", a, b), number_before_nan)
+        return (lambda a, b: beats(a, b, True)) if largest else smaller
 
     @staticmethod
     def _order(x: np.ndarray, axis: int, largest: bool) -> np.ndarray:
@@ -210,6 +300,45 @@ class Einsum(Op):
     def flops(self, node: Node) -> int:
         letters, ellipsis = Equation.parse(node).extents(node, [v.shape for v in node.inputs])
         return 2 * int(np.prod([d or 0 for d in [*letters.values(), *ellipsis]], dtype=np.int64))
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Over the output indices (one parallel loop), sum the product of the inputs over the contracted ones."""
+        equation = Equation.parse(node)
+        shapes = [v.shape for v in node.inputs]
+        extents, ellipsis = equation.extents(node, shapes)
+        spread = [f"{d}" for d in range(len(ellipsis))]          # digits name the dimensions '...' stands for
+        extents = {**extents, **dict(zip(spread, ellipsis))}
+        terms = [self._expand(term, len(shape), spread) for term, shape in zip(equation.inputs, shapes)]
+        out = self._expand(equation.output, len(spread) + len(equation.output) - ("." in equation.output), spread)
+        summed = [n for n in dict.fromkeys(n for term in terms for n in term) if n not in out]
+        names = out + summed
+        view, contracted = tuple(extents[n] for n in names), range(len(out), len(names))
+        ct = ctype(node.outputs[0].dtype)
+        acc = Var("acc", ct)
+        simd = f"reduction(+:{acc.name})" if ct != "bool" else None
+
+        def term_index(i: int, index: Index) -> Index:
+            at = dict(zip(names, index))
+            return tuple(Lit(0) if d == 1 else at[n] for n, d in zip(terms[i], shapes[i]))
+
+        def body(row: dict[int, Expr]) -> list[str]:
+            def add(index: Index) -> list[str]:
+                product = ctx.read(0, term_index(0, index))
+                for i in range(1, len(terms)):
+                    product = product * ctx.read(i, term_index(i, index))
+                term = Var("term", product.ctype)
+                return ctx.value(term.name, product) + [f"{acc.name} = {ctx.c(cast(acc + term, ct))};"]
+            sums = over_row(ctx, view, contracted, row, add, simd)
+            return [f"{ct} {acc.name} = {ctx.c(lit(0, ct))};"] + sums + ctx.store(0, tuple(row.values()), acc)
+        return over_rows(ctx, view, contracted, body, numel(view) * len(terms))
+
+    @staticmethod
+    def _expand(term: str, rank: int, spread: list[str]) -> list[str]:
+        """The index names of a term's dimensions, '...' replaced by the (right-aligned) names in `spread`."""
+        names: list[str] = []
+        for c in term:
+            names += spread[len(spread) - (rank - len(term) + 1):] if c == "." else [c]
+        return names
 
 
 @register

@@ -10,8 +10,11 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, Index, Load, Var, binary, call, ctype, linear, lit, numel, select
+from ..codegen.kernel import KernelContext
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, normalize_axis, same_as_input, shape_of
+from .reduce import FLOAT_C, arg_fold, fold, map_row, over_row, over_rows
 from .registry import register
 
 SINGLE_AXIS_SINCE = 13
@@ -45,6 +48,39 @@ class AxisNormalizer(Op):
     def flops(self, node: Node) -> int:
         return self.flops_per_element * node.inputs[0].numel
 
+    # --- codegen ------------------------------------------------------------------------------------
+    def row(self, ctx: KernelContext, node: Node, axes: tuple[int, ...], row: dict[int, Expr]) -> list[str]:
+        """C statements normalizing one row (the elements along `axes` at `row`) and storing it."""
+        raise NotImplementedError
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per row (one parallel loop over rows), the passes of `row`, the last storing every element."""
+        x = node.inputs[0]
+        if not x.shape or ctype(x.dtype) not in FLOAT_C:
+            return None
+        axis = self._axis(node, len(x.shape))
+        axes = (axis,) if node.opset >= SINGLE_AXIS_SINCE else tuple(range(axis, len(x.shape)))
+        return over_rows(ctx, x.shape, axes, lambda row: self.row(ctx, node, axes, row),
+                         self.flops_per_element * x.numel)
+
+    @staticmethod
+    def row_max(ctx: KernelContext, node: Node, axes: tuple[int, ...],
+                row: dict[int, Expr]) -> tuple[list[str], Var]:
+        """Statements finding the row's maximum into a local, and that local (a NaN anywhere in the row makes
+        the whole row NaN through the sum, whichever maximum this finds)."""
+        ct = ctype(node.inputs[0].dtype)
+        peak = Var("peak", ct)
+        return fold(ctx, node.inputs[0].shape, axes, row, peak, lit(-np.inf, ct),
+                    lambda x: select(binary(">", x, peak), x, peak), combine="max"), peak
+
+    @staticmethod
+    def row_sum_exp(ctx: KernelContext, node: Node, axes: tuple[int, ...], row: dict[int, Expr],
+                    peak: Var) -> tuple[list[str], Var]:
+        """Statements summing exp(x - peak) over the row into a local, and that local."""
+        total = Var("total", peak.ctype)
+        return fold(ctx, node.inputs[0].shape, axes, row, total, lit(0, peak.ctype),
+                    lambda x: total + call("exp", x - peak), combine="+"), total
+
     @staticmethod
     def _axis(node: Node, rank: int) -> int:
         default = -1 if node.opset >= SINGLE_AXIS_SINCE else 1
@@ -62,6 +98,30 @@ class Softmax(AxisNormalizer):
         e = np.exp(x - np.max(x, axis=axis, keepdims=True))
         return e / np.sum(e, axis=axis, keepdims=True)
 
+    saved_row_max: ClassVar[int] = 8192   # rows up to this long keep their exponentials in a local array
+
+    def row(self, ctx: KernelContext, node: Node, axes: tuple[int, ...], row: dict[int, Expr]) -> list[str]:
+        """Max pass, sum-of-exp pass, then exp(x - max) / sum per element; rows that fit keep each exp from the
+        sum pass in a local array, so the last pass divides instead of computing exp again."""
+        shape = node.inputs[0].shape
+        extents = [shape[a] for a in axes]
+        peak_lines, peak = self.row_max(ctx, node, axes, row)
+        if numel(extents) > self.saved_row_max:
+            sum_lines, total = self.row_sum_exp(ctx, node, axes, row, peak)
+            return peak_lines + sum_lines + map_row(ctx, shape, axes, row,
+                                                    lambda x, index: call("exp", x - peak) / total)
+        ct, total, e = peak.ctype, Var("total", peak.ctype), Var("e", peak.ctype)
+
+        def saved(index: Index) -> Expr:
+            return Load("saved", linear([index[a] for a in axes], extents), ct)
+
+        def keep(index: Index) -> list[str]:
+            return ctx.value(e.name, call("exp", ctx.read(0, index) - peak)) + [
+                f"{ctx.c(saved(index))} = {e.name};", f"{total.name} = {ctx.c(total + e)};"]
+        sums = [f"{ct} saved[{numel(extents)}];", f"{ct} {total.name} = {ctx.c(lit(0, ct))};"] + \
+            over_row(ctx, shape, axes, row, keep, f"reduction(+:{total.name})")
+        return peak_lines + sums + map_row(ctx, shape, axes, row, lambda x, index: saved(index) / total)
+
 
 @register
 class LogSoftmax(AxisNormalizer):
@@ -73,6 +133,13 @@ class LogSoftmax(AxisNormalizer):
     def fn(self, x: np.ndarray, axis: int) -> np.ndarray:
         shifted = x - np.max(x, axis=axis, keepdims=True)
         return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    def row(self, ctx: KernelContext, node: Node, axes: tuple[int, ...], row: dict[int, Expr]) -> list[str]:
+        peak_lines, peak = self.row_max(ctx, node, axes, row)
+        sum_lines, total = self.row_sum_exp(ctx, node, axes, row, peak)
+        log_total = Var("log_total", peak.ctype)
+        return peak_lines + sum_lines + ctx.value(log_total.name, call("log", total)) + map_row(
+            ctx, node.inputs[0].shape, axes, row, lambda x, index: (x - peak) - log_total)
 
 
 @register
@@ -86,3 +153,15 @@ class Hardmax(AxisNormalizer):
         y = np.zeros_like(x)
         np.put_along_axis(y, first, 1, axis=axis)
         return y
+
+    def row(self, ctx: KernelContext, node: Node, axes: tuple[int, ...], row: dict[int, Expr]) -> list[str]:
+        x = node.inputs[0]
+        ct = ctype(x.dtype)
+        extents = [x.shape[a] for a in axes]
+
+        def position(index: Index) -> Expr:
+            return linear([index[a] for a in axes], extents)
+        lines, pos = arg_fold(ctx, x.shape, axes, row, True, lambda index: (index, position(index)))
+        one, zero = lit(1, ct), lit(0, ct)
+        return lines + map_row(ctx, x.shape, axes, row,
+                               lambda v, index: select(binary("==", position(index), pos), one, zero))
