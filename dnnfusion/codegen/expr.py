@@ -7,7 +7,7 @@ Constructors fold what they can (x*1, x+0, constant arithmetic), which keeps com
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 import numpy as np
@@ -26,9 +26,24 @@ def ctype(dtype: np.dtype) -> str | None:
 
 
 class Expr:
-    """Base of every expression; `ctype` is the C type of its value."""
+    """Base of every expression; `ctype` is the C type of its value. Equality is structural and the hash is
+    computed once per node, so comparing or hashing a large shared tree costs no more than its top."""
 
     ctype: str
+
+    def _key(self) -> tuple:
+        return (type(self),) + tuple(getattr(self, f.name) for f in fields(self))
+
+    def __hash__(self) -> int:
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(self._key())
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(self) is type(other) and hash(self) == hash(other)
+                                 and self._key() == other._key())  # type: ignore[union-attr]
 
     # Operator overloads build expressions, so op descriptions read like arithmetic.
     def __add__(self, other: "Expr | int | float") -> "Expr":
@@ -56,7 +71,7 @@ class Expr:
         return Unary("-", self, self.ctype)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Var(Expr):
     """A loop variable (always an index)."""
 
@@ -64,7 +79,7 @@ class Var(Expr):
     ctype: str = INDEX
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Lit(Expr):
     """A literal of the given C type."""
 
@@ -72,7 +87,7 @@ class Lit(Expr):
     ctype: str = INDEX
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Bin(Expr):
     op: str                 # + - * / % min max, comparisons, && ||, floordiv, pow, fmod
     a: Expr
@@ -80,14 +95,14 @@ class Bin(Expr):
     ctype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Unary(Expr):
     op: str                 # "-" or "!"
     x: Expr
     ctype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Call(Expr):
     """A C math function (or one of the runtime's helpers) applied to arguments."""
 
@@ -96,7 +111,7 @@ class Call(Expr):
     ctype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Select(Expr):
     cond: Expr
     a: Expr
@@ -104,13 +119,13 @@ class Select(Expr):
     ctype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Cast(Expr):
     x: Expr
     ctype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Load(Expr):
     """buffer[index]; buffers are named by the code generator, never after anything in the model."""
 

@@ -43,10 +43,21 @@ class BlockLowering:
         if len(self.kernels) > 1:
             raise CodegenError(f"block {block.id} has {len(self.kernels)} kernel-template operators; at most one")
         self.materialized: dict[int, Buffer] = {}          # kernel outputs written to a buffer
+        self._memo: dict[tuple, Expr] = {}
         self.placeholders: dict[int, str] = {}             # kernel outputs read as the epilogue's value
 
     # --- reading values -------------------------------------------------------------------------------
     def read_value(self, value: Value, index: Index) -> Expr:
+        """The element of `value` at `index`: a literal, a load, or its producer's expression inlined (memoised:
+        a value read twice at one index is built once, so a chain of ops that reuse their input stays linear)."""
+        key = (id(value), tuple(index), tuple(sorted(self.placeholders.items())),
+               tuple(sorted((k, b.name) for k, b in self.materialized.items())))
+        cached = self._memo.get(key)
+        if cached is None:
+            cached = self._memo[key] = self._read_value(value, index)
+        return cached
+
+    def _read_value(self, value: Value, index: Index) -> Expr:
         ct = ctype(value.dtype)
         if value.const is not None and value.numel == 1:
             return lit(value.const.reshape(-1)[0].item(), ct)
@@ -176,27 +187,37 @@ class BlockLowering:
 
 
 def walk(e: Expr):
-    stack = [e]
+    """Every distinct sub-expression of `e` once (shared sub-trees are visited once)."""
+    stack, seen = [e], set()
     while stack:
         x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
         yield x
         stack.extend(children(x))
 
 
-def substitute(e: Expr, buffer: str, local: str) -> Expr:
-    """Replace every load from the placeholder `buffer` by the C local `local`."""
+def substitute(e: Expr, buffer: str, local: str, memo: dict[int, Expr] | None = None) -> Expr:
+    """Replace every load from the placeholder `buffer` by the C local `local` (shared sub-trees once)."""
     from dataclasses import fields, replace  # noqa: PLC0415
 
+    memo = {} if memo is None else memo
+    if id(e) in memo:
+        return memo[id(e)]
     if isinstance(e, Load) and e.buffer == buffer:
-        return Var(local, e.ctype)
-    changes = {}
-    for f in fields(e):
-        v = getattr(e, f.name)
-        if isinstance(v, Expr):
-            changes[f.name] = substitute(v, buffer, local)
-        elif isinstance(v, tuple) and v and isinstance(v[0], Expr):
-            changes[f.name] = tuple(substitute(x, buffer, local) for x in v)
-    return replace(e, **changes) if changes else e
+        result: Expr = Var(local, e.ctype)
+    else:
+        changes = {}
+        for f in fields(e):
+            v = getattr(e, f.name)
+            if isinstance(v, Expr):
+                changes[f.name] = substitute(v, buffer, local, memo)
+            elif isinstance(v, tuple) and v and isinstance(v[0], Expr):
+                changes[f.name] = tuple(substitute(x, buffer, local, memo) for x in v)
+        result = replace(e, **changes) if changes else e
+    memo[id(e)] = result
+    return result
 
 
 def nest(index: tuple[Var, ...], shape: tuple[int, ...], body: list[str]) -> list[str]:

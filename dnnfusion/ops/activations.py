@@ -8,12 +8,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, binary, call, lit, select
-
+from ..codegen.expr import Expr, Index, binary, call, cast, ctype, lit, select
+from ..codegen.kernel import Reader
 from ..ir.graph import Node
+from .arithmetic import maximum, wrapping
 from .base import Binary, Inferred, MappingType, Op, TensorType, Unary, same_as_input
 from .registry import register
-from .unary_math import FloatUnary, erf
+from .unary_math import FloatUnary, erf, magnitude, real
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -31,6 +32,23 @@ def _alpha(node: Node, default: float) -> float:
     return float(node.attr("alpha", default))
 
 
+def clamp(x: Expr, low: float, high: float) -> Expr:
+    """np.clip(x, low, high) for constant bounds low <= high: nan stays nan."""
+    low_, high_ = lit(low, x.ctype), lit(high, x.ctype)
+    return select(binary("<", x, low_), low_, select(binary(">", x, high_), high_, x))
+
+
+def sigmoid_expr(x: Expr) -> Expr:
+    """1 / (1 + e^-x)."""
+    one = lit(1, x.ctype)
+    return one / (one + call("exp", -x))
+
+
+def softplus_expr(x: Expr) -> Expr:
+    """ln(1 + e^x) as max(x, 0) + ln(1 + e^-|x|), which neither overflows nor loses small values."""
+    return maximum(x, lit(0, x.ctype)) + call("log1p", call("exp", -magnitude(x)))
+
+
 @register
 class Relu(FloatUnary):
     """y = max(x, 0)."""
@@ -41,7 +59,7 @@ class Relu(FloatUnary):
         return np.maximum(x, np.zeros((), x.dtype))
 
     def expr(self, node: Node, x: Expr) -> Expr:
-        return select(binary(">", x, lit(0, x.ctype)), x, lit(0, x.ctype))
+        return maximum(x, lit(0, x.ctype))
 
 
 @register
@@ -54,8 +72,7 @@ class Sigmoid(FloatUnary):
         return sigmoid(x)
 
     def expr(self, node: Node, x: Expr) -> Expr:
-        one = lit(1, x.ctype)
-        return one / (one + call("exp", -x))
+        return sigmoid_expr(real(x))
 
 
 @register
@@ -67,6 +84,9 @@ class Tanh(FloatUnary):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return np.tanh(x)
 
+    def expr(self, node: Node, x: Expr) -> Expr:
+        return call("tanh", real(x))
+
 
 @register
 class LeakyRelu(FloatUnary):
@@ -76,6 +96,10 @@ class LeakyRelu(FloatUnary):
 
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return np.where(x >= 0, x, _alpha(node, 0.01) * x)
+
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        return select(binary(">=", x, lit(0, x.ctype)), x, lit(_alpha(node, 0.01), x.ctype) * x)
 
 
 @register
@@ -87,6 +111,10 @@ class Elu(FloatUnary):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return np.where(x >= 0, x, _alpha(node, 1.0) * np.expm1(x))
 
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        return select(binary(">=", x, lit(0, x.ctype)), x, lit(_alpha(node, 1.0), x.ctype) * call("expm1", x))
+
 
 @register
 class Selu(FloatUnary):
@@ -95,9 +123,18 @@ class Selu(FloatUnary):
     op_type = "Selu"
 
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
-        alpha = _alpha(node, 1.67326319217681884765625)
-        gamma = float(node.attr("gamma", 1.05070102214813232421875))
+        alpha, gamma = self.constants(node)
         return gamma * np.where(x > 0, x, alpha * np.expm1(x))
+
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        alpha, gamma = (lit(c, x.ctype) for c in self.constants(node))
+        return gamma * select(binary(">", x, lit(0, x.ctype)), x, alpha * call("expm1", x))
+
+    @staticmethod
+    def constants(node: Node) -> tuple[float, float]:
+        """(alpha, gamma)."""
+        return _alpha(node, 1.67326319217681884765625), float(node.attr("gamma", 1.05070102214813232421875))
 
 
 @register
@@ -110,6 +147,11 @@ class Celu(FloatUnary):
         alpha = _alpha(node, 1.0)
         return np.maximum(x, 0) + np.minimum(0, alpha * np.expm1(x / alpha))
 
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        alpha, zero = lit(_alpha(node, 1.0), x.ctype), lit(0, x.ctype)
+        return maximum(x, zero) + maximum(alpha * call("expm1", x / alpha), zero, "<=")
+
 
 @register
 class ThresholdedRelu(FloatUnary):
@@ -119,6 +161,10 @@ class ThresholdedRelu(FloatUnary):
 
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return np.where(x > _alpha(node, 1.0), x, 0)
+
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        return select(binary(">", x, lit(_alpha(node, 1.0), x.ctype)), x, lit(0, x.ctype))
 
 
 @register
@@ -130,6 +176,11 @@ class HardSigmoid(FloatUnary):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return np.clip(_alpha(node, 0.2) * x + float(node.attr("beta", 0.5)), 0, 1)
 
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        y = lit(_alpha(node, 0.2), x.ctype) * x + lit(float(node.attr("beta", 0.5)), x.ctype)
+        return clamp(y, 0, 1)
+
 
 @register
 class HardSwish(FloatUnary):
@@ -139,6 +190,10 @@ class HardSwish(FloatUnary):
 
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return x * np.clip(x / 6 + 0.5, 0, 1)
+
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        return x * clamp(x / lit(6, x.ctype) + lit(0.5, x.ctype), 0, 1)
 
 
 @register
@@ -157,6 +212,14 @@ class Gelu(FloatUnary):
             return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
         return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        half, one = lit(0.5, x.ctype), lit(1, x.ctype)
+        if node.attr("approximate", "none") == "tanh":
+            inner = lit(math.sqrt(2 / math.pi), x.ctype) * (x + lit(0.044715, x.ctype) * (x * x * x))
+            return half * x * (one + call("tanh", inner))
+        return half * x * (one + call("erf", x / lit(math.sqrt(2), x.ctype)))
+
 
 @register
 class Mish(FloatUnary):
@@ -166,6 +229,10 @@ class Mish(FloatUnary):
 
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return x * np.tanh(softplus(x))
+
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        return x * call("tanh", softplus_expr(x))
 
 
 @register
@@ -177,6 +244,9 @@ class Softplus(FloatUnary):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return softplus(x)
 
+    def expr(self, node: Node, x: Expr) -> Expr:
+        return softplus_expr(real(x))
+
 
 @register
 class Softsign(FloatUnary):
@@ -186,6 +256,10 @@ class Softsign(FloatUnary):
 
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return x / (1 + np.abs(x))
+
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        return x / (lit(1, x.ctype) + call("abs", x))
 
 
 @register
@@ -197,6 +271,10 @@ class Swish(FloatUnary):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         return x * sigmoid(_alpha(node, 1.0) * x)
 
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        return x * sigmoid_expr(lit(_alpha(node, 1.0), x.ctype) * x)
+
 
 @register
 class Shrink(FloatUnary):
@@ -207,6 +285,11 @@ class Shrink(FloatUnary):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         lambd, bias = float(node.attr("lambd", 0.5)), float(node.attr("bias", 0.0))
         return np.where(x > lambd, x - bias, np.where(x < -lambd, x + bias, 0))
+
+    def expr(self, node: Node, x: Expr) -> Expr:
+        x = real(x)
+        lambd, bias = lit(float(node.attr("lambd", 0.5)), x.ctype), lit(float(node.attr("bias", 0.0)), x.ctype)
+        return select(binary(">", x, lambd), x - bias, select(binary("<", x, -lambd), x + bias, lit(0, x.ctype)))
 
 
 @register
@@ -225,6 +308,9 @@ class PRelu(Binary):
     def fn(self, node: Node, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
         return np.where(x >= 0, x, slope * x)
 
+    def expr(self, node: Node, x: Expr, slope: Expr) -> Expr:
+        return select(binary(">=", x, lit(0, x.ctype)), x, wrapping("*", slope, x))
+
 
 @register
 class Clip(Unary):
@@ -237,6 +323,25 @@ class Clip(Unary):
         low, high = self.bounds(node, inputs)
         y = x if low is None else np.maximum(x, low.astype(x.dtype))
         return [y if high is None else np.minimum(y, high.astype(x.dtype))]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        x = read(0, index)
+        low, high = self.bound_exprs(node, x.ctype, read)
+        y = x if low is None else maximum(x, low)
+        return y if high is None else maximum(y, high, "<=")
+
+    def lowering(self, node: Node) -> str | None:
+        return Op.lowering(self, node)
+
+    def bound_exprs(self, node: Node, ctype_: str, read: Reader) -> tuple[Expr | None, Expr | None]:
+        """The (min, max) bounds as expressions of type `ctype_` (attributes, constant or runtime inputs)."""
+        if node.opset < 11:
+            return tuple(None if node.attr(k) is None else lit(node.attr(k), ctype_) for k in ("min", "max"))
+        bounds = []
+        for i in (1, 2):
+            v = node.input(i)
+            bounds.append(None if v is None else cast(read(i, tuple(lit(0, "int64_t") for _ in v.shape)), ctype_))
+        return bounds[0], bounds[1]
 
     def bounds(self, node: Node, inputs: Sequence[np.ndarray | None]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The (min, max) bounds, each None when absent."""
@@ -269,6 +374,21 @@ class Dropout(Op):
         if len(inputs) > 2 and inputs[2] is not None:
             self.check_inference(node, inputs[1], inputs[2])
         return [x, np.ones(x.shape, self.mask_dtype(node, x.dtype))]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        return read(0, index) if out == 0 else lit(1, ctype(node.outputs[1].dtype))
+
+    def lowering(self, node: Node) -> str | None:
+        return None if self.checked_at_run_time(node) else super().lowering(node)
+
+    @staticmethod
+    def checked_at_run_time(node: Node) -> bool:
+        """Whether inference mode is known only at run time (a runtime training flag, or a true one with a
+        runtime ratio): `compute` must check it, so the node runs as a fallback."""
+        ratio, training = node.input(1), node.input(2)
+        if training is None:
+            return False
+        return training.const is None or bool(training.const) and ratio is not None and ratio.const is None
 
     @staticmethod
     def mask_dtype(node: Node, x_dtype: np.dtype) -> np.dtype:

@@ -5,13 +5,63 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.expr import Expr
+from ..codegen.expr import Call, Cast, Expr, Lit, binary, call, cast, lit, select
 
 from ..ir.graph import Node
 from .base import Algebra, Binary, Variadic
 from .registry import register
 
 SUM_OPS = frozenset({"Add", "Sub", "Sum"})
+FLOATS = ("float", "double")
+# Integer types whose + - * << C promotes to (signed) int or overflows: computed in this unsigned type, which wraps.
+MODULAR = {"int8_t": "uint32_t", "uint8_t": "uint32_t", "int16_t": "uint32_t", "uint16_t": "uint32_t",
+           "int32_t": "uint32_t", "int64_t": "uint64_t"}
+
+
+def wrapping(op: str, a: Expr, b: Expr) -> Expr:
+    """a op b for + - * << in a's type, integers wrapping around on overflow as numpy's do."""
+    wide = MODULAR.get(a.ctype)
+    if wide is None:
+        return binary(op, a, b)
+    return cast(binary(op, modular(a, wide), modular(b, wide) if op != "<<" else cast(b, wide)), a.ctype)
+
+
+def modular(x: Expr, wide: str) -> Expr:
+    """x in the unsigned type `wide`, for + - * (<< a) whose result keeps only x's low bits: a wrapped result
+    (wide, narrowed to x's type) is taken before the narrowing."""
+    return x.x if isinstance(x, Cast) and x.x.ctype == wide else cast(x, wide)
+
+
+def is_signed(ctype_: str) -> bool:
+    """Whether a C type is a signed integer."""
+    return ctype_.startswith("int")
+
+
+def divisor_guard(b: Expr, result: Expr, trapping: bool) -> Expr:
+    """`result` of an integer division by b, 0 where b is 0 (or -1 too when `trapping`: INT_MIN / -1 traps)."""
+    zero = binary("==", b, lit(0, b.ctype))
+    if trapping:
+        zero = binary("||", zero, binary("==", b, lit(-1, b.ctype)))
+    return select(zero, lit(0, result.ctype), result)
+
+
+def floored_fmod(a: Expr, b: Expr) -> Expr:
+    """numpy's float remainder: fmod moved to b's sign, a zero result signed like b."""
+    r = call("fmod", a, b)
+    zero = lit(0, a.ctype)
+    signed_zero = select(binary("<", b, zero), -zero, zero)
+    moved = select(binary("!=", binary("<", r, zero), binary("<", b, zero)), r + b, r)
+    return select(binary("==", r, zero), signed_zero, moved)
+
+
+def maximum(a: Expr, b: Expr, op: str = ">=") -> Expr:
+    """numpy's maximum (op '>=') or minimum (op '<='): nan when either is nan."""
+    if isinstance(b, Lit) and b.value == b.value:      # a bound that is not nan: only a nan `a` needs keeping
+        return select(binary("<" if op == ">=" else ">", a, b), b, a)
+    keep_a = binary(op, a, b)
+    if a.ctype in FLOATS:
+        keep_a = binary("||", keep_a, call("isnan", a, ctype_="bool"))
+    return select(keep_a, a, b)
 
 
 @register
@@ -23,7 +73,7 @@ class Add(Binary):
         return a + b
 
     def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
-        return a + b
+        return wrapping("+", a, b)
 
 
 @register
@@ -32,6 +82,9 @@ class Sub(Binary):
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a - b
+
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        return wrapping("-", a, b)
 
 
 @register
@@ -43,7 +96,7 @@ class Mul(Binary):
         return a * b
 
     def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
-        return a * b
+        return wrapping("*", a, b)
 
 
 @register
@@ -52,9 +105,19 @@ class Div(Binary):
     algebra = Algebra(distributes_over=SUM_OPS)  # right-distributive: (a + b) / c = a / c + b / c
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if np.issubdtype(a.dtype, np.integer):
-            return np.trunc(np.true_divide(a, b)).astype(a.dtype) if a.size else a.copy()
+        if np.issubdtype(a.dtype, np.integer):     # exact truncation toward zero (through float64 it would not be)
+            with np.errstate(all="ignore"):         # x / 0 gives 0, INT_MIN / -1 wraps to INT_MIN
+                return np.floor_divide(a, b) + ((np.mod(a, b) != 0) & ((a < 0) != (b < 0)))
         return a / b
+
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        """Integers truncate toward zero (C's division); x / 0 gives 0 instead of trapping."""
+        if a.ctype in FLOATS:
+            return a / b
+        quotient = a / b
+        if a.ctype in ("int32_t", "int64_t"):       # INT_MIN / -1 traps in C; numpy wraps to INT_MIN
+            quotient = select(binary("==", b, lit(-1, b.ctype)), wrapping("-", lit(0, a.ctype), a), quotient)
+        return divisor_guard(b, quotient, False)
 
 
 @register
@@ -65,6 +128,11 @@ class Pow(Binary):
         if np.issubdtype(a.dtype, np.integer):
             return np.power(a.astype(np.float64), b.astype(np.float64)).astype(a.dtype)
         return np.power(a, b.astype(a.dtype))
+
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        if a.ctype in FLOATS:
+            return call("pow", a, cast(b, a.ctype))
+        return cast(call("pow", cast(a, "double"), cast(b, "double")), a.ctype)
 
 
 @register
@@ -77,6 +145,15 @@ class Mod(Binary):
         with np.errstate(all="ignore"):   # x mod 0 is nan for floats and 0 for integers, as numpy gives
             return np.fmod(a, b) if node.attr("fmod", 0) else np.mod(a, b)
 
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        truncated = bool(node.attr("fmod", 0))
+        if a.ctype in FLOATS:
+            return call("fmod", a, b) if truncated else floored_fmod(a, b)
+        trapping = a.ctype in ("int32_t", "int64_t")       # INT_MIN % -1 traps; the result is 0 anyway
+        if truncated or not is_signed(a.ctype):
+            return divisor_guard(b, binary("%", a, b), trapping)
+        return divisor_guard(b, Call("floormod", (a, b), a.ctype), trapping)
+
 
 @register
 class Sum(Variadic):
@@ -85,6 +162,9 @@ class Sum(Variadic):
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a + b
+
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        return wrapping("+", a, b)
 
 
 @register
@@ -98,6 +178,14 @@ class Mean(Variadic):
     def finish(self, node: Node, acc: np.ndarray, count: int) -> np.ndarray:
         return acc / count
 
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        return wrapping("+", a, b)
+
+    def finish_expr(self, node: Node, acc: Expr, count: int) -> Expr:
+        if acc.ctype in FLOATS:
+            return acc / lit(count, acc.ctype)
+        return cast(cast(acc, "double") / lit(count, "double"), acc.ctype)
+
 
 @register
 class Max(Variadic):
@@ -107,6 +195,9 @@ class Max(Variadic):
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.maximum(a, b)
 
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        return maximum(a, b)
+
 
 @register
 class Min(Variadic):
@@ -115,3 +206,6 @@ class Min(Variadic):
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.minimum(a, b)
+
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        return maximum(a, b, "<=")

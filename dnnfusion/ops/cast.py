@@ -10,6 +10,8 @@ from typing import Sequence
 import ml_dtypes
 import numpy as np
 
+from ..codegen.expr import Expr, Index, cast, ctype
+from ..codegen.kernel import Reader
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType
@@ -127,6 +129,11 @@ class CastOp(Op):
         if target in FLOAT8 and saturate:
             x = saturated(x, target)
         return [converted(x, target)]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        """numpy's astype between C types (the only ones with generated code): floats truncate toward zero
+        into integers, anything nonzero (nan included) is true."""
+        return cast(read(0, index), ctype(self.target(node)))
 
     def parsed(self, node: Node, x: np.ndarray, integer: bool) -> np.ndarray:
         """The numbers that the strings of x spell: int64 when all are integers and `integer`, else float64."""

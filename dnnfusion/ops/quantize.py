@@ -10,8 +10,11 @@ import math
 import ml_dtypes
 import numpy as np
 
+from ..codegen.expr import Expr, Index, call, cast, ctype, floordiv, lit
+from ..codegen.kernel import Reader
 from ..ir import dtypes
 from ..ir.graph import Node
+from .arithmetic import maximum
 from .base import Inferred, MappingType, Op, TensorType, normalize_axis, shape_of
 from .conv import ConvLike, channel_column, convolve
 from .matmul import centered, matmul_flops, matmul_shape
@@ -73,6 +76,16 @@ def spread(param: np.ndarray, layout: tuple[int, int] | None, x_shape: tuple) ->
     return repeated[(slice(None),) * axis + (slice(0, x_shape[axis]),)]
 
 
+def param_index(layout: tuple[int, int] | None, index: Index, p_shape: tuple) -> Index:
+    """Where the scale or zero point of x's element `index` is, for a layout from `param_layout`."""
+    if layout is None:
+        return tuple(lit(0, "int64_t") for _ in p_shape)
+    axis, block = layout
+    if not block:
+        return (index[axis],)
+    return tuple(floordiv(e, block) if i == axis else e for i, e in enumerate(index))
+
+
 class AffineQuantization(Op):
     """Shared checks of QuantizeLinear/DequantizeLinear: inputs (x, scale, optional zero point)."""
 
@@ -90,6 +103,12 @@ class AffineQuantization(Op):
         layout = param_layout(node, scale.shape, x.shape)
         zero_f = np.zeros(()) if zero is None else spread(zero.astype(np.float64), layout, x.shape)
         return spread(scale, layout, x.shape), zero_f
+
+    def param_exprs(self, node: Node, index: Index, read: Reader) -> tuple[Expr, Expr | None]:
+        """The scale and zero point (None when absent) of x's element at `index`, constant or read at run time."""
+        p_shape = node.inputs[1].shape
+        at = param_index(param_layout(node, p_shape, node.inputs[0].shape), index, p_shape)
+        return read(1, at), None if node.input(2) is None else read(2, at)
 
 
 @register
@@ -116,8 +135,7 @@ class QuantizeLinear(AffineQuantization):
         x, scale, zero = (inputs + (None,))[:3]
         dtype = self.out_dtype(node)
         scale, zero_f = self.params(node, x, scale, zero)
-        precision = attr_dtype(node, "precision")
-        precision = scale.dtype if precision is None else precision
+        precision = self.precision(node)
         q = (x.astype(precision) / scale.astype(precision)).astype(np.float64)
         limits = int_range(dtype)
         if limits is not None:
@@ -127,6 +145,24 @@ class QuantizeLinear(AffineQuantization):
             top = float(ml_dtypes.finfo(dtype).max)
             q = np.clip(q, -top, top)
         return [q.astype(dtype)]
+
+    def precision(self, node: Node) -> np.dtype:
+        """The type x / y_scale is computed in: the precision attribute, else the scale's type."""
+        precision = attr_dtype(node, "precision")
+        return node.inputs[1].dtype if precision is None else precision
+
+    def lowering(self, node: Node) -> str | None:
+        return super().lowering(node) if ctype(self.precision(node)) is not None else None
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        """An integer result (the only C-typed quantized types): saturate(nearbyint(x / scale) + zero point)."""
+        scale, zero = self.param_exprs(node, index, read)
+        precision = ctype(self.precision(node))
+        q = call("round", cast(cast(read(0, index), precision) / cast(scale, precision), "double"))
+        if zero is not None:
+            q = q + cast(zero, "double")
+        low, high = int_range(self.out_dtype(node))
+        return cast(maximum(maximum(q, lit(low, "double")), lit(high, "double"), "<="), ctype(self.out_dtype(node)))
 
 
 @register
@@ -151,6 +187,13 @@ class DequantizeLinear(AffineQuantization):
         scale, zero_f = self.params(node, x, scale, zero)
         shifted = (x.astype(np.float64) - zero_f).astype(np.float32)
         return [(shifted * scale.astype(np.float32)).astype(self.out_dtype(node))]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        scale, zero = self.param_exprs(node, index, read)
+        shifted = cast(read(0, index), "double")
+        if zero is not None:
+            shifted = shifted - cast(zero, "double")
+        return cast(cast(shifted, "float") * cast(scale, "float"), ctype(self.out_dtype(node)))
 
 
 @register
