@@ -7,10 +7,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, Index, Lit, binary, broadcast_index, cast, ctype, lit, mod, select
+from ..codegen.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, broadcast, shape_of
 from .registry import register
-from .shape_ops import DataMovement, attr_or_input, ints, normalize_axes, optional_axis, prod, required_const
+from .shape_ops import (DataMovement, attr_or_input, clamp, ints, normalize_axes, optional_axis, prod,
+                        required_const)
 
 Widths = list[tuple[int, int]]   # (before, after) per axis; negative counts crop
 PAD_MODES = {"constant": 2, "reflect": 2, "edge": 2, "wrap": 19}   # mode -> first opset that has it
@@ -30,6 +33,9 @@ class Expand(DataMovement):
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         x = inputs[0]
         return [np.array(np.broadcast_to(x, broadcast(node, x.shape, tuple(ints(inputs[1])))))]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        return read(0, broadcast_index(index, node.outputs[0].shape, node.inputs[0].shape))
 
 
 @register
@@ -52,6 +58,11 @@ class Tile(DataMovement):
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         return [np.tile(inputs[0], self.repeats(node, inputs[0].ndim))]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        shape = node.inputs[0].shape
+        repeats = self.repeats(node, len(shape))
+        return read(0, tuple(e if r == 1 else mod(e, d) for e, d, r in zip(index, shape, repeats)))
 
 
 class Resizing(DataMovement):
@@ -78,6 +89,53 @@ class Resizing(DataMovement):
         widths = self.widths(node, x.shape)
         cropped = x[tuple(slice(-min(a, 0), d + min(b, 0)) for d, (a, b) in zip(x.shape, widths))]
         return [self.fill(node, cropped, [(max(a, 0), max(b, 0)) for a, b in widths], inputs)]
+
+    def mode(self, node: Node) -> str:
+        """How the border is filled: constant, reflect, edge or wrap."""
+        return "constant"
+
+    def fill_value(self, node: Node, read: Reader) -> Expr:
+        """The value of the border in constant mode (of the output's C type)."""
+        return lit(0, ctype(node.outputs[0].dtype))
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        """Per axis, the output position in the cropped input window, folded back into it (reflect, edge, wrap)
+        or, in constant mode, clamped into it with the border value selected outside."""
+        shape, mode = node.inputs[0].shape, self.mode(node)
+        source: list[Expr] = []
+        inside: list[Expr] = []
+        for e, d, (before, after) in zip(index, shape, self.widths(node, shape)):
+            start, extent = max(-before, 0), d + min(before, 0) + min(after, 0)
+            low, high = max(before, 0), max(after, 0)
+            if (low or high) and extent == 0:
+                return self.fill_value(node, read)
+            if mode == "constant":
+                inside += [binary(">=", e, Lit(low))] if low else []
+                inside += [binary("<", e, Lit(low + extent))] if high else []
+            source.append(fold(e - low, extent, low, high, mode) + start)
+        value = read(0, tuple(source))
+        if not inside:
+            return value
+        condition = inside[0]
+        for c in inside[1:]:
+            condition = binary("&&", condition, c)
+        return select(condition, value, cast(self.fill_value(node, read), value.ctype))
+
+
+def fold(q: Expr, extent: int, low: int, high: int, mode: str) -> Expr:
+    """A position q in [-low, extent + high) of a padded axis mapped into [0, extent) as the border mode reads it
+    (constant mode clamps: the border value is selected elsewhere, but the read must stay in bounds)."""
+    if mode in ("constant", "edge"):
+        return clamp(q, 0, extent - 1, -low, extent - 1 + high)
+    if not (low or high):
+        return q
+    if mode == "wrap":
+        return mod(q + -(-low // extent) * extent, extent)
+    period = 2 * (extent - 1)                     # reflect: the axis mirrored without repeating its ends
+    if period == 0:
+        return Lit(0)
+    r = mod(q + -(-low // period) * period, period)
+    return select(binary("<", r, Lit(extent)), r, Lit(period) - r)
 
 
 @register
@@ -121,6 +179,17 @@ class Pad(Resizing):
             given = inputs[2] if len(inputs) > 2 else None
             value = given.reshape(-1)[0] if given is not None and given.size else 0
         return np.pad(x, widths, mode="constant", constant_values=np.array(value).astype(x.dtype))
+
+    def fill_value(self, node: Node, read: Reader) -> Expr:
+        ct = ctype(node.outputs[0].dtype)
+        if node.opset < 11:
+            return lit(node.attr("value", 0.0), ct)
+        given = node.input(2)
+        if given is None or given.numel == 0:
+            return lit(0, ct)
+        if given.const is not None:
+            return cast(lit(given.const.reshape(-1)[0].item(), ctype(given.dtype)), ct)
+        return cast(read(2, tuple(Lit(0) for _ in given.shape)), ct)
 
 
 @register

@@ -9,6 +9,8 @@ from typing import Sequence
 import ml_dtypes
 import numpy as np
 
+from ..codegen.expr import Expr, Index, Lit, binary, cast, ctype, lit, select
+from ..codegen.kernel import Reader
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, normalize_axis, same_as_input, shape_of
@@ -48,6 +50,9 @@ class ConstantOfShape(DataMovement):
         fill = self.fill(node)
         return [np.full(self.shape(node), fill, dtype=fill.dtype)]
 
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        return lit(self.fill(node).item(), ctype(node.outputs[0].dtype))
+
 
 @register
 class Range(Op):
@@ -83,6 +88,11 @@ class Range(Op):
         steps = np.arange(self.length(start, limit, delta), dtype=work)
         return [(work.type(start) + steps * work.type(delta)).astype(start.dtype)]
 
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        start, _, delta = self.bounds(node)
+        ct = ctype(start.dtype)
+        return lit(start.item(), ct) + cast(index[0], ct) * lit(delta.item(), ct)
+
 
 @register
 class EyeLike(DataMovement):
@@ -104,6 +114,11 @@ class EyeLike(DataMovement):
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         rows, cols = inputs[0].shape
         return [np.eye(rows, cols, k=node.attr("k", 0), dtype=self.dtype(node))]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        ct = ctype(node.outputs[0].dtype)
+        on_diagonal = binary("==", index[1] - index[0], Lit(node.attr("k", 0)))
+        return select(on_diagonal, lit(1, ct), lit(0, ct))
 
 
 @register
@@ -136,6 +151,17 @@ class OneHot(DataMovement):
         hot = np.moveaxis(indices[..., None] == np.arange(depth), -1, self.axis(node, indices.ndim))
         return [np.where(hot, values[1], values[0]).astype(values.dtype)]
 
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        axis, depth = self.axis(node, len(node.inputs[0].shape)), self.depth(node)
+        position = cast(read(0, index[:axis] + index[axis + 1:]), "int64_t")
+        position = select(binary("<", position, Lit(0)), position + depth, position)
+        values = node.inputs[2]
+        if values.const is not None:
+            off, on = (lit(v.item(), ctype(values.dtype)) for v in values.const.reshape(-1))
+        else:
+            off, on = read(2, (Lit(0),)), read(2, (Lit(1),))
+        return select(binary("==", position, index[axis]), on, off)
+
 
 @register
 class Trilu(DataMovement):
@@ -152,3 +178,16 @@ class Trilu(DataMovement):
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         x, k = inputs[0], 0 if len(inputs) < 2 or inputs[1] is None else int(inputs[1].reshape(-1)[0])
         return [np.triu(x, k) if node.attr("upper", 1) else np.tril(x, k)]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        given = node.input(1)
+        if given is None:
+            k: Expr = Lit(0)
+        elif given.const is not None:
+            k = Lit(int(given.const.reshape(-1)[0]))
+        else:
+            k = cast(read(1, tuple(Lit(0) for _ in given.shape)), "int64_t")
+        diagonal = index[-1] - index[-2]
+        kept = binary(">=" if node.attr("upper", 1) else "<=", diagonal, k)
+        x = read(0, index)
+        return select(kept, x, lit(0, x.ctype))

@@ -8,10 +8,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, Index, Lit, binary, cast, ctype, lit, select
+from ..codegen.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, input_values, normalize_axis, same_as_input, shape_of
 from .registry import register
-from .shape_ops import DataMovement, attr_or_input, normalize_axes, optional_axis, prod
+from .shape_ops import DataMovement, attr_or_input, clamp, normalize_axes, optional_axis, prod, wrapped
 
 REDUCTIONS: dict[str, np.ufunc | None] = {"none": None, "add": np.add, "mul": np.multiply,
                                           "max": np.maximum, "min": np.minimum}
@@ -72,6 +74,23 @@ class Concat(DataMovement):
         arrays = [x for x in inputs if x is not None]
         return [np.concatenate(arrays, axis=self.axis(node, arrays[0].ndim))]
 
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        """A select over the inputs' offsets along the axis (the loop joint); every read stays in bounds."""
+        axis = self.axis(node, len(index))
+        parts, offset = [], 0
+        for i, v in enumerate(node.inputs):
+            if v is not None and v.shape[axis]:
+                parts.append((i, offset, v.shape[axis]))
+                offset += v.shape[axis]
+        if not parts:
+            return lit(0, ctype(node.outputs[0].dtype))
+        pick = None
+        for i, start, extent in reversed(parts):
+            local = clamp(index[axis] - start, 0, extent - 1, -start, offset - 1 - start)
+            term = read(i, index[:axis] + (local,) + index[axis + 1:])
+            pick = term if pick is None else select(binary("<", index[axis], Lit(start + extent)), term, pick)
+        return pick
+
 
 @register
 class Split(DataMovement):
@@ -111,6 +130,12 @@ class Split(DataMovement):
         cuts = np.cumsum(self.sizes(node, x.shape[axis]))[:-1]
         return np.split(x, cuts, axis=axis)
 
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        shape = node.inputs[0].shape
+        axis = normalize_axis(node, node.attr("axis", 0), len(shape))
+        start = sum(self.sizes(node, shape[axis])[:out])
+        return read(0, index[:axis] + (index[axis] + start,) + index[axis + 1:])
+
 
 @register
 class Slice(DataMovement):
@@ -149,6 +174,11 @@ class Slice(DataMovement):
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         return [inputs[0][tuple(self.windows(node, inputs[0].shape))]]
 
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        shape = node.inputs[0].shape
+        picked = [range(d)[w] for d, w in zip(shape, self.windows(node, shape))]
+        return read(0, tuple(e * r.step + r.start if len(r) else Lit(0) for e, r in zip(index, picked)))
+
 
 def _clamped(start: int, end: int, step: int, extent: int) -> slice:
     """ONNX's clamping: start in [0, extent] ([0, extent-1] stepping back), end in [0, extent] ([-1, extent-1])."""
@@ -185,6 +215,12 @@ class Gather(Gathering):
         axis = self.axis(node, data.ndim)
         return [np.take(data, wrap_indices(node, indices, data.shape[axis]), axis=axis)]
 
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        data, indices = node.inputs[0], node.inputs[1]
+        axis, depth = self.axis(node, len(data.shape)), len(indices.shape)
+        picked = wrapped(read(1, index[axis:axis + depth]), data.shape[axis], indices.const)
+        return read(0, index[:axis] + (picked,) + index[axis + depth:])
+
 
 @register
 class GatherElements(Gathering):
@@ -203,6 +239,12 @@ class GatherElements(Gathering):
         data, indices = inputs[0], inputs[1]
         axis = self.axis(node, data.ndim)
         return [data[axis_grid(wrap_indices(node, indices, data.shape[axis]), axis)]]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        data, indices = node.inputs[0], node.inputs[1]
+        axis = self.axis(node, len(data.shape))
+        picked = wrapped(read(1, index), data.shape[axis], indices.const)
+        return read(0, index[:axis] + (picked,) + index[axis + 1:])
 
 
 @register
@@ -229,6 +271,15 @@ class GatherND(Gathering):
         tuples = wrap_indices(node, indices.reshape(batches, -1, depth), np.array(data.shape[batch:batch + depth]))
         picked = flat[(np.arange(batches)[:, None],) + tuple(np.moveaxis(tuples, -1, 0))]
         return [picked.reshape(indices.shape[:-1] + data.shape[batch + depth:])]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        data, indices = node.inputs[0], node.inputs[1]
+        batch, depth = node.attr("batch_dims", 0), indices.shape[-1]
+        rows = len(indices.shape) - 1
+        known = indices.const
+        picked = tuple(wrapped(read(1, index[:rows] + (Lit(k),)), data.shape[batch + k],
+                               None if known is None else known[..., k]) for k in range(depth))
+        return read(0, index[:batch] + picked + index[rows:])
 
 
 class Scattering(DataMovement):
@@ -366,3 +417,12 @@ class ReverseSequence(DataMovement):
                                      f"sequences of {x.shape[1]} steps")
         source = np.where(steps < lengths, lengths - 1 - steps, steps)
         return [np.moveaxis(x[np.arange(x.shape[0])[:, None], source], (0, 1), (batch, time))]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        batch, time = self.axes(node)
+        steps = node.inputs[0].shape[time]
+        length = clamp(cast(read(1, (index[batch],)), "int64_t"), 0, steps)
+        step = index[time]
+        source = list(index)
+        source[time] = select(binary("<", step, length), length - 1 - step, step)
+        return read(0, tuple(source))

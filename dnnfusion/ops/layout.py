@@ -6,10 +6,20 @@ from typing import Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, Index
+from ..codegen.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, TensorType, shape_of
 from .registry import register
-from .shape_ops import DataMovement, ints
+from .shape_ops import DataMovement, ints, regroup_index
+
+
+def unpermute(index: Sequence[Expr], perm: Sequence[int]) -> Index:
+    """The input index of a transpose by `perm` (output axis d is input axis perm[d])."""
+    out: list[Expr] = [index[0]] * len(perm)
+    for d, p in enumerate(perm):
+        out[p] = index[d]
+    return tuple(out)
 
 
 class Shuffle(DataMovement):
@@ -51,6 +61,9 @@ class Transpose(Shuffle):
     def shuffle(self, node: Node, x: np.ndarray) -> np.ndarray:
         return np.transpose(x, self.perm(node, x.ndim))
 
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        return read(0, unpermute(index, self.perm(node, len(index))))
+
 
 class BlockShuffle(Shuffle):
     """Moves blocksize x blocksize blocks between the channel and the spatial axes of an NCHW tensor; the
@@ -66,6 +79,20 @@ class BlockShuffle(Shuffle):
             raise self.invalid(node, f"blocksize must be a positive integer, not {size}")
         return size
 
+    def blocks(self, node: Node, shape: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The 6-D view of the input and the transpose of it whose reshape is the output."""
+        raise NotImplementedError
+
+    def shuffle(self, node: Node, x: np.ndarray) -> np.ndarray:
+        view, perm = self.blocks(node, x.shape)
+        return x.reshape(view).transpose(perm).reshape(self.new_shape(node, x.shape))
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        shape = node.inputs[0].shape
+        view, perm = self.blocks(node, shape)
+        moved = regroup_index(index, node.outputs[0].shape, tuple(view[p] for p in perm))
+        return read(0, regroup_index(unpermute(moved, perm), view, shape))
+
 
 @register
 class DepthToSpace(BlockShuffle):
@@ -80,14 +107,12 @@ class DepthToSpace(BlockShuffle):
             raise self.invalid(node, f"channels ({c}) are not a multiple of blocksize² ({b * b})")
         return (n, None if c is None else c // (b * b), None if h is None else h * b, None if w is None else w * b)
 
-    def shuffle(self, node: Node, x: np.ndarray) -> np.ndarray:
-        n, c, h, w = x.shape
-        b = self.blocksize(node, x.shape)
+    def blocks(self, node: Node, shape: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        n, c, h, w = shape
+        b = self.blocksize(node, shape)
         if node.attr("mode", "DCR") == "DCR":
-            blocks = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
-        else:
-            blocks = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
-        return blocks.reshape(self.new_shape(node, x.shape))
+            return (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2)
+        return (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3)
 
 
 @register
@@ -103,9 +128,8 @@ class SpaceToDepth(BlockShuffle):
             raise self.invalid(node, f"height and width ({h}, {w}) are not multiples of blocksize {b}")
         return (n, None if c is None else c * b * b, None if h is None else h // b, None if w is None else w // b)
 
-    def shuffle(self, node: Node, x: np.ndarray) -> np.ndarray:
-        n, c, h, w = x.shape
-        b = self.blocksize(node, x.shape)
-        blocks = x.reshape(n, c, h // b, b, w // b, b)
+    def blocks(self, node: Node, shape: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        n, c, h, w = shape
+        b = self.blocksize(node, shape)
         order = (0, 3, 5, 1, 2, 4) if node.attr("mode", "DCR") == "DCR" else (0, 1, 3, 5, 2, 4)
-        return blocks.transpose(order).reshape(self.new_shape(node, x.shape))
+        return (n, c, h // b, b, w // b, b), order

@@ -8,13 +8,19 @@ the resized extents are data-dependent (None).
 
 from __future__ import annotations
 
+import itertools
+import math
+from fractions import Fraction
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, Index, Lit, binary, cast, ctype, floordiv, lit, select
+from ..codegen.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, normalize_axis
 from .registry import register
+from .shape_ops import clamp
 
 MODES = ("nearest", "linear", "cubic")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -90,6 +96,48 @@ class _Resample(Op):
         for axis, plan in enumerate(self.plans(node, x.shape, roi, scales, sizes)):
             y = resample_axis(y, axis, plan, settings)
         return [_cast_like(y, x.dtype)]
+
+    # --- code generation -------------------------------------------------------------------------
+    def axis_reads(self, node: Node) -> list["AxisReads"] | None:
+        """How each axis reads its source as index arithmetic (None: some axis needs a fallback: cubic,
+        shrinking antialias, a roi known only at run time, or linear interpolation of integers)."""
+        x, settings = node.inputs[0], self.settings(node)
+        if settings.mode == "cubic" or x.shape is None or None in x.shape:
+            return None
+        if settings.mode == "linear" and ctype(x.dtype) not in ("float", "double"):
+            return None
+        consts = [None if v is None else v.const for v in node.inputs]
+        slots = self.slots(node)
+        if any(self._given(node, i) and consts[i] is None for i in (slots.roi, slots.scales, slots.sizes)):
+            return None
+        roi, scales, sizes = self._arrays(node, consts)
+        reads = [axis_reads(plan, settings) for plan in self.plans(node, x.shape, roi, scales, sizes)]
+        return None if any(r is None for r in reads) else reads
+
+    def lowering(self, node: Node) -> str | None:
+        return super().lowering(node) if self.axis_reads(node) is not None else None
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr | None:
+        """The weighted sum of up to 2^k reads (k linearly resized axes; nearest: one read)."""
+        reads = self.axis_reads(node)
+        if reads is None:
+            return None
+        settings, ct = self.settings(node), ctype(node.outputs[0].dtype)
+        per_axis = [r.taps(y, ct) for r, y in zip(reads, index)]
+        total: Expr | None = None
+        for combo in itertools.product(*per_axis):
+            term = read(0, tuple(i for i, _ in combo))
+            for _, weight in combo:
+                term = term if weight is None else term * weight
+            total = term if total is None else total + term
+        outside = [r.outside(y) for r, y in zip(reads, index) if r.crops]
+        if not outside:
+            return total
+        condition = outside[0]
+        for c in outside[1:]:
+            condition = binary("||", condition, c)
+        extrapolation = _cast_like(np.array(settings.extrapolation), node.outputs[0].dtype).item()
+        return select(condition, lit(extrapolation, ct), total)
 
     def flops(self, node: Node) -> int:
         """Two per tap per output element for each resized axis; nearest only moves data."""
@@ -318,6 +366,144 @@ def cubic_kernel(distance: np.ndarray, a: float) -> np.ndarray:
     near = ((a + 2) * d - (a + 3)) * d * d + 1
     far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
     return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+
+# --- per-axis index arithmetic for code generation ------------------------------------------------
+
+class AxisReads(NamedTuple):
+    """One axis of a resize as integer arithmetic. The source coordinate of output position y is exactly
+    (a*y + b) / c; nearest reads floor((p*y + q) / d) (the rounding mode folded into p, q, d), linear reads
+    floor((a*y + b) / c) and the position after it, weighted by the fraction. `crops`: positions whose
+    coordinate lies outside the input take the extrapolation value (tf_crop_and_resize)."""
+
+    mode: str                     # "identity", "nearest" or "linear"
+    size_in: int
+    size_out: int
+    a: int
+    b: int
+    c: int
+    rounding: tuple[int, int, int]
+    crops: bool
+
+    def taps(self, y: Expr, ct: str) -> list[tuple[Expr, Expr | None]]:
+        """The source positions read for output position y, each with its weight (None: the only read)."""
+        if self.mode == "identity":
+            return [(y, None)]
+        if self.mode == "nearest":
+            return [(self.floor(y, *self.rounding), None)]
+        below = self.floor(y, self.a, self.b, self.c, clamped=False)
+        fraction = cast(y * self.a + self.b - below * self.c, ct) / lit(self.c, ct)
+        first, last = self.span(self.a, self.b, self.c)
+        return [(clamp(below, 0, self.size_in - 1, first, last), lit(1, ct) - fraction),
+                (clamp(below + 1, 0, self.size_in - 1, first + 1, last + 1), fraction)]
+
+    def floor(self, y: Expr, p: int, q: int, d: int, clamped: bool = True) -> Expr:
+        """floor((p*y + q) / d) for the output positions (d > 0), held inside the input when `clamped`."""
+        lowest = min(q, p * (self.size_out - 1) + q)
+        shift = -(lowest // d) if lowest < 0 else 0           # C division truncates: keep the numerator >= 0
+        if p > 0 and d % p == 0:                               # floor((p*y + q) / (p*m)) = floor((y + q//p) / m)
+            value = floordiv(y + (q // p + shift * (d // p)), d // p)
+        else:
+            value = floordiv(y * p + (q + shift * d), d)
+        value = value - shift
+        return clamp(value, 0, self.size_in - 1, *self.span(p, q, d)) if clamped else value
+
+    def span(self, p: int, q: int, d: int) -> tuple[int, int]:
+        """The least and greatest floor((p*y + q) / d) over the output positions (it is monotonic in y)."""
+        ends = (q // d, (p * (self.size_out - 1) + q) // d)
+        return min(ends), max(ends)
+
+    def outside(self, y: Expr) -> Expr:
+        """Whether the source coordinate of y lies outside the input (the extrapolation region)."""
+        numerator = y * self.a + self.b
+        return binary("||", binary("<", numerator, Lit(0)),
+                      binary(">", numerator, Lit((self.size_in - 1) * self.c)))
+
+
+def axis_reads(plan: AxisPlan, settings: Settings) -> AxisReads | None:
+    """The integer form of one axis of a resize, checked against the reference's own taps and weights; None
+    when the axis is not an exact rational map of the output position or the check fails."""
+    coords = source_coords(plan, settings.coordinate_mode)
+    if plan.size_out == 0 or plan.size_in == 0:
+        return None
+    crops = settings.coordinate_mode == "tf_crop_and_resize"
+    if plan.size_out == plan.size_in and np.array_equal(coords, np.arange(plan.size_in)) and not crops:
+        return AxisReads("identity", plan.size_in, plan.size_out, 1, 0, 1, (1, 0, 1), False)
+    affine = rational_affine(coords)
+    if affine is None:
+        return None
+    a, b, c = affine
+    mode = "nearest" if settings.mode == "nearest" else "linear"
+    rounding = nearest_rounding(a, b, c, settings.nearest_mode, plan.scale)
+    reads = AxisReads(mode, plan.size_in, plan.size_out, a, b, c, rounding, crops)
+    y = np.arange(plan.size_out)
+    numerator = a * y + b
+    if crops and not np.array_equal((numerator < 0) | (numerator > (plan.size_in - 1) * c),
+                                    (coords < 0) | (coords > plan.size_in - 1)):
+        return None
+    if mode == "nearest":
+        p, q, d = rounding
+        mine = [(np.clip((p * y + q) // d, 0, plan.size_in - 1), np.ones(len(y)))]
+    else:
+        below = numerator // c
+        fraction = (numerator - below * c) / c
+        mine = [(np.clip(below, 0, plan.size_in - 1), 1 - fraction),
+                (np.clip(below + 1, 0, plan.size_in - 1), fraction)]
+    index, weight = taps(coords, plan, settings)
+    theirs = [(np.clip(index[:, k], 0, plan.size_in - 1), weight[:, k]) for k in range(index.shape[1])]
+    return reads if same_weights(mine, theirs, plan.size_in) else None
+
+
+def rational_affine(coords: np.ndarray) -> tuple[int, int, int] | None:
+    """Integers (a, b, c), c > 0, with coords[y] = (a*y + b) / c up to float32 rounding; None if there are none."""
+    start = simple_fraction(float(coords[0]))
+    step = simple_fraction(float(coords[1] - coords[0])) if len(coords) > 1 else Fraction(0)
+    if start is None or step is None:
+        return None
+    c = math.lcm(start.denominator, step.denominator)
+    a, b = int(step * c), int(start * c)
+    y = np.arange(len(coords))
+    if np.any(np.abs(coords * c - (a * y + b)) > SNAP_TOLERANCE * c * np.maximum(1.0, np.abs(coords))):
+        return None
+    return a, b, c
+
+
+def simple_fraction(value: float, largest: int = 1 << 20) -> Fraction | None:
+    """The first continued-fraction convergent of `value` within float32 rounding of it (e.g. 5/4 for the
+    float32 1/0.8), or None when no denominator up to `largest` comes that close."""
+    tolerance = SNAP_TOLERANCE * max(1.0, abs(value)) * 0.1
+    h, h_prev, k, k_prev = 1, 0, 0, 1
+    x = value
+    while True:
+        whole = math.floor(x)
+        h, h_prev, k, k_prev = whole * h + h_prev, h, whole * k + k_prev, k
+        if k > largest:
+            return None
+        if abs(h / k - value) <= tolerance:
+            return Fraction(h, k)
+        x = 1 / (x - whole)
+
+
+def nearest_rounding(a: int, b: int, c: int, mode: str, scale: float) -> tuple[int, int, int]:
+    """(p, q, d) with round(((a*y + b) / c) = floor((p*y + q) / d) under the nearest_mode, for integer y."""
+    if mode == "legacy":
+        mode = "floor" if scale >= 1 else "ceil"
+    return {"floor": (a, b, c), "ceil": (a, b + c - 1, c), "round_prefer_floor": (2 * a, 2 * b + c - 1, 2 * c),
+            "round_prefer_ceil": (2 * a, 2 * b + c, 2 * c)}[mode]
+
+
+def same_weights(mine: list[tuple[np.ndarray, np.ndarray]], theirs: list[tuple[np.ndarray, np.ndarray]],
+                 size_in: int) -> bool:
+    """Whether two tap lists give every output position the same weight on every source position."""
+    def dense(taps_: list[tuple[np.ndarray, np.ndarray]]) -> dict[int, float]:
+        total: dict[int, float] = {}
+        for index, weight in taps_:
+            for key, w in zip((np.arange(len(index)) * size_in + index).tolist(), weight.tolist()):
+                total[key] = total.get(key, 0.0) + w
+        return total
+
+    ours, reference = dense(mine), dense(theirs)
+    return all(abs(ours.get(k, 0.0) - reference.get(k, 0.0)) <= 1e-6 for k in ours.keys() | reference.keys())
 
 
 def _cast_like(y: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -8,6 +8,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..codegen.expr import Expr, Index, Lit, binary, cast, linear, lit, select, unravel
+from ..codegen.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, const_input, normalize_axis, shape_of
 from .registry import register
@@ -73,6 +75,53 @@ def normalize_axes(node: Node, axes: Iterable[int], rank: int) -> list[int]:
     return out
 
 
+def regroup_index(index: Sequence[Expr], out_shape: Sequence[int], in_shape: Sequence[int]) -> Index:
+    """Where a reshape's output element `index` comes from in its input, re-linearising only the runs of axes
+    that actually merge or split (size-1 axes and axes kept whole map directly, without division)."""
+    if 0 in out_shape or 0 in in_shape:
+        return tuple(Lit(0) for _ in in_shape)
+    outs = [(e, d) for e, d in zip(index, out_shape) if d != 1]
+    ins = [k for k, d in enumerate(in_shape) if d != 1]
+    result: list[Expr] = [Lit(0)] * len(in_shape)
+    i = j = 0
+    while i < len(outs) or j < len(ins):
+        group_out, group_in = [outs[i]], [ins[j]]
+        i, j = i + 1, j + 1
+        size_out, size_in = group_out[0][1], in_shape[group_in[0]]
+        while size_out != size_in:
+            if size_out < size_in:
+                group_out.append(outs[i])
+                size_out, i = size_out * outs[i][1], i + 1
+            else:
+                group_in.append(ins[j])
+                size_in, j = size_in * in_shape[ins[j]], j + 1
+        offset = linear([e for e, _ in group_out], [d for _, d in group_out])
+        for k, e in zip(group_in, unravel(offset, [in_shape[k] for k in group_in])):
+            result[k] = e
+    return tuple(result)
+
+
+def clamp(e: Expr, low: int, high: int, least: int | None = None, greatest: int | None = None) -> Expr:
+    """An index held within [low, high], on the sides that its known range [least, greatest] crosses (a read
+    that a select may not take must still stay in bounds)."""
+    e = binary("max", e, Lit(low)) if least is None or least < low else e
+    return binary("min", e, Lit(high)) if greatest is None or greatest > high else e
+
+
+def wrapped(e: Expr, extent: int, known: np.ndarray | None = None) -> Expr:
+    """An index value read from a tensor as an int64 in [0, extent), negative values counting from the end.
+    `known` is the index tensor when it is a compile-time constant (checked here: in range, no clamp needed);
+    other indices are clamped so that an out-of-range one cannot read outside the data."""
+    e = cast(e, "int64_t")
+    if isinstance(e, Lit):
+        return lit(e.value + extent if e.value < 0 else e.value, "int64_t")
+    checked = known is not None and bool(np.all((known >= -extent) & (known < extent)))
+    if checked and np.all(known >= 0):
+        return e
+    e = select(binary("<", e, Lit(0)), e + extent, e)
+    return e if checked else clamp(e, 0, extent - 1)
+
+
 @register
 class Shape(DataMovement):
     """The input's shape (optionally a start:end range of it) as an int64 vector."""
@@ -124,6 +173,9 @@ class Reorganization(DataMovement):
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         return [inputs[0].reshape(self.new_shape(node, inputs[0].shape))]
+
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
+        return read(0, regroup_index(index, node.outputs[0].shape, node.inputs[0].shape))
 
 
 @register

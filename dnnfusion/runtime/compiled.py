@@ -104,6 +104,8 @@ class CompiledModel:
             if v is None:
                 continue
             array = _checked(node, v, np.asarray(array))
+            if np.shares_memory(array, self._arena):        # a view of an arena slot that native code will reuse
+                array = array.copy()
             if id(v) in env and any(v is o for o in self.graph.outputs):
                 env[id(v)][...] = array
             elif id(v) in self.program.arena_offsets:
