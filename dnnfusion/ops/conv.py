@@ -382,6 +382,7 @@ class Conv(ConvLike):
     """Y = X (*) W + B: grouped, strided, dilated, padded N-D cross-correlation."""
 
     op_type = "Conv"
+    dense = True
 
     def infer(self, node: Node) -> list[Inferred]:
         self.check_bias(node)
@@ -409,6 +410,7 @@ class ConvInteger(ConvLike):
     """Y = (X - x_zero_point) (*) (W - w_zero_point) accumulated exactly in int32."""
 
     op_type = "ConvInteger"
+    dense = True
     bias_index = None
 
     def infer(self, node: Node) -> list[Inferred]:
@@ -426,6 +428,7 @@ class ConvTranspose(Op):
     """Y = the transpose (gradient) of a grouped strided convolution of X with W, plus B."""
 
     op_type = "ConvTranspose"
+    dense = True
     mapping = MappingType.MANY_TO_MANY
 
     def geometry(self, node: Node, x_shape: tuple, w_shape: tuple) -> tuple[Window, tuple[int, ...]]:

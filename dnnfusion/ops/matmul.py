@@ -357,6 +357,7 @@ class MatMul(Op):
     """Y = A @ B with numpy semantics (1-D operands, broadcast batch axes)."""
 
     op_type = "MatMul"
+    dense = True
     mapping = MappingType.MANY_TO_MANY
     algebra = Algebra(associative=True, distributes_over=SUM_OPS)
 
@@ -380,6 +381,7 @@ class Gemm(Op):
     """Y = alpha * A' @ B' + beta * C, where A' and B' are optionally transposed and C broadcasts to Y."""
 
     op_type = "Gemm"
+    dense = True
     mapping = MappingType.MANY_TO_MANY
 
     def out_shape(self, node: Node) -> tuple[int, int, int]:
@@ -445,6 +447,7 @@ class MatMulInteger(Op):
     """Y = (A - a_zero_point) @ (B - b_zero_point) in int32, zero points per tensor, A row or B column."""
 
     op_type = "MatMulInteger"
+    dense = True
     mapping = MappingType.MANY_TO_MANY
 
     def infer(self, node: Node) -> list[Inferred]:
