@@ -40,6 +40,7 @@ class DnnfusionRep(BackendRep):
         self._kind = executor
         self._executors: dict[tuple, Executor] = {}
         self._needs_values = False
+        self._value_names: set[str] = set()
 
     def _executor(self, feeds: dict[str, np.ndarray]) -> Executor:
         if not self._needs_values:
@@ -49,14 +50,32 @@ class DnnfusionRep(BackendRep):
                     self._executors[key] = self._compile(feeds, {})
                 except ShapeError:
                     self._needs_values = True
+                else:
+                    self._value_names = self._fallback_feeds(self._executors[key], feeds)
+                    self._needs_values = bool(self._value_names)
+                    if self._needs_values:
+                        del self._executors[key]          # superseded by the specialized compile below
             if not self._needs_values:
                 return self._executors[key]
-        values = {n: a for n, a in feeds.items()
-                  if a.ndim == 0 or (a.dtype.kind in "iu" and a.size <= self.SPECIALIZE_MAX_ELEMENTS)}
+        values = {n: a for n, a in feeds.items() if n in self._value_names or a.ndim == 0
+                  or (a.dtype.kind in "iu" and a.size <= self.SPECIALIZE_MAX_ELEMENTS)}
         key = tuple((tuple(a.shape), a.dtype.str, a.tobytes() if n in values else b"") for n, a in feeds.items())
         if key not in self._executors:
             self._executors[key] = self._compile(feeds, values)
         return self._executors[key]
+
+    def _fallback_feeds(self, executor: Executor, feeds: dict[str, np.ndarray]) -> set[str]:
+        """Small feeds read directly by operators that fell back (Resize scales, Reduce axes, TopK's K, a CumSum
+        axis): as compile-time constants they may give those operators generated code."""
+        if not isinstance(executor, CompiledModel) or not executor.stats["fallback_ops"]:
+            return set()
+        from . import ops  # noqa: PLC0415
+
+        inputs = {v.name for v in executor.graph.inputs}
+        names = {v.name for b in executor.plan.blocks for o in b.ops if ops.lookup(o.node).lowering(o.node) is None
+                 for v in o.node.inputs if v is not None and v.name in inputs}
+        return {n for n in names if feeds[n].size <= self.SPECIALIZE_MAX_ELEMENTS
+                and (feeds[n].dtype.kind in "iub" or feeds[n].ndim <= 1)}    # parameters, not image-like data
 
     def _compile(self, feeds: dict[str, np.ndarray], values: dict[str, np.ndarray]) -> Executor:
         graph: Graph = self._source.clone()
