@@ -69,10 +69,8 @@ class DnnfusionRep(BackendRep):
         axis): as compile-time constants they may give those operators generated code."""
         if not isinstance(executor, CompiledModel) or not executor.stats["fallback_ops"]:
             return set()
-        from . import ops  # noqa: PLC0415
-
         inputs = {v.name for v in executor.graph.inputs}
-        names = {v.name for b in executor.plan.blocks for o in b.ops if ops.lookup(o.node).lowering(o.node) is None
+        names = {v.name for b in executor.plan.blocks for o in b.ops if o.lowering is None
                  for v in o.node.inputs if v is not None and v.name in inputs}
         return {n for n in names if feeds[n].size <= self.SPECIALIZE_MAX_ELEMENTS
                 and (feeds[n].dtype.kind in "iub" or feeds[n].ndim <= 1)}    # parameters, not image-like data

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,3 @@ def onnxruntime_session(model: Any, threads: int, optimized: bool = True):
     source = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
-
-def feeds_for(session_inputs, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {i.name: feeds[i.name] for i in session_inputs}

@@ -39,7 +39,7 @@ class BlockLowering:
         self.block, self.name, self.buffers, self.temp = block, name, buffers, temp
         self.nodes = [o.node for o in block.ops]
         self.inside = {id(n) for n in self.nodes}
-        self.kernels = [n for n in self.nodes if ops.lookup(n).lowering(n) == "kernel"]
+        self.kernels = [o.node for o in block.ops if o.lowering == "kernel"]
         if len(self.kernels) > 1:
             raise CodegenError(f"block {block.id} has {len(self.kernels)} kernel-template operators; at most one")
         self.materialized: dict[int, Buffer] = {}          # kernel outputs written to a buffer

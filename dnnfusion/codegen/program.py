@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import ops
 from ..fusion.plan import Block, Plan
 from ..ir.graph import Value
 from ..runtime.memory import ALIGN, Interval, plan_arena
@@ -57,7 +56,7 @@ class Program:
 
 
 def is_native(block: Block) -> bool:
-    return all(ops.lookup(o.node).lowering(o.node) is not None for o in block.ops)
+    return all(o.lowering is not None for o in block.ops)
 
 
 def generate(plan: Plan, profile: bool = False) -> Program:
@@ -162,9 +161,8 @@ def generate(plan: Plan, profile: bool = False) -> Program:
                          f"{len(plan.blocks)}; ++k) {{ out[k] = df_block_seconds[k]; if (reset) df_block_seconds[k] = 0; }} }}\n")
     fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
                 for o in b.ops]
-    arena_offsets = {key: offsets[key] for key in offsets}
     return Program(plan, "\n".join(source), segments, arena_bytes, np.frombuffer(bytes(blob), np.uint8),
-                   arena_offsets, weight_offsets, fallback)
+                   offsets, weight_offsets, fallback)
 
 
 def _call(k: int, profile: bool) -> str:

@@ -29,6 +29,7 @@ class OpInfo:
     irs_bytes: int                               # bytes of its outputs
     flops: int
     fusible: bool                                # False: always a block of its own
+    lowering: str | None                         # 'pointwise', 'kernel', or None: runs as a fallback
     intrinsic: MappingType = MappingType.ONE_TO_ONE  # the operator's own type (registry), broadcasting aside
     input_producers: list["OpInfo | None"] = field(default_factory=list)   # per input; None: graph input/constant
     producers: list["OpInfo"] = field(default_factory=list)
@@ -79,9 +80,10 @@ def build_ecg(graph: Graph) -> ECG:
         op = ops.lookup(node)
         per_input = [None if v is None or v.const is not None else op.input_mapping(node, i)
                      for i, v in enumerate(node.inputs)]
+        lowering = op.lowering(node)
         info = OpInfo(node, len(infos), most_complex([m for m in per_input if m is not None], op.mapping),
                       per_input, op.algebra, sum(v.nbytes for v in node.outputs if v is not None and v.is_static),
-                      op.flops(node), op.can_fuse(node), op.mapping)
+                      op.flops(node), op.can_fuse(node) and lowering is not None, lowering, op.mapping)
         for v in node.inputs:
             producer = by_value.get(id(v)) if v is not None else None
             info.input_producers.append(producer)

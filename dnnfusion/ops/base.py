@@ -78,10 +78,10 @@ class Op:
         return self.mapping
 
     def can_fuse(self, node: Node) -> bool:
-        """Whether this node may share a block with others: deterministic, every output extent known at
-        compile time (NonZero, NonMaxSuppression, Unique... run as blocks of their own), and code to generate."""
-        return self.deterministic and all(v.is_static for v in node.outputs if v is not None) \
-            and self.lowering(node) is not None
+        """Whether this node may share a block with others: deterministic, and every output extent known at
+        compile time (NonZero, NonMaxSuppression, Unique... run as blocks of their own). The ECG adds the
+        other condition, generated code (`lowering`), which it asks once per node."""
+        return self.deterministic and all(v.is_static for v in node.outputs if v is not None)
 
     # --- code generation (DESIGN §2.6): how the operator describes itself to codegen ---------------------
     def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
