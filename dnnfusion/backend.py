@@ -81,11 +81,12 @@ class DnnfusionRep(BackendRep):
             if v.name in values:
                 v.const = values[v.name]
         infer_shapes(graph, {name: a.shape for name, a in feeds.items()})
-        fold_constants(graph)
         if self._kind == "reference":
+            fold_constants(graph)
             return ReferenceExecutor(graph)
-        from .fusion import plan_graph  # noqa: PLC0415
+        from .fusion import plan_graph, prepare_graph  # noqa: PLC0415
 
+        prepare_graph(graph, "O3")
         return CompiledModel(plan_graph(graph, "O3"))
 
     def executors(self) -> list[Executor]:

@@ -11,12 +11,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 def make_model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[tuple[str, int, Sequence]],
                outputs: Sequence[str], initializers: dict[str, np.ndarray] | None = None,
-               opset: int = 17) -> onnx.ModelProto:
-    """A model from nodes; inputs are (name, elem_type, shape with ints or symbolic names)."""
+               opset: int = 17, output_type: int = TensorProto.UNDEFINED) -> onnx.ModelProto:
+    """A model from nodes; inputs are (name, elem_type, shape with ints or symbolic names); outputs are
+    untyped unless `output_type` is given (onnxruntime needs it)."""
     graph = helper.make_graph(
         list(nodes), "test",
         [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in outputs],
+        [helper.make_tensor_value_info(n, output_type, None) for n in outputs],
         [numpy_helper.from_array(a, k) for k, a in (initializers or {}).items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 

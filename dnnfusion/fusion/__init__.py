@@ -13,6 +13,7 @@ from ..ir import from_onnx, infer_shapes
 from ..ir.graph import Graph
 from ..ir.onnx_import import ModelSource
 from ..rewrite.fold import fold_constants
+from ..rewrite.structural import fold_channel_affine
 from .baselines import plan_o0, plan_o1
 from .ecg import ECG, OpInfo, build_ecg
 from .plan import Block, Plan, Reason, Rejection, YellowDecision
@@ -49,15 +50,24 @@ def plan_graph(graph: Graph, level: str = "O3", db: ProfileDB | None = None,
     return plan
 
 
+def prepare_graph(graph: Graph, level: str = "O3") -> None:
+    """The rewrites before planning: constant folding at every level, and from O1 up (ORT and TVM do it
+    too) per-channel affine maps such as BatchNormalization folded into the preceding conv/Gemm weights."""
+    fold_constants(graph)
+    if level != "O0":
+        fold_channel_affine(graph)
+
+
 def plan_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None, level: str = "O3",
                db: ProfileDB | None = None, options: PlannerOptions = PlannerOptions()) -> Plan:
     """Import, bind shapes, count what was loaded (DESIGN §5), fold, and plan."""
     graph = infer_shapes(from_onnx(model), input_shapes)
     ops_before = sum(n.op_type != "Constant" for n in graph.nodes)
     irs_before = sum(v.nbytes for v in graph.intermediates() if v.is_static)
-    fold_constants(graph)
+    prepare_graph(graph, level)
     return plan_graph(graph, level, db, options, ops_before, irs_before)
 
 
 __all__ = ["ECG", "LEVELS", "Block", "OpInfo", "Plan", "PlannerOptions", "ProfileDB", "Reason", "Rejection",
-           "Verdict", "YellowDecision", "build_ecg", "pair", "plan_graph", "plan_model"]
+           "Verdict", "YellowDecision", "build_ecg", "pair", "plan_graph", "plan_model",
+           "prepare_graph"]

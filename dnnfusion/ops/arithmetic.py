@@ -8,7 +8,7 @@ import numpy as np
 from ..codegen.expr import Call, Cast, Expr, Lit, binary, call, cast, lit, select
 
 from ..ir.graph import Node
-from .base import Algebra, Binary, Variadic
+from .base import Algebra, Binary, ChannelAffine, Variadic
 from .registry import register
 
 SUM_OPS = frozenset({"Add", "Sub", "Sum"})
@@ -64,6 +64,19 @@ def maximum(a: Expr, b: Expr, op: str = ">=") -> Expr:
     return select(keep_a, a, b)
 
 
+def constant_operand(node: Node) -> tuple[int, np.ndarray] | None:
+    """(position of x, the other operand as a float64 array of y's rank) when exactly one operand is a float
+    constant and the other, x, already has y's shape (so the op does not broadcast x); otherwise None."""
+    y = node.outputs[0]
+    if len(node.inputs) != 2 or y.dtype not in (np.float32, np.float64) or not y.is_static:
+        return None
+    for x_at, c_at in ((0, 1), (1, 0)):
+        x, c = node.inputs[x_at], node.inputs[c_at]
+        if x.const is None and c.const is not None and tuple(x.shape) == tuple(y.shape) and c.const.ndim <= len(y.shape):
+            return x_at, c.const.astype(np.float64).reshape((1,) * (len(y.shape) - c.const.ndim) + c.const.shape)
+    return None
+
+
 @register
 class Add(Binary):
     op_type = "Add"
@@ -74,6 +87,10 @@ class Add(Binary):
 
     def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
         return wrapping("+", a, b)
+
+    def channel_affine(self, node: Node) -> ChannelAffine | None:
+        found = constant_operand(node)
+        return ChannelAffine(found[0], np.ones_like(found[1]), found[1]) if found else None
 
 
 @register
@@ -86,6 +103,14 @@ class Sub(Binary):
     def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
         return wrapping("-", a, b)
 
+    def channel_affine(self, node: Node) -> ChannelAffine | None:
+        """x - c, or c - x = x * -1 + c."""
+        found = constant_operand(node)
+        if found is None:
+            return None
+        x_at, c = found
+        return ChannelAffine(0, np.ones_like(c), -c) if x_at == 0 else ChannelAffine(1, -np.ones_like(c), c)
+
 
 @register
 class Mul(Binary):
@@ -97,6 +122,10 @@ class Mul(Binary):
 
     def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
         return wrapping("*", a, b)
+
+    def channel_affine(self, node: Node) -> ChannelAffine | None:
+        found = constant_operand(node)
+        return ChannelAffine(found[0], found[1], np.zeros_like(found[1])) if found else None
 
 
 @register
@@ -118,6 +147,13 @@ class Div(Binary):
         if a.ctype in ("int32_t", "int64_t"):       # INT_MIN / -1 traps in C; numpy wraps to INT_MIN
             quotient = select(binary("==", b, lit(-1, b.ctype)), wrapping("-", lit(0, a.ctype), a), quotient)
         return divisor_guard(b, quotient, False)
+
+    def channel_affine(self, node: Node) -> ChannelAffine | None:
+        """x / c as x * (1 / c), for finite non-zero c (one rounding apart, well inside tolerance)."""
+        found = constant_operand(node)
+        if found is None or found[0] != 0 or not np.all(np.isfinite(found[1]) & (found[1] != 0)):
+            return None
+        return ChannelAffine(0, 1.0 / found[1], np.zeros_like(found[1]))
 
 
 @register
@@ -166,6 +202,10 @@ class Sum(Variadic):
     def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
         return wrapping("+", a, b)
 
+    def channel_affine(self, node: Node) -> ChannelAffine | None:
+        found = constant_operand(node)
+        return ChannelAffine(found[0], np.ones_like(found[1]), found[1]) if found else None
+
 
 @register
 class Mean(Variadic):
@@ -180,6 +220,10 @@ class Mean(Variadic):
 
     def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
         return wrapping("+", a, b)
+
+    def channel_affine(self, node: Node) -> ChannelAffine | None:
+        found = constant_operand(node)
+        return ChannelAffine(found[0], np.ones_like(found[1]), found[1]) if found else None
 
     def finish_expr(self, node: Node, acc: Expr, count: int) -> Expr:
         if acc.ctype in FLOATS:

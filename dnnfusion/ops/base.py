@@ -56,6 +56,16 @@ class TensorType(NamedTuple):
 Inferred = TensorType | np.ndarray  # a shape rule may return a known constant instead of a type
 
 
+class ChannelAffine(NamedTuple):
+    """What a node computes when it is `y = x * scale + shift` with constants (BatchNormalization at
+    inference, a multiply or add by a constant): the structural rewrite folds it into the weights of the
+    producer of x when scale and shift vary along that producer's output channels only (DESIGN §2.4)."""
+
+    input: int          # which input is x (it has y's shape)
+    scale: np.ndarray   # float64, y's rank, broadcasts to y
+    shift: np.ndarray   # float64, y's rank, broadcasts to y
+
+
 class Op:
     """One ONNX operator. Subclasses set the class attributes and override infer/compute."""
 
@@ -82,6 +92,17 @@ class Op:
         compile time (NonZero, NonMaxSuppression, Unique... run as blocks of their own). The ECG adds the
         other condition, generated code (`lowering`), which it asks once per node."""
         return self.deterministic and all(v.is_static for v in node.outputs if v is not None)
+
+    # --- structural rewriting (DESIGN §2.4): per-channel affine maps folded into weights ----------------
+    def channel_affine(self, node: Node) -> ChannelAffine | None:
+        """This node as `y = x * scale + shift` per channel of one axis, all constant; None if it is not."""
+        return None
+
+    def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
+        """New constant inputs (by position) that make this node's first output come out as `y * scale + shift`
+        (arrays of y's rank): a linear op rescales its weights and bias. None if it cannot (weights not
+        constant, or scale/shift vary along an axis other than the output channels)."""
+        return None
 
     # --- code generation (DESIGN §2.6): how the operator describes itself to codegen ---------------------
     def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
@@ -126,6 +147,14 @@ class Op:
     @staticmethod
     def invalid(node: Node, detail: str) -> InvalidModelError:
         return InvalidModelError(f"{node.op_type} node '{node.name}': {detail}")
+
+
+def channel_vector(a: np.ndarray, axis: int, n: int) -> np.ndarray | None:
+    """`a` (broadcastable to a tensor whose `axis` has extent n) as an [n] vector, if it varies along `axis`
+    only; None if it varies along another axis or cannot broadcast."""
+    if a.ndim <= axis or any(d != 1 for k, d in enumerate(a.shape) if k != axis) or a.shape[axis] not in (1, n):
+        return None
+    return np.broadcast_to(a.reshape(-1), (n,))
 
 
 def const_input(node: Node, i: int, what: str) -> np.ndarray | None:

@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..codegen.expr import Expr, Index, Lit, Load, cast, ctype, floordiv, linear, lit, mod, numel, unravel
 from ..codegen.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
-from .base import Inferred, MappingType, Op, TensorType, shape_of
+from .base import Inferred, MappingType, Op, TensorType, channel_vector, shape_of
 from .matmul import Operand, Product, centered, direct_buffer, indent, layout, product_kernel, strided, widened
 from .registry import register
 
@@ -404,6 +404,10 @@ class Conv(ConvLike):
         lower = conv_product if w.shape[0] // group >= PRODUCT_MIN_CHANNELS else conv_direct
         return lower(ctx, node, window, group, ct)
 
+    def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
+        """W[m] * scale[m] and B[m] * scale[m] + shift[m] (BatchNormalization folded into the conv)."""
+        return scaled_weights(node, scale, shift, lambda w, s: w * s.reshape((-1,) + (1,) * (w.ndim - 1)))
+
 
 @register
 class ConvInteger(ConvLike):
@@ -487,10 +491,36 @@ class ConvTranspose(Op):
         window, _ = self.geometry(node, node.inputs[0].shape, node.inputs[1].shape)
         return conv_transpose(ctx, node, window, int(node.attr("group", 1)), ctype(widened(node.inputs[0].dtype)))
 
+    def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
+        """W is [C_in, M/group, k...]: input channel c of group g feeds output channels g * M/group + j."""
+        group = int(node.attr("group", 1))
+
+        def rescale(w: np.ndarray, s: np.ndarray) -> np.ndarray:
+            per_group = s.reshape(group, 1, w.shape[1])                     # [g, 1, M/g]
+            rows = np.broadcast_to(per_group, (group, w.shape[0] // group, w.shape[1])).reshape(w.shape[:2])
+            return w * rows.reshape(rows.shape + (1,) * (w.ndim - 2))
+
+        return scaled_weights(node, scale, shift, rescale)
+
     def flops(self, node: Node) -> int:
         x, w = node.inputs[0], shape_of(node, 1)
         bias = node.outputs[0].numel if node.input(2) is not None else 0
         return 2 * x.numel * w[1] * math.prod(w[2:]) + bias
+
+
+def scaled_weights(node: Node, scale: np.ndarray, shift: np.ndarray,
+                   weight_scale: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict[int, np.ndarray] | None:
+    """New W (input 1) and B (input 2) of a convolution whose output channels (axis 1) get `* scale + shift`:
+    W rescaled by `weight_scale(W, per-channel scale)`, B' = B * scale + shift. None unless W and B are float
+    constants and the affine map varies along the channels only."""
+    w, b, y = node.inputs[1], node.input(2), node.outputs[0]
+    channels = y.shape[1]
+    s, t = channel_vector(scale, 1, channels), channel_vector(shift, 1, channels)
+    if s is None or t is None or w.const is None or w.dtype not in (np.float32, np.float64) or \
+            b is not None and b.const is None:
+        return None
+    bias = b.const.astype(np.float64) if b is not None else np.zeros(channels)
+    return {1: weight_scale(w.const.astype(np.float64), s).astype(w.dtype), 2: (bias * s + t).astype(w.dtype)}
 
 
 def _scatter_windows(x: np.ndarray, w: np.ndarray, window: Window, extra: Sequence[int], group: int) -> np.ndarray:

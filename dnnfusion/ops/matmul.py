@@ -14,7 +14,7 @@ from ..codegen.kernel import KernelContext, parallel_for, serial_for
 from ..ir.dtypes import is_float
 from ..ir.graph import Node
 from .arithmetic import SUM_OPS
-from .base import Algebra, Inferred, MappingType, Op, TensorType, broadcast, shape_of
+from .base import Algebra, Inferred, MappingType, Op, TensorType, broadcast, channel_vector, shape_of
 from .registry import register
 
 
@@ -440,6 +440,18 @@ class Gemm(Op):
         a = matrix_operand(ctx, 0, node, 0, bool(node.attr("transA", 0)), acc)
         b = matrix_operand(ctx, 1, node, 0, bool(node.attr("transB", 0)), acc)
         return product_kernel(ctx, Product((), a, b, acc, store))
+
+    def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
+        """Columns of B' times scale; C' = C * scale + shift / beta (so that beta * C' is right)."""
+        _, _, n = self.out_shape(node)
+        b, c, beta = node.inputs[1], node.input(2), float(node.attr("beta", 1.0))
+        s, t = channel_vector(scale, 1, n), channel_vector(shift, 1, n)
+        if s is None or t is None or b.const is None or b.dtype not in (np.float32, np.float64) or \
+                beta == 0.0 or c is not None and c.const is None:
+            return None
+        weights = b.const.astype(np.float64) * (s[:, None] if node.attr("transB", 0) else s[None, :])
+        bias = (c.const.astype(np.float64) if c is not None else np.zeros(n)) * s + t / beta
+        return {1: weights.astype(b.dtype), 2: bias.astype(b.dtype)}
 
 
 @register

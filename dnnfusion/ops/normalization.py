@@ -11,7 +11,7 @@ from ..codegen.expr import Expr, Index, Lit, Var, binary, broadcast_index, call,
 from ..codegen.kernel import KernelContext, serial_for
 from ..ir import dtypes
 from ..ir.graph import Node
-from .base import Inferred, MappingType, Op, TensorType, normalize_axis, same_as_input, shape_of
+from .base import ChannelAffine, Inferred, MappingType, Op, TensorType, normalize_axis, same_as_input, shape_of
 from .reduce import FLOAT_C, fold, map_row, normalize_axes, over_rows, reduced_shape
 from .registry import register
 
@@ -103,6 +103,16 @@ class BatchNormalization(Normalization):
         x = node.inputs[0]
         return ctype(x.dtype) in FLOAT_C and len(x.shape) >= 2 and not node.attr("training_mode", 0) and \
             all(v is not None and len(v.shape) == 1 for v in node.inputs[1:5])
+
+    def channel_affine(self, node: Node) -> ChannelAffine | None:
+        """x * gain + shift along axis 1, when scale, B, mean and var are constants."""
+        params = [v.const if v is not None else None for v in node.inputs[1:5]]
+        x = node.inputs[0]
+        if not self.supported(node) or any(p is None for p in params) or x.dtype not in (np.float32, np.float64):
+            return None
+        scale, bias, mean, var = (p.astype(np.float64) for p in params)
+        gain = scale / np.sqrt(var + float(node.attr("epsilon", 1e-5)))
+        return ChannelAffine(0, channel_param(gain, len(x.shape)), channel_param(bias - mean * gain, len(x.shape)))
 
     def pointwise(self, node: Node, out: int, index: Index, read) -> Expr | None:
         """x * gain + shift with gain = scale / sqrt(var + epsilon), shift = B - mean * gain, per channel."""
