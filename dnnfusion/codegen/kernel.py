@@ -18,13 +18,15 @@ PARALLEL_GRAIN = 1 << 15          # elements of work below which a loop nest sta
 class KernelContext:
     """Handed to `Op.kernel`: `read(i, index)` gives input i's element (fused producers inlined), `store(out,
     index, value)` the C statements that finish output `out`'s element (fused consumers applied), `var()`
-    fresh loop variables, `c(expr)` C text, `scratch(ctype, n)` a named temporary array."""
+    fresh loop variables, `c(expr)` C text, `scratch(ctype, n)` a named temporary array, `helper(name, code)` a
+    file-scope C definition (a function or macro) the kernel calls."""
 
     def __init__(self, node: Node, read: Reader, store: Storer, prefix: str) -> None:
         self.node, self.read, self.store = node, read, store
         self.prefix = prefix
         self._vars = 0
         self.scratch_arrays: list[tuple[str, str, int]] = []
+        self.helpers: dict[str, str] = {}
 
     def var(self, hint: str = "i") -> Var:
         self._vars += 1
@@ -44,6 +46,12 @@ class KernelContext:
         """A temporary array of `count` elements private to this kernel (allocated per call on the heap)."""
         name = f"{self.prefix}scratch{len(self.scratch_arrays)}"
         self.scratch_arrays.append((name, ctype_, count))
+        return name
+
+
+    def helper(self, name: str, code: str) -> str:
+        """Declare a file-scope definition once per program (the same name must always mean the same code)."""
+        self.helpers[name] = code
         return name
 
 

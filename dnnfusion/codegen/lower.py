@@ -168,6 +168,7 @@ class BlockLowering:
         if code is None:
             raise CodegenError(f"{kernel.op_type} node '{kernel.name}' has no kernel template for its attributes")
         self.done = {id(t) for t in targets} | {id(o) for o in kernel.outputs if o is not None}
+        self.helpers.update(ctx.helpers)
         scratch = [f"{ct}* {name} = ({ct}*)malloc(sizeof({ct}) * {max(count, 1)});" for name, ct, count in
                    ctx.scratch_arrays]
         free = [f"free({name});" for name, _, _ in ctx.scratch_arrays]
@@ -177,6 +178,7 @@ class BlockLowering:
         """The block's C function: `static void NAME(char* arena, const char* weights, const void* const* in,
         void* const* out)` with its buffer pointers declared from the generated buffer table."""
         self.done: set[int] = set()
+        self.helpers: dict[str, str] = {}     # file-scope C the kernel templates asked for, by name
         body: list[str] = []
         if self.kernels:
             body += self.kernel_code(self.kernels[0])

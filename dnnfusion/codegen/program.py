@@ -109,6 +109,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
             buffers[key] = Buffer(f"x_a{len(intervals) - 1}", ct or "void")
 
     functions, temps = [], {}
+    helpers: dict[str, str] = {}
     for k, block in enumerate(plan.blocks):
         if not native[k]:
             continue
@@ -119,13 +120,14 @@ def generate(plan: Plan, profile: bool = False) -> Program:
             temps[id(v)] = (v, buffer)
             return buffer
 
-        body = BlockLowering(block, f"block{k}", buffers, temp).lower()
-        functions.append((k, body))
+        lowering = BlockLowering(block, f"block{k}", buffers, temp)
+        functions.append((k, lowering.lower()))
+        helpers.update(lowering.helpers)
 
     offsets, arena_bytes = plan_arena(intervals)
     declared = {**{key: (values[key], b) for key, b in buffers.items()}, **temps}
 
-    source = [PRELUDE]
+    source = [PRELUDE] + list(helpers.values())
     for k, body in functions:
         names = sorted({b.name for _, b in declared.values()} & set(_identifiers(body)))
         by_name = {b.name: (key, v, b) for key, (v, b) in declared.items()}

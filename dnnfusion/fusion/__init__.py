@@ -13,6 +13,7 @@ from ..ir import from_onnx, infer_shapes
 from ..ir.graph import Graph
 from ..ir.onnx_import import ModelSource
 from ..rewrite.fold import fold_constants
+from ..rewrite.padded import pad_dynamic_extents
 from ..rewrite.structural import fold_channel_affine
 from .baselines import plan_o0, plan_o1
 from .ecg import ECG, OpInfo, build_ecg
@@ -51,9 +52,11 @@ def plan_graph(graph: Graph, level: str = "O3", db: ProfileDB | None = None,
 
 
 def prepare_graph(graph: Graph, level: str = "O3") -> None:
-    """The rewrites before planning: constant folding at every level, and from O1 up (ORT and TVM do it
-    too) per-channel affine maps such as BatchNormalization folded into the preceding conv/Gemm weights."""
+    """The rewrites before planning: constant folding and data-dependent extents padded to a static bound at
+    every level, and from O1 up (ORT and TVM do it too) per-channel affine maps such as BatchNormalization
+    folded into the preceding conv/Gemm weights."""
     fold_constants(graph)
+    pad_dynamic_extents(graph)
     if level != "O0":
         fold_channel_affine(graph)
 

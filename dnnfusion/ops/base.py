@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
 from ..errors import InvalidModelError, ShapeError, UnsupportedOperatorError
-from ..ir.graph import Node, Value
+from ..ir.graph import Graph, Node, Value
 
 if TYPE_CHECKING:
     from ..codegen.expr import Expr, Index
@@ -102,6 +102,38 @@ class Op:
         """New constant inputs (by position) that make this node's first output come out as `y * scale + shift`
         (arrays of y's rank): a linear op rescales its weights and bias. None if it cannot (weights not
         constant, or scale/shift vary along an axis other than the output channels)."""
+        return None
+
+    # --- data-dependent extents padded to a static bound (rewrite/padded.py) -----------------------------
+    def padded(self, node: Node) -> tuple[str, str] | None:
+        """For an operator whose output 0 has a data-dependent extent along axis 0: (op_type, domain) of a
+        registered variant, same inputs and attributes, whose outputs are that result padded with zero rows to
+        a static bound, and the number of valid rows (an int64 scalar). None: no such variant."""
+        return None
+
+    def padded_rows(self, node: Node, padded: dict[int, int]) -> int | None:
+        """When inputs `padded` (position -> axis) hold valid rows along that axis only up to a run-time count,
+        the rest padding: the axis of output 0 whose rows correspond, such that rows past the count depend on
+        padding only. None if padding could reach valid results. Elementwise operators keep the axis as long as
+        every other operand broadcasts along it."""
+        out = node.outputs[0]
+        if not self.elementwise or len(node.outputs) != 1 or out.shape is None:
+            return None
+        rank = len(out.shape)
+        axes = {axis + rank - len(node.inputs[i].shape) for i, axis in padded.items()}
+        if len(axes) != 1:
+            return None
+        axis = axes.pop()
+        for i, v in enumerate(node.inputs):
+            k = axis - (rank - len(v.shape)) if v is not None and i not in padded else -1
+            if k >= 0 and v.shape[k] != 1:
+                return None
+        return axis
+
+    def padding_sink(self, node: Node, padded: dict[int, int]) -> "Callable[[Graph, Value], None] | None":
+        """For an operator whose result stays valid when the padding rows of inputs `padded` are ignored (a
+        scatter of padded updates into static data): the graph edit that makes it ignore rows at or past the
+        count (a Value given to the edit). None: it cannot."""
         return None
 
     # --- code generation (DESIGN §2.6): how the operator describes itself to codegen ---------------------

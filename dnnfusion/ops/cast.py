@@ -107,6 +107,7 @@ class CastOp(Op):
     """Shared by Cast and CastLike: convert input 0 to `target(node)`."""
 
     mapping = MappingType.ONE_TO_ONE
+    elementwise = True
 
     def target(self, node: Node) -> np.dtype:
         raise NotImplementedError

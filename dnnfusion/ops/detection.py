@@ -15,6 +15,7 @@ from .base import Inferred, MappingType, Op, TensorType, shape_of
 from .registry import register
 
 IOU_FLOPS = 10     # intersection, union and the ratio for one pair of boxes
+INTERNAL = "ai.dnnfusion"   # the domain of operators the compiler makes for itself
 BILINEAR_TAPS = 4
 
 
@@ -53,11 +54,151 @@ class NonMaxSuppression(Op):
         batch, classes, count = shape_of(node, 1)
         return IOU_FLOPS * batch * classes * count * count
 
+    def padded(self, node: Node) -> tuple[str, str] | None:
+        """With a constant max_output_boxes_per_class the result has a static bound (NonMaxSuppressionPadded)."""
+        limit = node.input(2)
+        return (NonMaxSuppressionPadded.op_type, INTERNAL) if limit is None or limit.const is not None else None
+
     def _center_point_box(self, node: Node) -> bool:
         flag = node.attr("center_point_box", 0)
         if flag not in (0, 1):
             raise self.invalid(node, f"center_point_box must be 0 or 1, not {flag}")
         return bool(flag)
+
+
+@register
+class NonMaxSuppressionPadded(NonMaxSuppression):
+    """NonMaxSuppression with static outputs: the selected [batch, class, box] triples followed by zero rows up
+    to the most that can be selected (batch * classes * min(limit, boxes)), and how many rows are valid. The
+    padded-extents rewrite (rewrite/padded.py) makes it, so that detection heads run as generated code."""
+
+    op_type = "NonMaxSuppressionPadded"
+    domain = INTERNAL
+
+    def padded(self, node: Node) -> tuple[str, str] | None:
+        return None
+
+    def bound(self, node: Node) -> int:
+        """The most rows NonMaxSuppression can select, given a constant limit per class."""
+        batch, classes, count = shape_of(node, 1)
+        limit = node.input(2)
+        per_class = int(limit.const.reshape(-1)[0]) if limit is not None and limit.const.size else 0
+        return batch * classes * min(max(per_class, 0), count)
+
+    def infer(self, node: Node) -> list[Inferred]:
+        super().infer(node)
+        limit = node.input(2)
+        if limit is not None and limit.const is None:
+            raise self.invalid(node, "max_output_boxes_per_class must be a constant to bound the output")
+        return [TensorType(np.dtype(np.int64), (self.bound(node), 3)), TensorType(np.dtype(np.int64), ())]
+
+    def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
+        selected = super().compute(node, *inputs)[0]
+        padded = np.zeros((self.bound(node), 3), np.int64)
+        padded[:len(selected)] = selected
+        return [padded, np.array(len(selected), np.int64)]
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Per batch: corners in double; per class: candidates above the score threshold, stable merge sort by
+        score (NaN last), then greedy selection against the boxes kept so far; zero rows pad the rest."""
+        if ctype(node.inputs[0].dtype) not in ("float", "double") or ctype(node.inputs[1].dtype) not in ("float", "double"):
+            return None
+        batch, count = shape_of(node, 0)[:2]
+        classes = shape_of(node, 1)[1]
+        limit = min(self.bound(node) // max(batch * classes, 1), count)
+        corners, scores = ctx.scratch("double", count * 4), ctx.scratch("double", count)
+        order, spare = ctx.scratch(INDEX, count), ctx.scratch(INDEX, count)
+        b, c, n, k = ctx.var("nb"), ctx.var("nc"), ctx.var("nn"), ctx.var("nk")
+        zero = lit(0, INDEX)
+
+        def scalar(i: int, default: str) -> tuple[list[str], str]:
+            v = node.input(i)
+            if v is None or v.numel == 0:
+                return [], default
+            name = f"nms_t{i}"
+            return ctx.value(name, Cast(ctx.read(i, tuple(zero for _ in v.shape)), "double")), name
+
+        lines, iou_limit = scalar(3, "0.0")
+        more, score_limit = scalar(4, "")
+        lines += more + ["int64_t nms_total = 0;"]
+        loads = []
+        for j in range(4):
+            loads += ctx.value(f"nms_p{j}", Cast(ctx.read(0, (b, n, lit(j, INDEX))), "double"))
+        if node.attr("center_point_box", 0):
+            convert = [f"{corners}[{n.name} * 4 + {j}] = nms_p{j % 2} {'-+'[j // 2]} nms_p{j % 2 + 2} / 2.0;"
+                       for j in range(4)]
+        else:
+            convert = [f"{corners}[{n.name} * 4 + {j}] = NMS_PICK(nms_p{j % 2}, nms_p{j % 2 + 2}, {'<>'[j // 2]});"
+                       for j in range(4)]
+        score = ctx.value("nms_s", Cast(ctx.read(1, (b, c, n)), "double"))
+        keep_score = f"!({score_limit} < nms_s) ? 0 : " if score_limit else ""
+        candidates = score + [f"{scores}[{n.name}] = nms_s;",
+                              f"if ({keep_score}1) {order}[nms_m++] = {n.name};"]
+        select = [f"if (nms_total - nms_first >= {limit}) break;",
+                  f"const int64_t nms_i = {order}[{k.name}];", "int nms_keep = 1;",
+                  f"for (int64_t nms_q = nms_first; nms_q < nms_total && nms_keep; ++nms_q) {{",
+                  "  const int64_t nms_j = nms_rows[nms_q];",
+                  f"  if (nms_iou({corners} + 4 * nms_i, {corners} + 4 * nms_j) > {iou_limit}) nms_keep = 0;",
+                  "}",
+                  "if (nms_keep) {",
+                  "  nms_rows[nms_total] = nms_i;"]
+        select += ["  " + line for line in ctx.store(0, (Var("nms_total"), lit(0, INDEX)), b)]
+        select += ["  " + line for line in ctx.store(0, (Var("nms_total"), lit(1, INDEX)), c)]
+        select += ["  " + line for line in ctx.store(0, (Var("nms_total"), lit(2, INDEX)), Var("nms_i"))]
+        select += ["  ++nms_total;", "}"]
+        per_class = ["int64_t nms_m = 0;", "const int64_t nms_first = nms_total;"] + \
+            serial_for(n, count, candidates) + \
+            [f"nms_sort({order}, {spare}, nms_m, {scores});"] + serial_for(k, "nms_m", select)
+        lines += serial_for(b, batch, serial_for(n, count, loads + convert) + serial_for(c, classes, per_class))
+        pad = ctx.store(0, (Var("nms_r"), lit(0, INDEX)), zero) + ctx.store(0, (Var("nms_r"), lit(1, INDEX)), zero) + \
+            ctx.store(0, (Var("nms_r"), lit(2, INDEX)), zero)
+        lines += [f"for (int64_t nms_r = nms_total; nms_r < {self.bound(node)}; ++nms_r) {{"] + \
+            ["  " + line for line in pad] + ["}"]
+        lines += ctx.store(1, (), Var("nms_total"))
+        rows = ctx.scratch(INDEX, max(self.bound(node), 1))
+        ctx.helper("NMS_PICK", NMS_PICK)
+        ctx.helper("nms_iou", NMS_IOU)
+        ctx.helper("nms_sort", NMS_SORT)
+        return [f"int64_t *nms_rows = {rows};"] + lines
+
+
+NMS_PICK = """\
+/* numpy's minimum / maximum (NaN propagates) of two corners: op is < for the minimum, > for the maximum. */
+#define NMS_PICK(a, b, op) (((a) != (a) || (a) op (b)) ? (a) : (b))
+"""
+
+NMS_IOU = """\
+/* Intersection over union of two [x1, y1, x2, y2] boxes in double; 0 for empty boxes (as the reference). */
+static double nms_iou(const double* p, const double* q) {
+  const double lo0 = NMS_PICK(p[0], q[0], >), lo1 = NMS_PICK(p[1], q[1], >);
+  const double hi0 = NMS_PICK(p[2], q[2], <), hi1 = NMS_PICK(p[3], q[3], <);
+  const double s0 = hi0 - lo0, s1 = hi1 - lo1;
+  const double inter = (s0 > 0 && s1 > 0) ? s0 * s1 : 0.0;
+  const double area = (p[2] - p[0]) * (p[3] - p[1]), areas = (q[2] - q[0]) * (q[3] - q[1]);
+  const double uni = area + areas - inter;
+  return (inter > 0 && area > 0 && areas > 0 && uni > 0) ? inter / uni : 0.0;
+}
+"""
+
+NMS_SORT = """\
+/* Stable bottom-up merge sort of box indices by score, highest first, NaN last (numpy's argsort(-s)). */
+static void nms_sort(int64_t* order, int64_t* spare, int64_t n, const double* s) {
+  for (int64_t width = 1; width < n; width *= 2) {
+    for (int64_t lo = 0; lo < n; lo += 2 * width) {
+      int64_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+      int64_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi) {
+        const double a = s[order[i]], b = s[order[j]];
+        const int b_first = b == b && (a != a || b > a);
+        spare[k++] = b_first ? order[j++] : order[i++];
+      }
+      while (i < mid) spare[k++] = order[i++];
+      while (j < hi) spare[k++] = order[j++];
+    }
+    memcpy(order, spare, sizeof(int64_t) * n);
+  }
+}
+"""
 
 
 def select_boxes(corners: np.ndarray, scores: np.ndarray, limit: int, iou_threshold: float,

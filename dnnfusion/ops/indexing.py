@@ -4,13 +4,13 @@ families (One-to-Many), Compress and ReverseSequence."""
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, binary, cast, ctype, lit, select
-from ..codegen.kernel import Reader
-from ..ir.graph import Node
+from ..codegen.expr import Expr, Index, Lit, Load, Var, binary, cast, ctype, linear, lit, numel, select, unravel
+from ..codegen.kernel import KernelContext, Reader, parallel_for, serial_for
+from ..ir.graph import Graph, Node, Value
 from .base import Inferred, MappingType, Op, TensorType, input_values, normalize_axis, same_as_input, shape_of
 from .registry import register
 from .shape_ops import DataMovement, attr_or_input, clamp, normalize_axes, optional_axis, prod, wrapped
@@ -221,6 +221,17 @@ class Gather(Gathering):
         picked = wrapped(read(1, index[axis:axis + depth]), data.shape[axis], indices.const)
         return read(0, index[:axis] + (picked,) + index[axis + depth:])
 
+    def padded_rows(self, node: Node, padded: dict[int, int]) -> int | None:
+        """Padded data rows stay rows of the result unless they are the gathered axis (an index could pick a
+        padding row); padded index rows are result rows (their picks are clamped into the data)."""
+        if len(padded) != 1:
+            return None
+        (i, a), = padded.items()
+        axis, depth = self.axis(node, len(node.inputs[0].shape)), len(node.inputs[1].shape)
+        if i == 1:
+            return axis + a
+        return None if a == axis else a if a < axis else a + depth - 1
+
 
 @register
 class GatherElements(Gathering):
@@ -320,6 +331,32 @@ class Scattering(DataMovement):
     def flops(self, node: Node) -> int:
         return node.inputs[2].numel if self.reduction(node) is not None else 0
 
+    def target(self, node: Node, ctx: KernelContext, update: Index) -> Index:
+        """The data index that update element `update` goes to (indices read and wrapped into range)."""
+        raise NotImplementedError
+
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
+        """Copy the data into a scratch copy, apply the updates in order (the last of equal indices wins, as
+        numpy's assignment; reductions combine in order), then store the copy through the epilogue."""
+        data, updates = node.inputs[0], node.inputs[2]
+        if not data.is_static or not updates.is_static:
+            return None
+        ct, shape = ctype(data.dtype), data.shape
+        work = ctx.scratch(ct, numel(shape))
+        flat, step = ctx.var("e"), ctx.var("u")
+        copy = [f"{work}[{flat.name}] = {ctx.c(ctx.read(0, unravel(flat, shape)))};"]
+        u_index = unravel(step, updates.shape)
+        where = ctx.c(linear(self.target(node, ctx, u_index), shape))
+        current, value = Load(work, Var("sc_at"), ct), cast(ctx.read(2, u_index), ct)
+        combine = {"none": value, "add": current + value, "mul": current * value,
+                   "max": select(binary("||", binary("!=", current, current), binary(">=", current, value)), current, value),
+                   "min": select(binary("||", binary("!=", current, current), binary("<=", current, value)), current, value),
+                   }[node.attr("reduction", "none")]
+        scatter = [f"const int64_t sc_at = {where};"] + ctx.value("sc_new", combine) + [f"{work}[sc_at] = sc_new;"]
+        store = ctx.store(0, unravel(flat, shape), Load(work, flat, ct))
+        return parallel_for(flat, numel(shape), copy, numel(shape)) + serial_for(step, numel(updates.shape), scatter) + \
+            parallel_for(flat, numel(shape), store, numel(shape))
+
 
 @register
 class ScatterElements(Scattering):
@@ -337,6 +374,47 @@ class ScatterElements(Scattering):
     def positions(self, node: Node, data: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, ...]:
         axis = normalize_axis(node, node.attr("axis", 0), data.ndim)
         return axis_grid(wrap_indices(node, indices, data.shape[axis]), axis)
+
+    def target(self, node: Node, ctx: KernelContext, update: Index) -> Index:
+        shape = node.inputs[0].shape
+        axis = normalize_axis(node, node.attr("axis", 0), len(shape))
+        picked = wrapped(ctx.read(1, update), shape[axis], node.inputs[1].const)
+        return update[:axis] + (picked,) + update[axis + 1:]
+
+    def padding_sink(self, node: Node, padded: dict[int, int]) -> Callable[[Graph, Value], None] | None:
+        """Indices and updates padded along the same axis: padding rows are sent to an extra slot appended to
+        the data along the scatter axis, which a Gather then drops (standard operators, fused as usual)."""
+        data, indices = node.inputs[0], node.inputs[1]
+        if set(padded) != {1, 2} or padded[1] != padded[2] or data.shape is None or not all(
+                isinstance(d, int) for d in data.shape):
+            return None
+        axis, rows = normalize_axis(node, node.attr("axis", 0), len(data.shape)), padded[1]
+        extent, rank = data.shape[axis], len(data.shape)
+
+        def edit(graph: Graph, count: Value) -> None:
+            def const(hint: str, array: np.ndarray) -> Value:
+                return graph.add_constant(graph.fresh_name(hint), array)
+
+            def apply(op_type: str, inputs: list[Value], **attrs) -> Value:
+                out = graph.value(graph.fresh_name(f"{node.name}_{op_type.lower()}"))
+                graph.add_node(op_type, inputs, [out], attrs)
+                return out
+
+            itype = indices.dtype.type
+            slab = np.zeros([1 if k == axis else d for k, d in enumerate(data.shape)], data.dtype)
+            extended = apply("Concat", [data, const("slot", slab)], axis=axis)
+            positive = apply("Where", [apply("Less", [indices, const("zero", itype(0))]),
+                                       apply("Add", [indices, const("extent", itype(extent))]), indices])
+            row = np.arange(indices.shape[rows], dtype=np.int64)     # static by now: the bound
+            valid = apply("Less", [const("row", row.reshape([-1 if k == rows else 1 for k in range(rank)])), count])
+            target = apply("Where", [valid, positive, const("spare", itype(extent))])
+            scattered = apply(node.op_type, [extended, target, node.inputs[2]], **node.attrs)
+            result = node.outputs[0]
+            graph.remove_node(node)
+            graph.add_node("Gather", [scattered, const("kept", np.arange(extent, dtype=np.int64))], [result],
+                           {"axis": axis})
+
+        return edit
 
 
 @register
@@ -362,6 +440,15 @@ class ScatterND(Scattering):
         depth = indices.shape[-1]
         tuples = wrap_indices(node, indices, np.array(data.shape[:depth], dtype=np.int64))
         return tuple(np.moveaxis(tuples, -1, 0))
+
+    def target(self, node: Node, ctx: KernelContext, update: Index) -> Index:
+        """indices[i][0..depth) address the data's leading axes; the update's trailing axes the rest."""
+        shape, indices = node.inputs[0].shape, node.inputs[1]
+        depth, rows = indices.shape[-1], len(indices.shape) - 1
+        known = indices.const
+        picked = tuple(wrapped(ctx.read(1, update[:rows] + (lit(k, "int64_t"),)), shape[k],
+                               None if known is None else known[..., k]) for k in range(depth))
+        return picked + update[rows:]
 
 
 @register
