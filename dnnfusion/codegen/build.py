@@ -15,7 +15,8 @@ from ..cache import atomic_path, cache_dir
 from ..errors import DnnfusionError
 from ..fusion.profile_db import machine_key
 
-DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11")
+DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math",
+                 "-std=gnu11")
 
 
 class BuildError(DnnfusionError):

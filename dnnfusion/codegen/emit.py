@@ -8,9 +8,11 @@ from collections import Counter
 from typing import Iterable
 
 from .expr import Bin, Call, Cast, Expr, Lit, Load, Select, Unary, Var
+from .mathlib import FLOAT_HELPERS
 
-FLOAT_FUNCTIONS = {   # generic name -> (float version, double version)
-    "exp": ("expf", "exp"), "log": ("logf", "log"), "sqrt": ("sqrtf", "sqrt"), "tanh": ("tanhf", "tanh"),
+FLOAT_FUNCTIONS = {   # generic name -> (float version, double version); exp and tanh: vectorizable helpers
+    "exp": (FLOAT_HELPERS["exp"], "exp"), "log": ("logf", "log"), "sqrt": ("sqrtf", "sqrt"),
+    "tanh": (FLOAT_HELPERS["tanh"], "tanh"),
     "erf": ("erff", "erf"), "abs": ("fabsf", "fabs"), "floor": ("floorf", "floor"), "ceil": ("ceilf", "ceil"),
     "sin": ("sinf", "sin"), "cos": ("cosf", "cos"), "tan": ("tanf", "tan"), "asin": ("asinf", "asin"),
     "acos": ("acosf", "acos"), "atan": ("atanf", "atan"), "sinh": ("sinhf", "sinh"), "cosh": ("coshf", "cosh"),

@@ -13,6 +13,7 @@ from ..fusion.plan import Block, Plan
 from ..ir.graph import Value
 from ..runtime.memory import ALIGN, Interval, plan_arena
 from .expr import ctype
+from .mathlib import SOURCE as MATH_SOURCE
 from .lower import BlockLowering, Buffer
 
 PRELUDE = """\
@@ -29,7 +30,7 @@ static inline int64_t df_floordiv(int64_t a, int64_t b) { int64_t q = a / b; ret
 static inline int64_t df_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 
 void df_set_threads(int n) { if (n > 0) omp_set_num_threads(n); }
-"""
+""" + "\n" + MATH_SOURCE
 
 
 @dataclass

@@ -13,6 +13,7 @@ from .profile_db import Profile
 BANDWIDTH = 10e9      # bytes/s: one core streaming beyond the L2 cache on this class of machine
 FLOP_RATE = 16e9      # FLOP/s: one core running simple vectorized elementwise code
 KERNEL_SECONDS = 2e-6  # fixed cost of one kernel: loop setup and an OpenMP parallel region
+PROLOGUE_FLOP_RATE = 2e9  # FLOP/s of a producer evaluated inside a template's gather loops (scalar, strided)
 
 
 def _seconds(ops: list[OpInfo]) -> float:
@@ -48,6 +49,28 @@ def _recompute_seconds(producer: OpInfo, consumer: OpInfo, epilogue: set[int]) -
     return producer.flops * max(reads / made - 1.0, 0.0) / FLOP_RATE
 
 
+def prologue_recompute(ops: list[OpInfo]) -> float:
+    """Seconds spent re-evaluating producers fused into a Many-to-Many's prologue: a template that reads each
+    element of an input `reuse` times (im2col, pooling windows) evaluates the producer chain that often."""
+    inside = {o.index: o for o in ops}
+    epilogue = _after_many_to_many(ops)
+    extra = 0.0
+    for o in ops:
+        if o.mapping is not MappingType.MANY_TO_MANY:
+            continue
+        for producer, reuse in zip(o.input_producers, o.input_reuse):
+            if producer is None or producer.index not in inside or producer.index in epilogue or reuse <= 1.0:
+                continue
+            chain, stack = set(), [producer]
+            while stack:
+                p = stack.pop()
+                if p.index in inside and p.index not in epilogue and p.index not in chain:
+                    chain.add(p.index)
+                    stack.extend(p.producers)
+            extra += sum(inside[i].flops for i in chain) * (reuse - 1.0) / PROLOGUE_FLOP_RATE
+    return extra
+
+
 def estimate(block: list[OpInfo], candidate: OpInfo) -> Profile:
     """Fused versus unfused time of adding `candidate` to `block`, by the cost model."""
     fused_ops = block + [candidate]
@@ -55,4 +78,5 @@ def estimate(block: list[OpInfo], candidate: OpInfo) -> Profile:
     epilogue = _after_many_to_many(fused_ops)
     recompute = sum(_recompute_seconds(p, c, epilogue) for c in fused_ops for p in c.producers
                     if p.index in inside and p is not c)
+    recompute += prologue_recompute(fused_ops)
     return Profile(_seconds(fused_ops) + recompute, _seconds(block) + _seconds([candidate]), "estimate")

@@ -32,6 +32,7 @@ class OpInfo:
     lowering: str | None                         # 'pointwise', 'kernel', or None: runs as a fallback
     intrinsic: MappingType = MappingType.ONE_TO_ONE  # the operator's own type (registry), broadcasting aside
     input_producers: list["OpInfo | None"] = field(default_factory=list)   # per input; None: graph input/constant
+    input_reuse: list[float] = field(default_factory=list)   # per input: evaluations per element (Op.input_reuse)
     producers: list["OpInfo"] = field(default_factory=list)
     consumers: list["OpInfo"] = field(default_factory=list)
 
@@ -84,9 +85,10 @@ def build_ecg(graph: Graph) -> ECG:
         info = OpInfo(node, len(infos), most_complex([m for m in per_input if m is not None], op.mapping),
                       per_input, op.algebra, sum(v.nbytes for v in node.outputs if v is not None and v.is_static),
                       op.flops(node), op.can_fuse(node) and lowering is not None, lowering, op.mapping)
-        for v in node.inputs:
+        for i, v in enumerate(node.inputs):
             producer = by_value.get(id(v)) if v is not None else None
             info.input_producers.append(producer)
+            info.input_reuse.append(op.input_reuse(node, i) if producer is not None else 1.0)
             if producer is not None and producer not in info.producers:
                 info.producers.append(producer)
                 producer.consumers.append(info)

@@ -145,6 +145,9 @@ class DNNFusionPlanner:
         if cell.verdict is Verdict.RED:
             self.rejections.append(Rejection(Reason.RED, producer, consumer))
             return False
+        verdict = cell.verdict
+        if verdict is Verdict.GREEN and cost.prologue_recompute(block + [candidate]) > cost.prologue_recompute(block):
+            verdict = Verdict.YELLOW      # a green pair whose fused producer a template would re-evaluate: profile it
         problem = self._constraint(block, candidate)
         if problem:
             self.rejections.append(Rejection(Reason.CONSTRAINT, producer, consumer, problem))
@@ -152,7 +155,7 @@ class DNNFusionPlanner:
         if self.part.would_cycle(g, self.part.group[candidate.index]):
             self.rejections.append(Rejection(Reason.CONVEXITY, producer, consumer))
             return False
-        if cell.verdict is Verdict.YELLOW:
+        if verdict is Verdict.YELLOW:
             profile, source = self._profile(block, candidate)
             self.yellow.append(YellowDecision(producer, consumer, profile.fuse, source,
                                               profile.fused_seconds, profile.unfused_seconds))

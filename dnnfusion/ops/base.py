@@ -93,6 +93,12 @@ class Op:
         other condition, generated code (`lowering`), which it asks once per node."""
         return self.deterministic and all(v.is_static for v in node.outputs if v is not None)
 
+    def input_reuse(self, node: Node, i: int) -> float:
+        """How many times, on average, the kernel template evaluates each element of input i: a producer fused
+        into its prologue is recomputed that often (a convolution's im2col reads each pixel once per kernel tap
+        that covers it). 1 for pointwise code and for templates that pack an operand once."""
+        return 1.0
+
     # --- structural rewriting (DESIGN §2.4): per-channel affine maps folded into weights ----------------
     def channel_affine(self, node: Node) -> ChannelAffine | None:
         """This node as `y = x * scale + shift` per channel of one axis, all constant; None if it is not."""

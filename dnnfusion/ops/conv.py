@@ -371,6 +371,10 @@ class ConvLike(Op):
         if b is not None and b.shape is not None and tuple(b.shape) != (channels,):
             raise self.invalid(node, f"bias B has shape {b.shape} but the convolution has {channels} output channels")
 
+    def input_reuse(self, node: Node, i: int) -> float:
+        x = shape_of(node, self.x_index)
+        return window_reuse(self.window(node, x, shape_of(node, self.w_index)), x[2:]) if i == self.x_index else 1.0
+
     def flops(self, node: Node) -> int:
         y, w = node.outputs[0], shape_of(node, self.w_index)
         bias = self.bias_index is not None and node.input(self.bias_index) is not None
@@ -506,6 +510,11 @@ class ConvTranspose(Op):
         x, w = node.inputs[0], shape_of(node, 1)
         bias = node.outputs[0].numel if node.input(2) is not None else 0
         return 2 * x.numel * w[1] * math.prod(w[2:]) + bias
+
+
+def window_reuse(window: Window, spatial: Sequence[int]) -> float:
+    """Window reads per input pixel: output positions times taps over input positions (im2col's duplication)."""
+    return max(math.prod(window.out) * math.prod(window.kernel) / max(math.prod(spatial), 1), 1.0)
 
 
 def scaled_weights(node: Node, scale: np.ndarray, shift: np.ndarray,

@@ -18,7 +18,7 @@ from ..ir.dtypes import is_float
 from ..ir.graph import Node
 from .arithmetic import SUM_OPS
 from .base import Algebra, Inferred, MappingType, Op, TensorType, const_input, shape_of
-from .conv import Window, covered, int_attrs, table, window_of
+from .conv import Window, covered, int_attrs, table, window_of, window_reuse
 from .matmul import direct_buffer, indent, widened
 from .registry import register
 
@@ -72,6 +72,10 @@ class WindowPool(Op):
 
     def flops(self, node: Node) -> int:
         return node.outputs[0].numel * math.prod(node.attr("kernel_shape", ()))
+
+    def input_reuse(self, node: Node, i: int) -> float:
+        x = shape_of(node, 0)
+        return window_reuse(self.window(node, x), x[2:]) if i == 0 else 1.0
 
     def fold(self, node: Node, ct: str) -> Fold:
         raise NotImplementedError
