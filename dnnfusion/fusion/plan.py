@@ -20,7 +20,7 @@ class Reason(enum.Enum):
     CONVEXITY = "a path would leave the block and come back (cycle between blocks)"
     CONSTRAINT = "constraint bound (inputs per block / one Many-to-Many per block)"
     PROFILE = "profile said the fused block is slower"
-    UNSUPPORTED = "operator cannot share a block (data-dependent shape or random)"
+    UNSUPPORTED = "operator cannot share a block (data-dependent shape, random, or no generated code)"
 
 
 @dataclass(frozen=True)

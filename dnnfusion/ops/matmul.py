@@ -260,18 +260,20 @@ class Tile:
 
     def finish(self, rows: int, cols: int, tile: str) -> list[str]:
         """Hand every element of the finished `tile` array (rows x cols) to the product's store: along each
-        row of the column shape in one run (a tile may span several such rows)."""
+        row of the column shape in one run (a tile may span several such rows), vectorized along the columns
+        (each column stores to its own elements, so an epilogue's math runs in SIMD lanes)."""
         shape = self.p.columns or (self.b.cols,)
         r, c, last = self.ctx.var("r"), self.ctx.var("c"), shape[-1]
         if len(shape) == 1:
             value = Load(tile, r * cols + c, self.p.acc)
-            return serial_for(r, rows, serial_for(c, cols, self.p.store(self.bidx, self.i0 + r, (self.j0 + c,), value)))
+            return serial_for(r, rows, serial_for(c, cols, self.p.store(self.bidx, self.i0 + r, (self.j0 + c,), value),
+                                                  simd=True))
         q, rest = self.ctx.var("jq"), self.ctx.var("jr")
         if last % self.width == 0:                      # tiles never cross a row
             value = Load(tile, r * cols + c, self.p.acc)
             store = self.p.store(self.bidx, self.i0 + r, (*unravel(q, shape[:-1]), rest + c), value)
             return [f"const int64_t {q.name} = {self.j0.name} / {last}, {rest.name} = {self.j0.name} % {last};"] + \
-                serial_for(r, rows, serial_for(c, cols, store))
+                serial_for(r, rows, serial_for(c, cols, store, simd=True))
         start, run = self.ctx.var("s"), self.ctx.var("len")
         value = Load(tile, r * cols + start + c, self.p.acc)
         store = self.p.store(self.bidx, self.i0 + r, (*unravel(q, shape[:-1]), rest + c), value)
@@ -279,6 +281,7 @@ class Tile:
         segment = [f"const int64_t {q.name} = {j} / {last}, {rest.name} = {j} % {last};",
                    f"const int64_t {run.name} = {last} - {rest.name} < {cols} - {start.name} ? "
                    f"{last} - {rest.name} : {cols} - {start.name};",
+                   "#pragma omp simd",
                    f"for (int64_t {c.name} = 0; {c.name} < {run.name}; ++{c.name}) {{", *indent(store), "}",
                    f"{start.name} += {run.name};"]
         loop = [f"for (int64_t {start.name} = 0; {start.name} < {cols}; ) {{", *indent(segment), "}"]
