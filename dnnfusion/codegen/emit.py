@@ -10,10 +10,10 @@ from typing import Iterable
 from .expr import Bin, Call, Cast, Expr, Lit, Load, Select, Unary, Var
 from .mathlib import FLOAT_HELPERS
 
-FLOAT_FUNCTIONS = {   # generic name -> (float version, double version); exp and tanh: vectorizable helpers
-    "exp": (FLOAT_HELPERS["exp"], "exp"), "log": ("logf", "log"), "sqrt": ("sqrtf", "sqrt"),
-    "tanh": (FLOAT_HELPERS["tanh"], "tanh"),
-    "erf": ("erff", "erf"), "abs": ("fabsf", "fabs"), "floor": ("floorf", "floor"), "ceil": ("ceilf", "ceil"),
+FLOAT_FUNCTIONS = {   # generic name -> (float version, double version); exp, tanh, erf: vectorizable helpers
+    "exp": (FLOAT_HELPERS["exp"], "exp"), "tanh": (FLOAT_HELPERS["tanh"], "tanh"), "erf": (FLOAT_HELPERS["erf"], "erf"),
+    "log": ("logf", "log"), "sqrt": ("sqrtf", "sqrt"), "abs": ("fabsf", "fabs"), "floor": ("floorf", "floor"),
+    "ceil": ("ceilf", "ceil"),
     "sin": ("sinf", "sin"), "cos": ("cosf", "cos"), "tan": ("tanf", "tan"), "asin": ("asinf", "asin"),
     "acos": ("acosf", "acos"), "atan": ("atanf", "atan"), "sinh": ("sinhf", "sinh"), "cosh": ("coshf", "cosh"),
     "asinh": ("asinhf", "asinh"), "acosh": ("acoshf", "acosh"), "atanh": ("atanhf", "atanh"),
