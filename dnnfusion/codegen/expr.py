@@ -171,7 +171,27 @@ def binary(op: str, a: Expr, b: Expr, ctype_: str | None = None) -> Expr:
         return Lit(0, out)
     if integer and op == "mod" and cb == 1:
         return Lit(0, out)
+    if integer and op == "+":
+        joined = _rejoin(a, b) or _rejoin(b, a)
+        if joined is not None:
+            return joined
     return Bin(op, a, b, out)
+
+
+def _rejoin(low: Expr, high: Expr) -> Expr | None:
+    """Undo an unravel: x mod c + (x floordiv c) * c is x, and x mod c1 + ((x floordiv c1) mod c2) * c1 is
+    x mod (c1 * c2) (index values are never negative). So a Reshape between equal-sized views costs nothing."""
+    if not (isinstance(low, Bin) and low.op == "mod" and isinstance(low.b, Lit) and isinstance(high, Bin)
+            and high.op == "*" and high.b == low.b and isinstance(high.a, Bin)):
+        return None
+    x, c = low.a, low.b
+    inner = high.a
+    if inner.op == "floordiv" and inner.a == x and inner.b == c:
+        return x
+    if inner.op == "mod" and isinstance(inner.a, Bin) and inner.a.op == "floordiv" and inner.a.a == x and \
+            inner.a.b == c and isinstance(inner.b, Lit):
+        return binary("mod", x, Lit(c.value * inner.b.value, c.ctype))
+    return None
 
 
 def call(fn: str, *args: Expr, ctype_: str | None = None) -> Expr:
@@ -217,9 +237,10 @@ def strides(shape: Sequence[int]) -> list[int]:
 
 
 def linear(index: Sequence[Expr], shape: Sequence[int]) -> Expr:
-    """The row-major offset of a multi-index (a size-1 dimension contributes nothing)."""
+    """The row-major offset of a multi-index (a size-1 dimension contributes nothing), summed from the
+    innermost axis out so that an unravelled offset folds back into itself (see `_rejoin`)."""
     total: Expr = Lit(0)
-    for i, (e, s) in enumerate(zip(index, strides(shape))):
+    for i, (e, s) in reversed(list(enumerate(zip(index, strides(shape))))):
         if shape[i] != 1:
             total = total + e * s
     return total

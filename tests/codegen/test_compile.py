@@ -131,3 +131,15 @@ def test_backend_specializes_parameter_feeds_into_native_code(case_name):
     case = next(c for c in conformance.node_cases() if c.name == case_name)
     failure, fallbacks = conformance.run_case_natively(case)
     assert failure is None and not fallbacks
+
+
+def test_an_unravelled_offset_folds_back_into_itself():
+    """linear(unravel(s)) over the same shape is s, and over a shape that splits one axis in two it is a single
+    mod: a Reshape between views of one buffer leaves no division in the inner loop."""
+    from dnnfusion.codegen.expr import Var, linear, unravel
+
+    s = Var("s")
+    for shape in [(112, 112), (32, 112, 112), (4, 1, 5, 6)]:
+        assert linear(unravel(s, shape), shape) == s
+    inner = unravel(s, (7, 6, 5))[1:]                       # (s / 5 % 6, s % 5): the trailing 30 elements
+    assert Emitter().c(linear(inner, (6, 5))) == "(s % 30)"
