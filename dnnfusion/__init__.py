@@ -45,16 +45,18 @@ class InferenceSession:
         self.compiled = compile(model, input_shapes, opt_level, threads)
 
     def _args(self, values) -> list[_Arg]:
+        """Name, shape (None where the extent depends on the data) and type of each value."""
         from .ir import dtypes  # noqa: PLC0415
 
-        return [_Arg(v.name, list(v.shape), f"tensor({onnx.TensorProto.DataType.Name(dtypes.to_onnx(v.dtype)).lower()})")
-                for v in values]
+        padded = self.compiled.graph.padded_outputs
+        return [_Arg(v.name, [None if v.name in padded and k == padded[v.name][0] else d for k, d in enumerate(v.shape)],
+                     f"tensor({onnx.TensorProto.DataType.Name(dtypes.to_onnx(v.dtype)).lower()})") for v in values]
 
     def get_inputs(self) -> list[_Arg]:
         return self._args(self.compiled.graph.inputs)
 
     def get_outputs(self) -> list[_Arg]:
-        return self._args(self.compiled.graph.outputs)
+        return self._args(self.compiled.graph.user_outputs)
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, Any]) -> list[Any]:
         results = self.compiled.run(feeds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
@@ -102,16 +102,28 @@ def _as_array(x) -> np.ndarray:
     return numpy_helper.to_array(x) if hasattr(x, "SerializeToString") else np.asarray(x)
 
 
-def score(op_types: Iterable[str] | None = None) -> dict[str, tuple[int, int, list[str]]]:
-    """op_type -> (passed, runnable, failures) over the node tests that use it; a test is runnable when the
-    registry defines every operator in it and EXCLUDED does not list it."""
+class Score(NamedTuple):
+    """One operator's node tests: how many pass, how many can run, how many of the passing ones ran the
+    operator as generated code (not a fallback), and a line per failure."""
+
+    passed: int
+    runnable: int
+    native: int
+    failures: list[str]
+
+
+def score(op_types: Iterable[str] | None = None) -> dict[str, Score]:
+    """op_type -> its Score over the node tests that use it; a test is runnable when the registry defines every
+    operator in it and EXCLUDED does not list it."""
     wanted = set(op_types) if op_types is not None else None
     blocked = unsupported_ops_by_test()
-    results: dict[str, tuple[int, int, list[str]]] = {}
+    results: dict[str, Score] = {}
     for op_type, cases in sorted(cases_by_op().items()):
         if wanted is not None and op_type not in wanted:
             continue
         runnable = [c for c in cases if c.name not in EXCLUDED and c.name not in blocked]
-        failures = [f"{c.name}: {error}" for c in runnable if (error := run_case(c)) is not None]
-        results[op_type] = (len(runnable) - len(failures), len(runnable), failures)
+        outcomes = [(c, *run_case_natively(c)) for c in runnable]
+        failures = [f"{c.name}: {error}" for c, error, _ in outcomes if error is not None]
+        native = sum(error is None and op_type not in fallbacks for _, error, fallbacks in outcomes)
+        results[op_type] = Score(len(runnable) - len(failures), len(runnable), native, failures)
     return results

@@ -14,6 +14,13 @@ from dnnfusion import conformance, ops
 DOC = Path(__file__).resolve().parents[1] / "docs" / "OPERATORS.md"
 
 
+def codegen_kind(op: ops.Op) -> str:
+    """pointwise, kernel or none: which code-generation hook the operator's class defines."""
+    if type(op).pointwise is not ops.Op.pointwise:
+        return "pointwise"
+    return "kernel" if type(op).kernel is not ops.Op.kernel else "none"
+
+
 def main() -> int:
     registered = ops.all_ops()
     by_op = conformance.cases_by_op()
@@ -30,17 +37,21 @@ def main() -> int:
         f"**{len(registered)} operators** — " + ", ".join(f"{k}: {v}" for k, v in sorted(mapping.items())) + ".",
         "",
         "Node tests: the official ONNX backend node tests (onnx's `onnx.backend.test`) that use the operator and whose",
-        "every operator is registered, run through `dnnfusion.backend`; *blocked* counts the tests that also use an",
-        "operator we do not support.",
+        "every operator is registered, run through `dnnfusion.backend` (compiled); *native* counts the passing tests",
+        "in which the operator ran as generated code rather than as a counted fallback (numpy reference); *blocked*",
+        "counts the tests that also use an operator we do not support. *codegen* is how the operator describes",
+        "itself to the code generator: an index map and scalar expression (*pointwise*) or a Many-to-Many template",
+        "(*kernel*); *none*: it always runs as a fallback.",
         "",
-        "| operator | mapping type | algebraic properties | node tests passed | blocked |",
-        "|---|---|---|---|---|",
+        "| operator | mapping type | algebraic properties | codegen | node tests passed | native | blocked |",
+        "|---|---|---|---|---|---|---|",
     ]
     failing = []
     for op in registered:
-        passed, runnable, failures = scores.get(op.op_type, (0, 0, []))
+        passed, runnable, native, failures = scores.get(op.op_type, conformance.Score(0, 0, 0, []))
         n_blocked = sum(c.name in blocked for c in by_op.get(op.op_type, []))
-        lines.append(f"| {op.op_type} | {op.mapping.value} | {op.algebra.describe()} | {passed}/{runnable} | {n_blocked} |")
+        lines.append(f"| {op.op_type} | {op.mapping.value} | {op.algebra.describe()} | {codegen_kind(op)} | "
+                     f"{passed}/{runnable} | {native} | {n_blocked} |")
         failing += failures
     unsupported = sorted({name for names in blocked.values() for name in names})
     lines += ["", "## Excluded node tests", "",

@@ -13,8 +13,8 @@ from dnnfusion import conformance, ops
 def main(names: list[str]) -> int:
     names = names or [op.op_type for op in ops.all_ops()]
     bad = 0
-    for op_type, (passed, runnable, failures) in conformance.score(names).items():
-        print(f"{op_type:28s} {passed}/{runnable}")
+    for op_type, (passed, runnable, native, failures) in conformance.score(names).items():
+        print(f"{op_type:28s} {passed}/{runnable}  native {native}")
         for failure in failures:
             print("    ", failure)
         bad += len(failures)

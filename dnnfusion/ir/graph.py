@@ -89,6 +89,10 @@ class Graph:
         self.outputs: list[Value] = []
         self.values: dict[str, Value] = {}
         self.doc: dict[str, str] = {}
+        # Graph outputs whose rows along one axis are valid only up to a count computed at run time (a
+        # data-dependent extent padded to a static bound): output name -> (axis, name of the count, itself a
+        # graph output that callers do not see). Executors return such an output trimmed to its count.
+        self.padded_outputs: dict[str, tuple[int, str]] = {}
         self._fresh = itertools.count()
 
     # --- construction -------------------------------------------------------------------------
@@ -155,6 +159,23 @@ class Graph:
             if v is not None and id(v) not in seen:
                 seen.add(id(v))
                 yield v
+
+    @property
+    def user_outputs(self) -> list[Value]:
+        """The outputs a caller sees: all of them but the counts of padded outputs."""
+        hidden = {count for _, count in self.padded_outputs.values()}
+        return [v for v in self.outputs if v.name not in hidden]
+
+    def trim_outputs(self, results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs by name as the model defines them: padded ones cut to their count, counts dropped."""
+        trimmed = {}
+        for v in self.user_outputs:
+            array = results[v.name]
+            if v.name in self.padded_outputs:
+                axis, count = self.padded_outputs[v.name]
+                array = array[(slice(None),) * axis + (slice(0, int(results[count])),)]
+            trimmed[v.name] = array
+        return trimmed
 
     def intermediates(self) -> list[Value]:
         """Values produced by a node that are not graph outputs."""

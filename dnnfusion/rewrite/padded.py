@@ -4,8 +4,9 @@ An operator such as NonMaxSuppression has an output whose row count depends on t
 has a padded variant (`Op.padded`: the result followed by padding rows up to a static bound, and the count of
 valid rows), and every reader of the result either keeps padding rows apart from valid ones (`Op.padded_rows`:
 elementwise maps, gathers) or can be told to ignore them (`Op.padding_sink`: scatters), the node is replaced by
-its variant, the sinks are edited to ignore rows at or past the count, and every shape becomes static. If some
-reader cannot (or the result is a graph output), the region is left as it was, to run as fallback code."""
+its variant, the sinks are edited to ignore rows at or past the count, and every shape becomes static. A graph
+output in the region is recorded in `Graph.padded_outputs` (executors trim it to the count, which becomes a
+hidden graph output). If some reader cannot, the region is left as it was, to run as fallback code."""
 
 from __future__ import annotations
 
@@ -29,9 +30,13 @@ def pad_dynamic_extents(graph: Graph) -> int:
         region = _region(graph, node)
         if region is None:
             continue
-        nodes, sinks = region
+        nodes, sinks, exposed = region
         replacement = _replace(graph, node, *variant)
         count = replacement.outputs[1]
+        for value, axis in exposed:
+            graph.padded_outputs[value.name] = (axis, count.name)
+        if exposed:
+            graph.outputs.append(count)
         graph.toposort()
         for member in graph.nodes:                 # shapes in the region become static (the bound)
             if member is replacement or member in nodes:
@@ -48,12 +53,14 @@ def pad_dynamic_extents(graph: Graph) -> int:
     return replaced
 
 
-def _region(graph: Graph, source: Node) -> tuple[list[Node], list[Edit]] | None:
-    """The readers of `source`'s padded output (in graph order) and the sink edits; None if one refuses."""
+def _region(graph: Graph, source: Node) -> tuple[list[Node], list[Edit], list[tuple[Value, int]]] | None:
+    """The readers of `source`'s padded output (in graph order), the sink edits, and the padded values that are
+    graph outputs (with their axis); None if a reader refuses."""
     padded: dict[int, int] = {id(source.outputs[0]): 0}        # value -> padded axis
     outputs = {id(v) for v in graph.outputs}
     nodes: list[Node] = []
     sinks: list[Edit] = []
+    exposed = [(source.outputs[0], 0)] if id(source.outputs[0]) in outputs else []
     for node in graph.nodes[graph.nodes.index(source) + 1:]:
         rows = {i: padded[id(v)] for i, v in enumerate(node.inputs) if v is not None and id(v) in padded}
         if not rows:
@@ -64,13 +71,13 @@ def _region(graph: Graph, source: Node) -> tuple[list[Node], list[Edit]] | None:
             sinks.append(edit)
             continue
         axis = op.padded_rows(node, rows)
-        if axis is None or id(node.outputs[0]) in outputs:
+        if axis is None:
             return None
         padded[id(node.outputs[0])] = axis
         nodes.append(node)
-    if id(source.outputs[0]) in outputs:
-        return None
-    return nodes, sinks
+        if id(node.outputs[0]) in outputs:
+            exposed.append((node.outputs[0], axis))
+    return nodes, sinks, exposed
 
 
 def _replace(graph: Graph, node: Node, op_type: str, domain: str) -> Node:

@@ -85,7 +85,7 @@ class CompiledModel:
                 outputs[k] = env[id(v)]
             elif v.producer is None or v.const is not None:         # an output that is an input or a constant
                 outputs[k][...] = v.const if v.const is not None else env[id(v)]
-        return {v.name: o for v, o in zip(self.graph.outputs, outputs)}
+        return self.graph.trim_outputs({v.name: o for v, o in zip(self.graph.outputs, outputs)})
 
     def _fallback(self, node, env: dict[int, np.ndarray]) -> None:
         """Run one operator's numpy reference, reading and writing where the native code expects its values."""
