@@ -18,14 +18,17 @@ class Timing:
 
 
 def interleaved(runners: Mapping[str, Callable[[], Any]], rounds: int = 30, warmup: int = 3,
-                budget_seconds: float | None = None,
+                budget_seconds: float | None = None, settle_seconds: float = 0.005,
                 progress: Callable[[int, int], None] = lambda done, total: None) -> dict[str, Timing]:
     """Time each runner once per round, runners in turn, for `rounds` rounds (fewer if `budget_seconds` runs out
-    after at least 5); the first `warmup` rounds are not counted."""
+    after at least 5); the first `warmup` rounds are not counted. Before each run the harness sleeps
+    `settle_seconds`, so that the previous runtime's worker threads (which spin a while after their work)
+    have gone idle and do not steal the cores from the next one."""
     samples: dict[str, list[float]] = {name: [] for name in runners}
     start = time.perf_counter()
     for r in range(rounds + warmup):
         for name, run in runners.items():
+            time.sleep(settle_seconds)
             t = time.perf_counter()
             run()
             if r >= warmup:

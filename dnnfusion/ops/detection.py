@@ -136,7 +136,7 @@ class NonMaxSuppressionPadded(NonMaxSuppression):
                               f"if ({keep_score}1) {order}[nms_m++] = {n.name};"]
         select = [f"if (nms_total - nms_first >= {limit}) break;",
                   f"const int64_t nms_i = {order}[{k.name}];", "int nms_keep = 1;",
-                  f"for (int64_t nms_q = nms_first; nms_q < nms_total && nms_keep; ++nms_q) {{",
+                  "for (int64_t nms_q = nms_first; nms_q < nms_total && nms_keep; ++nms_q) {",
                   "  const int64_t nms_j = nms_rows[nms_q];",
                   f"  if (nms_iou({corners} + 4 * nms_i, {corners} + 4 * nms_j) > {iou_limit}) nms_keep = 0;",
                   "}",
