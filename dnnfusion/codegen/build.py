@@ -62,5 +62,15 @@ def build(source: str) -> Path:
     return library
 
 
+# How long an OpenMP thread spins at a barrier before it sleeps (libgomp reads this when it is first loaded):
+# its default, about 300,000 spins, makes a team wait on a thread that lost its core to another process, and
+# one inference went from 18 ms to 770 ms on a shared 2-core machine; 10,000 keeps the best case (18 ms) and
+# the worst near it (26 ms). A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+SPIN_COUNT = "10000"
+
+
 def load(library: Path) -> ctypes.CDLL:
+    """Load a built library (with the OpenMP spin setting above unless the user chose one)."""
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
     return ctypes.CDLL(str(library))
