@@ -15,8 +15,11 @@ from ..cache import atomic_path, cache_dir
 from ..errors import DnnfusionError
 from ..fusion.profile_db import machine_key
 
-DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math",
-                 "-std=gnu11")
+# Always on, whatever $DNNFUSION_CFLAGS says. -fno-delete-null-pointer-checks works around a gcc 12 miscompile:
+# a block function left out of line whose vectorized store address ivopts rewrote is taken for a NULL access,
+# the function is deemed pure and its call deleted (tests/codegen/test_build_flags.py reproduces it).
+REQUIRED_FLAGS = ("-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-fno-delete-null-pointer-checks")
+DEFAULT_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math") + REQUIRED_FLAGS
 
 
 class BuildError(DnnfusionError):
@@ -32,7 +35,7 @@ def flags() -> tuple[str, ...]:
     extra = os.environ.get("DNNFUSION_CFLAGS")
     if extra is None:
         return DEFAULT_FLAGS
-    return tuple(shlex.split(extra)) + ("-fopenmp", "-fPIC", "-shared", "-std=gnu11")
+    return tuple(shlex.split(extra)) + REQUIRED_FLAGS
 
 
 @lru_cache(maxsize=None)
