@@ -30,6 +30,10 @@ static inline int64_t df_floordiv(int64_t a, int64_t b) { int64_t q = a / b; ret
 static inline int64_t df_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 
 void df_set_threads(int n) { if (n > 0) omp_set_num_threads(n); }
+
+/* Blocks are kept out of interprocedural analysis: gcc 12 took an out-of-line block whose vectorized store
+   address ivopts had rewritten for a NULL access, declared the block pure and deleted its call. */
+#define BLOCK __attribute__((noipa))
 """ + "\n" + MATH_SOURCE
 
 
@@ -132,7 +136,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
     for k, body in functions:
         names = sorted({b.name for _, b in declared.values()} & set(_identifiers(body)))
         by_name = {b.name: (key, v, b) for key, (v, b) in declared.items()}
-        header = [f"static void block{k}(char* restrict arena, const char* restrict weights, "
+        header = [f"static BLOCK void block{k}(char* restrict arena, const char* restrict weights, "
                   f"const void* const* restrict in, void* const* restrict out) {{"]
         for name in names:
             key, v, b = by_name[name]

@@ -1,6 +1,6 @@
-"""A gcc 12 miscompile the build flags must keep away: a Transpose block (an `omp simd` gather) compiled out of
-line had its call deleted, so the next block read a stale arena slot. Built here with inlining off, at -O1 and
--O3, the result must still be the transpose."""
+"""A gcc 12 miscompile the generated source must keep away (program.py's BLOCK attribute): a Transpose block (an
+`omp simd` gather) compiled out of line had its call deleted, so the next block read a stale arena slot. Built
+here with inlining off, at -O1 and -O3, the result must still be the transpose."""
 
 import numpy as np
 import pytest
