@@ -82,24 +82,32 @@ class WindowPool(Op):
 
     def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
         """Per output element, fold the taps that land on the input (their ranges per axis and output position
-        are tables known at compile time, so the loops need no bounds checks); a row of results is then stored
-        in one vectorisable loop."""
+        are tables known at compile time, so the loops need no bounds checks; an axis where no window is clipped
+        gets constant bounds, and with constant bounds on every axis a row of outputs is folded in SIMD lanes);
+        the row of results is then stored in one vectorisable loop."""
         x, y = node.inputs[0], node.outputs[0]
         window, ct = self.window(node, x.shape), ctype(widened(x.dtype))
         spec, spatial, last = self.fold(node, ct), x.shape[2:], len(x.shape) - 3
         t, ow = ctx.var("t"), ctx.var("o")
         n, c, *at = (*unravel(t, y.shape[:-1]), ow)
         taps = [ctx.var("kt") for _ in spatial]
-        tables, count = [], Lit(1)
+        tables, count, bounds = [], Lit(1), []
         for d, size in enumerate(spatial):
             start = [o * window.strides[d] - window.pads_begin[d] for o in range(window.out[d])]
             spans = [covered(window.kernel[d], s, window.dilations[d], 0, size) for s in start]
-            tables += [table(f"klo{d}", [a for a, _ in spans]), table(f"khi{d}", [b for _, b in spans])]
+            full = all(span == (0, window.kernel[d]) for span in spans)     # no window clipped along this axis
+            if full:
+                bounds.append(("0", str(window.kernel[d])))
+            else:
+                tables += [table(f"klo{d}", [a for a, _ in spans]), table(f"khi{d}", [b for _, b in spans])]
+                bounds.append((f"klo{d}[{ctx.c(at[d])}]", f"khi{d}[{ctx.c(at[d])}]"))
             if spec.count_pads:
                 padded = [covered(window.kernel[d], s, window.dilations[d], -window.pads_begin[d],
                                   size + window.pads_end[d]) for s in start]
                 tables.append(table(f"kcnt{d}", [b - a for a, b in padded]))
                 count = count * Load(f"kcnt{d}", at[d], "int64_t")
+            elif full:
+                count = count * window.kernel[d]
             else:
                 count = count * (Load(f"khi{d}", at[d], "int64_t") - Load(f"klo{d}", at[d], "int64_t"))
         pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps,
@@ -107,11 +115,12 @@ class WindowPool(Op):
         acc, out_ct = Var("acc", ct), ctype(y.dtype)
         body = ctx.value("xv", cast(ctx.read(0, (n, c, *pos)), ct)) + [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"]
         for d in range(len(spatial) - 1, -1, -1):
-            k, o = taps[d].name, ctx.c(at[d])
-            body = [f"for (int64_t {k} = klo{d}[{o}]; {k} < khi{d}[{o}]; ++{k}) {{", *indent(body), "}"]
+            k, (lo, hi) = taps[d].name, bounds[d]
+            body = [f"for (int64_t {k} = {lo}; {k} < {hi}; ++{k}) {{", *indent(body), "}"]
         fold = [f"{ct} acc = {ctx.c(spec.init)};"] + body + \
             [f"row[{ow.name}] = {ctx.c(cast(spec.finish(acc, count), out_ct))};"]
-        task = [f"{out_ct} row[{window.out[last]}];"] + serial_for(ow, window.out[last], fold)
+        constant_taps = not tables or spec.count_pads and len(tables) == len(spatial)
+        task = [f"{out_ct} row[{window.out[last]}];"] + serial_for(ow, window.out[last], fold, simd=constant_taps)
         task += serial_for(ow, window.out[last], ctx.store(0, (n, c, *at), Load("row", ow, out_ct)))
         return tables + parallel_for(t, y.numel // window.out[last], task, y.numel * numel(window.kernel))
 
