@@ -6,7 +6,9 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
+from ..ir.graph import Graph
 from ..ir.onnx_export import to_onnx
+from ..ops import lookup
 from .plan import Block, Plan
 
 DOMAIN = "dnnfusion"
@@ -27,6 +29,23 @@ def _block_io(block: Block, plan: Plan) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
+def _internal_functions(graph: Graph, protos: dict[int, onnx.NodeProto],
+                        opsets: list[onnx.OperatorSetIdProto]) -> list[onnx.FunctionProto]:
+    """Operators the compiler made for itself (padded NonMaxSuppression) as one function each, defined by the
+    op in standard operators (`Op.onnx_body`); their nodes in `protos` become calls to those functions."""
+    functions = []
+    for k, node in enumerate(graph.nodes):
+        body = lookup(node).onnx_body(node)
+        if body is None:
+            continue
+        inputs = [v.name for v in node.inputs if v is not None]
+        outputs = [v.name for v in node.outputs if v is not None]
+        name = f"{node.op_type}_{k}"
+        functions.append(helper.make_function(DOMAIN, name, inputs, outputs, body, opsets))
+        protos[id(node)] = helper.make_node(name, inputs, outputs, name=name, domain=DOMAIN)
+    return functions
+
+
 def fused_model(plan: Plan) -> onnx.ModelProto:
     """A ModelProto of the planned (folded) graph with each block of two or more operators as a function."""
     graph = plan.ecg.graph
@@ -34,7 +53,8 @@ def fused_model(plan: Plan) -> onnx.ModelProto:
     protos = {id(node): proto for node, proto in zip(graph.nodes, model.graph.node)}
     opsets = [helper.make_opsetid(d, v) for d, v in sorted(graph.opsets.items())]
     nodes: list[onnx.NodeProto] = []
-    functions: list[onnx.FunctionProto] = []
+    functions = _internal_functions(graph, protos, opsets)
+    opsets.append(helper.make_opsetid(DOMAIN, 1))          # block bodies may call those functions
     for block in plan.blocks:
         body = [protos[id(o.node)] for o in block.ops]
         if len(body) == 1:

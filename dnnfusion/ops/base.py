@@ -117,6 +117,12 @@ class Op:
         a static bound, and the number of valid rows (an int64 scalar). None: no such variant."""
         return None
 
+    def onnx_body(self, node: Node) -> "list[Any] | None":
+        """For an operator the compiler makes for itself (not in ONNX): onnx NodeProtos of standard operators
+        that compute it from the node's input names into its output names, so that a graph holding it can be
+        written as ONNX and run by other runtimes. None for ONNX's own operators."""
+        return None
+
     def padded_rows(self, node: Node, padded: dict[int, int]) -> int | None:
         """When inputs `padded` (position -> axis) hold valid rows along that axis only up to a run-time count,
         the rest padding: the axis of output 0 whose rows correspond, such that rows past the count depend on

@@ -92,6 +92,28 @@ class NonMaxSuppressionPadded(NonMaxSuppression):
             raise self.invalid(node, "max_output_boxes_per_class must be a constant to bound the output")
         return [TensorType(np.dtype(np.int64), (self.bound(node), 3)), TensorType(np.dtype(np.int64), ())]
 
+    def onnx_body(self, node: Node) -> list:
+        """NonMaxSuppression, then Pad its rows up to the bound; the count is the row count (Shape)."""
+        from onnx import helper, numpy_helper  # noqa: PLC0415
+
+        def const(name: str, array: np.ndarray):
+            return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array, name))
+
+        selected, count = (v.name for v in node.outputs)
+        names = [v.name if v is not None else "" for v in node.inputs]
+        return [helper.make_node("NonMaxSuppression", names, ["nms_raw"], **node.attrs),
+                helper.make_node("Shape", ["nms_raw"], ["nms_shape"]),
+                const("nms_first", np.array([0], np.int64)),
+                helper.make_node("Gather", ["nms_shape", "nms_first"], ["nms_rows"]),
+                const("nms_scalar", np.array([], np.int64)),
+                helper.make_node("Reshape", ["nms_rows", "nms_scalar"], [count]),
+                const("nms_bound", np.array([self.bound(node)], np.int64)),
+                helper.make_node("Sub", ["nms_bound", "nms_rows"], ["nms_missing"]),
+                const("nms_zeros", np.zeros(2, np.int64)),
+                const("nms_zero", np.zeros(1, np.int64)),
+                helper.make_node("Concat", ["nms_zeros", "nms_missing", "nms_zero"], ["nms_pads"], axis=0),
+                helper.make_node("Pad", ["nms_raw", "nms_pads"], [selected])]
+
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         selected = super().compute(node, *inputs)[0]
         padded = np.zeros((self.bound(node), 3), np.int64)
