@@ -101,26 +101,34 @@ class Softmax(AxisNormalizer):
     saved_row_max: ClassVar[int] = 8192   # rows up to this long keep their exponentials in a local array
 
     def row(self, ctx: KernelContext, node: Node, axes: tuple[int, ...], row: dict[int, Expr]) -> list[str]:
-        """Max pass, sum-of-exp pass, then exp(x - max) / sum per element; rows that fit keep each exp from the
-        sum pass in a local array, so the last pass divides instead of computing exp again."""
+        """Max pass, sum-of-exp pass, then exp(x - max) / sum per element. Rows that fit a local array read the
+        input once (the max pass keeps each x, so a fused producer is evaluated once, not twice) and keep each
+        exp from the sum pass, so the last pass divides instead of computing exp again."""
         shape = node.inputs[0].shape
         extents = [shape[a] for a in axes]
-        peak_lines, peak = self.row_max(ctx, node, axes, row)
         if numel(extents) > self.saved_row_max:
+            peak_lines, peak = self.row_max(ctx, node, axes, row)
             sum_lines, total = self.row_sum_exp(ctx, node, axes, row, peak)
             return peak_lines + sum_lines + map_row(ctx, shape, axes, row,
                                                     lambda x, index: call("exp", x - peak) / total)
-        ct, total, e = peak.ctype, Var("total", peak.ctype), Var("e", peak.ctype)
+        ct = ctype(node.inputs[0].dtype)
+        peak, total, x, e = Var("peak", ct), Var("total", ct), Var("x", ct), Var("e", ct)
 
         def saved(index: Index) -> Expr:
             return Load("saved", linear([index[a] for a in axes], extents), ct)
 
-        def keep(index: Index) -> list[str]:
-            return ctx.value(e.name, call("exp", ctx.read(0, index) - peak)) + [
+        def keep_x(index: Index) -> list[str]:
+            return ctx.value(x.name, ctx.read(0, index)) + [
+                f"{ctx.c(saved(index))} = {x.name};", f"{peak.name} = {ctx.c(select(binary('>', x, peak), x, peak))};"]
+
+        def keep_exp(index: Index) -> list[str]:
+            return ctx.value(e.name, call("exp", saved(index) - peak)) + [
                 f"{ctx.c(saved(index))} = {e.name};", f"{total.name} = {ctx.c(total + e)};"]
-        sums = [f"{ct} saved[{numel(extents)}];", f"{ct} {total.name} = {ctx.c(lit(0, ct))};"] + \
-            over_row(ctx, shape, axes, row, keep, f"reduction(+:{total.name})")
-        return peak_lines + sums + map_row(ctx, shape, axes, row, lambda x, index: saved(index) / total)
+        lines = [f"{ct} saved[{numel(extents)}];", f"{ct} {peak.name} = {ctx.c(lit(-np.inf, ct))};"]
+        lines += over_row(ctx, shape, axes, row, keep_x, f"reduction(max:{peak.name})")
+        lines += [f"{ct} {total.name} = {ctx.c(lit(0, ct))};"]
+        lines += over_row(ctx, shape, axes, row, keep_exp, f"reduction(+:{total.name})")
+        return lines + map_row(ctx, shape, axes, row, lambda _, index: saved(index) / total)
 
 
 @register
