@@ -11,6 +11,7 @@ import numpy as np
 from ..codegen.expr import Expr, Index, Lit, Load, Var, binary, cast, ctype, linear, lit, numel, select, unravel
 from ..codegen.kernel import KernelContext, Reader, parallel_for, serial_for
 from ..ir.graph import Graph, Node, Value
+from .arithmetic import maximum
 from .base import Inferred, MappingType, Op, TensorType, input_values, normalize_axis, same_as_input, shape_of
 from .registry import register
 from .shape_ops import DataMovement, attr_or_input, clamp, normalize_axes, optional_axis, prod, wrapped
@@ -349,8 +350,7 @@ class Scattering(DataMovement):
         where = ctx.c(linear(self.target(node, ctx, u_index), shape))
         current, value = Load(work, Var("sc_at"), ct), cast(ctx.read(2, u_index), ct)
         combine = {"none": value, "add": current + value, "mul": current * value,
-                   "max": select(binary("||", binary("!=", current, current), binary(">=", current, value)), current, value),
-                   "min": select(binary("||", binary("!=", current, current), binary("<=", current, value)), current, value),
+                   "max": maximum(current, value), "min": maximum(current, value, "<="),
                    }[node.attr("reduction", "none")]
         scatter = [f"const int64_t sc_at = {where};"] + ctx.value("sc_new", combine) + [f"{work}[sc_at] = sc_new;"]
         store = ctx.store(0, unravel(flat, shape), Load(work, flat, ct))
