@@ -52,6 +52,8 @@ def _recompute_seconds(producer: OpInfo, consumer: OpInfo, epilogue: set[int]) -
 def prologue_recompute(ops: list[OpInfo]) -> float:
     """Seconds spent re-evaluating producers fused into a Many-to-Many's prologue: a template that reads each
     element of an input `reuse` times (im2col, pooling windows) evaluates the producer chain that often."""
+    if not any(o.mapping is MappingType.MANY_TO_MANY and max(o.input_reuse, default=1.0) > 1.0 for o in ops):
+        return 0.0                                          # the common case, asked on every merge: no re-reading
     inside = {o.index: o for o in ops}
     epilogue = _after_many_to_many(ops)
     extra = 0.0
