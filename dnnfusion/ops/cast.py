@@ -36,11 +36,30 @@ def is_ml_dtype(dtype: np.dtype) -> bool:
 
 def converted(x: np.ndarray, target: np.dtype) -> np.ndarray:
     """x as `target`, numpy's conversion; between two ml_dtypes types (which ml_dtypes does not always
-    convert directly) through float32 or int64, which hold every value of those types exactly."""
+    convert directly) through float32 or int64, which hold every value of those types exactly. Sub-byte
+    integer targets wrap like the wider integers do (our arithmetic: ml_dtypes' float conversion changed)."""
+    if is_ml_dtype(target) and is_integer(target):
+        return wrapped(x, target)
     if is_ml_dtype(x.dtype) and is_ml_dtype(target) and x.dtype != target:
         x = x.astype(np.int64 if is_integer(x.dtype) else np.float32)
     with np.errstate(all="ignore"):   # out-of-range floats to integers are undefined by the spec
         return x.astype(target)
+
+
+def wrapped(x: np.ndarray, target: np.dtype) -> np.ndarray:
+    """x as the sub-byte integer type `target` (int4, uint2, ...): floats truncate toward zero (nan and inf,
+    undefined by the spec, become 0), then the low bits are kept, two's complement for signed targets."""
+    if is_integer(x.dtype):
+        whole = x.astype(np.int64)
+    else:
+        with np.errstate(all="ignore"):
+            values = np.trunc(x.astype(np.float64))
+            whole = np.where(np.isfinite(values), np.fmod(values, 2.0 ** 32), 0).astype(np.int64)
+    bits = ml_dtypes.iinfo(target).bits
+    low = whole & ((1 << bits) - 1)
+    if ml_dtypes.iinfo(target).min < 0:
+        low = np.where(low >= 1 << (bits - 1), low - (1 << bits), low)
+    return low.astype(np.int8).astype(target)
 
 
 def saturated(x: np.ndarray, target: np.dtype) -> np.ndarray:
