@@ -29,12 +29,17 @@ static inline int64_t df_abs(int64_t x) { return x < 0 ? -x : x; }
 static inline int64_t df_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q; }
 static inline int64_t df_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 
-void df_set_threads(int n) { if (n > 0) omp_set_num_threads(n); }
-
 /* Blocks are kept out of interprocedural analysis: gcc 12 took an out-of-line block whose vectorized store
    address ivopts had rewritten for a NULL access, declared the block pure and deleted its call. */
 #define BLOCK __attribute__((noipa))
 """ + "\n" + MATH_SOURCE
+
+
+# Each entry sets its model's thread count for the calling thread's parallel regions (an OpenMP per-thread
+# setting) and restores the caller's afterwards, so two compiled models, or two callers, never change each
+# other's count.
+THREADS = "  int saved_threads = omp_get_max_threads();\n  if (threads > 0) omp_set_num_threads(threads);"
+RESTORE = "  omp_set_num_threads(saved_threads);"
 
 
 @dataclass
@@ -161,7 +166,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
         segment.entry = f"df_segment{n}"
         calls = "\n".join(_call(position[id(b.ops[0].node)], profile) for b in segment.blocks)
         source.append(f"int {segment.entry}(char* arena, const char* weights, const void* const* in, "
-                      f"void* const* out) {{\n{calls}\n  return 0;\n}}\n")
+                      f"void* const* out, int threads) {{\n{THREADS}\n{calls}\n{RESTORE}\n  return 0;\n}}\n")
     if profile:
         source.insert(1, f"static double df_block_seconds[{max(len(plan.blocks), 1)}];\n"
                          "void df_profile(double* out, int reset) { for (int k = 0; k < "

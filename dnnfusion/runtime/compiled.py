@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -22,7 +24,11 @@ from .reference import _checked
 
 
 class CompiledModel:
-    """`run(feeds) -> {output name: array}`; `stats`, `source` and `report(path)` describe what was built."""
+    """`run(feeds) -> {output name: array}`; `stats`, `source` and `report(path)` describe what was built.
+
+    `run` is safe to call from several threads at once: each call takes an arena of its own from a small pool
+    (one per concurrent caller, kept for reuse), so concurrent runs share only the read-only weights. Each model
+    keeps its own thread count, whatever other models were compiled with."""
 
     def __init__(self, plan: Plan, threads: int | None = None, compile_started: float | None = None,
                  profile: bool = False) -> None:
@@ -37,13 +43,13 @@ class CompiledModel:
         if self.program.native_calls:
             self.library_path = build(self.program.source)
             self.library = load(self.library_path)
-            self.library.df_set_threads(ctypes.c_int(self.threads))
             self._entries = {s.entry: getattr(self.library, s.entry) for s in self.program.segments if s.native}
-        self._arena = np.zeros(max(self.program.arena_bytes, 64), np.uint8)
+        self._arenas = [self._new_arena()]
+        self._arenas_lock = threading.Lock()
         self._weights = np.ascontiguousarray(self.program.weights) if self.program.weights.size else \
             np.zeros(64, np.uint8)
         for entry in self._entries.values():
-            entry.argtypes = [ctypes.c_void_p] * 4
+            entry.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
             entry.restype = ctypes.c_int
         self.compile_seconds = time.perf_counter() - started
 
@@ -58,36 +64,56 @@ class CompiledModel:
                 "fallback_ops": list(self.program.fallback_ops), "native_calls_per_run": self.program.native_calls,
                 "threads": self.threads}
 
-    def _view(self, value: Value) -> np.ndarray:
+    def _new_arena(self) -> np.ndarray:
+        return np.zeros(max(self.program.arena_bytes, 64), np.uint8)
+
+    @contextmanager
+    def _arena(self) -> Iterator[np.ndarray]:
+        """An arena no other running call uses: a pooled one, or a new one when every pooled arena is busy."""
+        with self._arenas_lock:
+            arena = self._arenas.pop() if self._arenas else None
+        if arena is None:
+            arena = self._new_arena()
+        try:
+            yield arena
+        finally:
+            with self._arenas_lock:
+                self._arenas.append(arena)
+
+    def _view(self, arena: np.ndarray, value: Value) -> np.ndarray:
         offset = self.program.arena_offsets[id(value)]
-        return np.frombuffer(self._arena.data, value.dtype, value.numel, offset).reshape(value.shape)
+        return np.frombuffer(arena.data, value.dtype, value.numel, offset).reshape(value.shape)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Outputs by name for the given feeds (checked against the compiled input names, dtypes and shapes)."""
         arrays = [np.require(a, requirements="C") for a in check_feeds(self.graph, feeds).values()]
-        outputs = [np.empty(v.shape, v.dtype) if v.is_static else None for v in self.graph.outputs]
+        env: dict[int, np.ndarray] = {id(v): a for v, a in zip(self.graph.inputs, arrays)}
+        outputs = [env[id(v)].copy() if id(v) in env else v.const.copy() if v.const is not None
+                   else np.empty(v.shape, v.dtype) if v.is_static else None for v in self.graph.outputs]
         inputs_ptr = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
         outputs_ptr = (ctypes.c_void_p * max(len(outputs), 1))(*[o.ctypes.data if o is not None else 0
                                                                   for o in outputs])
-        env: dict[int, np.ndarray] = {id(v): a for v, a in zip(self.graph.inputs, arrays)}
-        env.update({id(v): o for v, o in zip(self.graph.outputs, outputs) if o is not None})
-        arena, weights = self._arena.ctypes.data, self._weights.ctypes.data
-        for segment in self.program.segments:
-            if segment.native:
-                self._entries[segment.entry](arena, weights, ctypes.cast(inputs_ptr, ctypes.c_void_p),
-                                             ctypes.cast(outputs_ptr, ctypes.c_void_p))
-            else:
-                for block in segment.blocks:
-                    for info in block.ops:
-                        self._fallback(info.node, env)
+        env.update({id(v): o for v, o in zip(self.graph.outputs, outputs) if o is not None and id(v) not in env})
+        with self._arena() as arena:
+            self._run_segments(arena, env, inputs_ptr, outputs_ptr)
         for k, v in enumerate(self.graph.outputs):
             if outputs[k] is None:                                   # a data-dependent extent: the fallback's array
                 outputs[k] = env[id(v)]
-            elif v.producer is None or v.const is not None:         # an output that is an input or a constant
-                outputs[k][...] = v.const if v.const is not None else env[id(v)]
         return self.graph.trim_outputs({v.name: o for v, o in zip(self.graph.outputs, outputs)})
 
-    def _fallback(self, node, env: dict[int, np.ndarray]) -> None:
+    def _run_segments(self, arena: np.ndarray, env: dict[int, np.ndarray], inputs_ptr, outputs_ptr) -> None:
+        """Every segment in order: native ones with one call each, the others operator by operator in numpy."""
+        arena_ptr, weights = arena.ctypes.data, self._weights.ctypes.data
+        for segment in self.program.segments:
+            if segment.native:
+                self._entries[segment.entry](arena_ptr, weights, ctypes.cast(inputs_ptr, ctypes.c_void_p),
+                                             ctypes.cast(outputs_ptr, ctypes.c_void_p), self.threads)
+            else:
+                for block in segment.blocks:
+                    for info in block.ops:
+                        self._fallback(info.node, env, arena)
+
+    def _fallback(self, node, env: dict[int, np.ndarray], arena: np.ndarray) -> None:
         """Run one operator's numpy reference, reading and writing where the native code expects its values."""
         args = []
         for v in node.inputs:
@@ -98,18 +124,18 @@ class CompiledModel:
             elif id(v) in env:
                 args.append(env[id(v)])
             else:
-                args.append(self._view(v))
+                args.append(self._view(arena, v))
         results = ops.lookup(node).compute(node, *args)
         for v, array in zip(node.outputs, results):
             if v is None:
                 continue
             array = _checked(node, v, np.asarray(array))
-            if np.shares_memory(array, self._arena):        # a view of an arena slot that native code will reuse
+            if np.shares_memory(array, arena):              # a view of an arena slot that native code will reuse
                 array = array.copy()
             if id(v) in env and any(v is o for o in self.graph.outputs):
                 env[id(v)][...] = array
             elif id(v) in self.program.arena_offsets:
-                self._view(v)[...] = array
+                self._view(arena, v)[...] = array
             else:
                 env[id(v)] = array
 
