@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 import click
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import ops
@@ -74,7 +75,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DnnfusionError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
             sys.exit(2)
 
 
@@ -85,17 +86,19 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
               help="Bind an input's dynamic dimensions (repeat per input).")
 @click.option("--top", default=15, show_default=True, help="How many operator types to list.")
-def info(model: Path, shapes: tuple[str, ...], top: int) -> None:
-    """Inputs/outputs with shapes, operator counts per mapping type, FLOPs and parameter bytes after folding."""
+def info(model: str, shapes: tuple[str, ...], top: int) -> None:
+    """MODEL (an .onnx file or a zoo model name): inputs/outputs with shapes, operator counts per mapping type,
+    FLOPs and parameter bytes after folding."""
     from .ir import from_onnx, infer_shapes  # noqa: PLC0415
     from .rewrite import fold_constants  # noqa: PLC0415
     from .stats import graph_stats  # noqa: PLC0415
 
-    input_shapes = parse_shapes(shapes)
+    model, zoo_shapes = _model_source(model)
+    input_shapes = {**zoo_shapes, **parse_shapes(shapes)}
     with step(f"importing {model.name}"):
         graph = from_onnx(model)
         loaded = sum(n.op_type != "Constant" for n in graph.nodes)
@@ -488,6 +491,75 @@ def profile_db_export(db_path: Path | None, output) -> None:  # noqa: ANN001 - c
 
     for row in ProfileDB(db_path).rows():
         output.write(json.dumps(row) + "\n")
+
+
+@main.group("cache")
+def cache() -> None:
+    """The user cache: built libraries, zoo exports and the profile DB ($DNNFUSION_CACHE_DIR or ~/.cache)."""
+
+
+def _folder_usage(folder: Path, pattern: str) -> tuple[int, int]:
+    """How many files in `folder` match `pattern`, and the bytes of every file under it."""
+    if not folder.is_dir():
+        return 0, 0
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    return len(list(folder.glob(pattern))), sum(f.stat().st_size for f in files)
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """Where the cache is and what it holds: built libraries, zoo exports, profile DB."""
+    from .cache import cache_dir  # noqa: PLC0415
+
+    root = cache_dir()
+    db_files = [f for f in root.glob("profiles.sqlite*") if f.is_file()]
+    rows = [("built libraries", "kernels/", *_folder_usage(root / "kernels", "*.so")),
+            ("zoo exports", "zoo/", *_folder_usage(root / "zoo", "*.onnx")),
+            ("profile DB", "profiles.sqlite", int(any(f.name == "profiles.sqlite" for f in db_files)),
+             sum(f.stat().st_size for f in db_files))]
+    console.print(f"cache folder: {root}", highlight=False, soft_wrap=True)
+    table = Table(title_justify="left")
+    for col in ("what", "where", "files", "size"):
+        table.add_column(col, justify="right" if col in ("files", "size") else "left")
+    for what, where, count, size in rows:
+        table.add_row(what, where, str(count), human(size, "B"))
+    console.print(table)
+
+
+@cache.command("clear")
+@click.option("--all", "everything", is_flag=True, help="Remove everything under the cache folder, not only "
+              "built libraries.")
+def cache_clear(everything: bool) -> None:
+    """Remove the built libraries (rebuilt on the next compile); --all empties the whole cache folder."""
+    from .cache import cache_dir  # noqa: PLC0415
+
+    root = cache_dir()
+    if everything:
+        targets = sorted(root.iterdir())
+        for target in targets:
+            console.print(f"removed {target} ({human(_remove(target), 'B')})", highlight=False, soft_wrap=True)
+        if not targets:
+            console.print(f"nothing to remove: {root} is empty", highlight=False, soft_wrap=True)
+        return
+    folder = root / "kernels"
+    targets = sorted(folder.iterdir()) if folder.is_dir() else []
+    size = sum(_remove(target) for target in targets)
+    libraries = sum(target.suffix == ".so" for target in targets)
+    console.print(f"removed {libraries} built libraries with their sources and manifests from {folder} "
+                  f"({human(size, 'B')})", highlight=False, soft_wrap=True)
+
+
+def _remove(target: Path) -> int:
+    """Delete a file or a folder tree (a link itself, never what it points to); returns the bytes removed."""
+    import shutil  # noqa: PLC0415
+
+    if target.is_dir() and not target.is_symlink():
+        size = _folder_usage(target, "*")[1]
+        shutil.rmtree(target)
+        return size
+    size = target.lstat().st_size
+    target.unlink()
+    return size
 
 
 @main.command()

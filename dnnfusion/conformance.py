@@ -16,6 +16,11 @@ _RANDOM = "draws random numbers; the expected values come from onnx's own seeded
 _OPSET_1 = "imports opset 1; dnnfusion imports opset 7 and newer (before 7, elementwise ops broadcast by attribute)"
 _NOT_TENSOR = "its input is {} typed, and dnnfusion's IR holds tensors only (sequences and optionals are rejected at import)"
 
+_SUB_BYTE_OOR = ("casts floats outside the 4-/2-bit range, which the spec leaves undefined; its expected values come "
+                 "from the installed ml_dtypes (0.7 gives 0, older versions wrap); dnnfusion wraps as onnxruntime does")
+_SUB_BYTE_CASTS = [f"test_{op}_{src}_to_{dst}{expanded}" for op in ("cast", "castlike") for src in ("FLOAT", "FLOAT16")
+                   for dst in ("INT4", "UINT4", "INT2", "UINT2") for expanded in ("", "_expanded")]
+
 # Individual node tests of supported operators that we exclude, each with its reason.
 EXCLUDED: dict[str, str] = {
     "test_batchnorm_epsilon_training_mode": _TRAINING_BN,
@@ -30,6 +35,7 @@ EXCLUDED: dict[str, str] = {
     "test_not_4d": _OPSET_1,
     "test_identity_opt": _NOT_TENSOR.format("optional"),
     "test_identity_sequence": _NOT_TENSOR.format("sequence"),
+    **{name: _SUB_BYTE_OOR for name in _SUB_BYTE_CASTS},
 }
 
 

@@ -59,3 +59,11 @@ class InputDtypeError(InputError):
 
 class MissingInputError(InputError):
     """A required feed is missing, or an unknown name was fed."""
+
+
+class CacheError(DnnfusionError):
+    """The cache folder is not private to the current user (wrong owner, or writable by group/others)."""
+
+
+class ResourceError(DnnfusionError):
+    """The compiled model would need more memory than this machine has."""

@@ -13,6 +13,15 @@ from .errors import DnnfusionError
 RTOL, ATOL = 1e-3, 1e-4
 
 
+def import_onnxruntime():
+    """The onnxruntime module, or a one-line error saying how to install it (it is an optional extra)."""
+    try:
+        import onnxruntime  # noqa: PLC0415 - optional dependency
+    except ImportError as e:
+        raise DnnfusionError("onnxruntime is not installed; install it with pip install 'dnnfusion[oracle]'") from e
+    return onnxruntime
+
+
 @dataclass(frozen=True)
 class OutputDiff:
     """How far one output is from the oracle's."""
@@ -26,10 +35,7 @@ class OutputDiff:
 def run_onnxruntime(model: onnx.ModelProto | bytes | str, feeds: Mapping[str, np.ndarray],
                     optimized: bool = True, threads: int = 0) -> dict[str, np.ndarray]:
     """Outputs by name from onnxruntime's CPU provider."""
-    try:
-        import onnxruntime as ort  # noqa: PLC0415 - optional dependency
-    except ImportError as e:
-        raise DnnfusionError("onnxruntime is not installed; install it with pip install 'dnnfusion[oracle]'") from e
+    ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)

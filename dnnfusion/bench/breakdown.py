@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .. import ops
+from ..oracle import import_onnxruntime
 
 # onnxruntime's node types that are GEMM or convolution work (its own fused contrib ops included).
 ORT_DENSE = {"MatMul", "Gemm", "Conv", "ConvTranspose", "FusedMatMul", "FusedConv", "FusedGemm", "Attention",
@@ -49,8 +50,7 @@ def dnnfusion_breakdown(compiled: Any, feeds: Mapping[str, Any], runs: int = 10)
 def onnxruntime_breakdown(model_path: str, feeds: Mapping[str, Any], threads: int, runs: int = 10,
                           optimized: bool = True) -> Breakdown:
     """onnxruntime's own per-node profile (best run per node), summed by kind."""
-    import onnxruntime as ort  # noqa: PLC0415
-
+    ort = import_onnxruntime()
     with tempfile.TemporaryDirectory() as folder:
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1

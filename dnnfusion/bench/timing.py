@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from ..oracle import import_onnxruntime
+
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,7 @@ def interleaved(runners: Mapping[str, Callable[[], Any]], rounds: int = 30, warm
 
 def onnxruntime_session(model: Any, threads: int, optimized: bool = True):
     """An onnxruntime CPU session with the given threads (intra-op) and ORT_ENABLE_ALL or ORT_DISABLE_ALL."""
-    import onnxruntime as ort  # noqa: PLC0415 - optional dependency
-
+    ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

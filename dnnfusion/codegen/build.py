@@ -1,10 +1,12 @@
 """The C compiler driver: gcc (or $CC) with `-O3 -march=native -fopenmp` unless overridden, a disk cache keyed by
-the source, the flags, the compiler's version and the CPU, atomic writes, and loading through ctypes."""
+the source, the flags, the compiler's version and the CPU, atomic writes, a manifest per library (sha256 of the
+library and of its source) checked before reuse, and loading through ctypes."""
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import shlex
 import subprocess
@@ -48,12 +50,20 @@ def compiler_version(cc: str) -> str:
 
 def build(source: str) -> Path:
     """The shared library for `source`, compiled once per (source, flags, compiler, CPU) and cached."""
+    return _build(source)[0]
+
+
+def _build(source: str) -> tuple[Path, bool]:
+    """The library for `source` and whether it was compiled just now: a cached one is reused only if its
+    manifest vouches for both this source and the library's bytes, else it is discarded and rebuilt."""
     cc, options = compiler(), flags()
     key = hashlib.sha256("\0".join([source, " ".join(options), compiler_version(cc), machine_key()]).encode())
     folder = cache_dir("kernels")
     library = folder / f"{key.hexdigest()[:24]}.so"
-    if library.exists():
-        return library
+    expected = {"key": key.hexdigest(), "source_sha256": hashlib.sha256(source.encode()).hexdigest()}
+    if library.exists() and _verified(library, expected):
+        return library, False
+    discard(library)
     with atomic_path(folder / f"{library.stem}.c") as tmp:
         tmp.write_text(source)
     with atomic_path(library) as tmp:
@@ -62,7 +72,41 @@ def build(source: str) -> Path:
         if result.returncode != 0:
             raise BuildError(f"the C compiler rejected the generated source {folder / library.stem}.c:\n"
                              + "\n".join(result.stderr.splitlines()[:20]))
-    return library
+    with atomic_path(manifest_path(library)) as tmp:
+        tmp.write_text(json.dumps({**expected, "library_sha256": _file_sha256(library)}))
+    return library, True
+
+
+def manifest_path(library: Path) -> Path:
+    """Where the manifest of `library` lives: beside it, same stem, `.json`."""
+    return library.with_suffix(".json")
+
+
+def _file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (a few MB: cheap next to a compile)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified(library: Path, expected: dict[str, str]) -> bool:
+    """Whether `library`'s manifest parses, names this key and source, and matches the library's bytes (so a
+    truncated file or another model's library is never handed to the loader)."""
+    try:
+        manifest = json.loads(manifest_path(library).read_text())
+        if not isinstance(manifest, dict) or any(manifest.get(k) != v for k, v in expected.items()):
+            return False
+        return manifest.get("library_sha256") == _file_sha256(library)
+    except (OSError, ValueError):
+        return False
+
+
+def discard(library: Path) -> None:
+    """Remove a cached library and its manifest (the manifest first, so a half-done discard never vouches)."""
+    for path in (manifest_path(library), library):
+        path.unlink(missing_ok=True)
 
 
 # How long an OpenMP thread spins at a barrier before it sleeps (libgomp reads this when it is first loaded):
@@ -77,3 +121,21 @@ def load(library: Path) -> ctypes.CDLL:
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
     return ctypes.CDLL(str(library))
+
+
+def build_and_load(source: str) -> tuple[Path, ctypes.CDLL]:
+    """`build` then `load`; a cached library the loader rejects (corrupt in a way the manifest cannot tell) is
+    discarded and rebuilt once, so a bad cache entry never needs deleting by hand."""
+    library, fresh = _build(source)
+    try:
+        return library, load(library)
+    except OSError as e:
+        if fresh:
+            raise BuildError(f"cannot load the library just built, {library} ({e}); please report it") from e
+    discard(library)
+    library, _ = _build(source)
+    try:
+        return library, load(library)
+    except OSError as e:
+        raise BuildError(f"cannot load the rebuilt library {library} ({e}); run `dnnfusion cache clear` and "
+                         "retry, or report it") from e

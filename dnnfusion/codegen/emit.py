@@ -57,6 +57,9 @@ def children(e: Expr) -> tuple[Expr, ...]:
     return ()
 
 
+MAX_INLINE_DEPTH = 24   # operator levels one C expression may nest: a node that reaches it is named into a local
+
+
 class Emitter:
     """Turns expressions into C for one loop body: `locals` holds `const T tN = ...;` lines for shared
     sub-expressions (in dependency order), and `c(expr)` the text that uses them."""
@@ -67,46 +70,65 @@ class Emitter:
         self.lines: list[str] = []
 
     def share(self, roots: Iterable[Expr]) -> None:
-        """Name every non-trivial sub-expression that occurs more than once under `roots`."""
-        counts: Counter[Expr] = Counter()
-        order: list[Expr] = []
-
-        def visit(e: Expr) -> None:
-            counts[e] += 1
-            if counts[e] > 1:
-                return
-            for child in children(e):
-                visit(child)
-            order.append(e)
-
-        for root in roots:
-            visit(root)
+        """Name every non-trivial sub-expression that occurs more than once under `roots`, and any that nests
+        MAX_INLINE_DEPTH unnamed levels: a long fused chain becomes a sequence of locals, not one C expression
+        thousands of levels deep (slow for gcc, and for anything that walks it recursively)."""
+        counts, order = _postorder(roots)
+        depth: dict[Expr, int] = {}
         for e in order:                       # post-order: a shared node's parts are named before it
-            if counts[e] > 1 and not isinstance(e, (Var, Lit)) and e not in self.names:
+            if isinstance(e, (Var, Lit)):
+                depth[e] = 0
+                continue
+            level = 1 + max((depth.get(x, 0) for x in children(e)), default=0)
+            if (counts[e] > 1 or level >= MAX_INLINE_DEPTH) and e not in self.names:
                 text = self.c(e)
                 name = f"{self.prefix}{len(self.names)}"
                 self.lines.append(f"const {e.ctype} {name} = {text};")
                 self.names[e] = name
+            depth[e] = 0 if e in self.names else level
 
     def c(self, e: Expr) -> str:
+        """The C text of `e`, using the locals named so far (children first, with an explicit stack)."""
+        texts: dict[int, str] = {}
+        stack: list[tuple[Expr, bool]] = [(e, False)]
+        while stack:
+            x, ready = stack.pop()
+            if id(x) in texts:
+                continue
+            leaf = self._leaf(x)
+            if leaf is not None:
+                texts[id(x)] = leaf
+            elif ready:
+                texts[id(x)] = self._format(x, [texts[id(k)] for k in children(x)])
+            else:
+                stack.append((x, True))
+                stack.extend((k, False) for k in children(x) if id(k) not in texts)
+        return texts[id(e)]
+
+    def _leaf(self, e: Expr) -> str | None:
+        """The text of a named local, a variable or a literal; None for anything built from children."""
         if e in self.names:
             return self.names[e]
         if isinstance(e, Var):
             return e.name
         if isinstance(e, Lit):
             return literal(e)
+        return None
+
+    def _format(self, e: Expr, args: list[str]) -> str:
+        """The C text of one node given the texts of its children (in `children` order)."""
         if isinstance(e, Load):
-            return f"{e.buffer}[{self.c(e.index)}]"
+            return f"{e.buffer}[{args[0]}]"
         if isinstance(e, Cast):
             if e.ctype == "bool":
-                return f"({self.c(e.x)} != 0)"
-            return f"(({e.ctype})({self.c(e.x)}))"
+                return f"({args[0]} != 0)"
+            return f"(({e.ctype})({args[0]}))"
         if isinstance(e, Unary):
-            return f"({e.op}{self.c(e.x)})"
+            return f"({e.op}{args[0]})"
         if isinstance(e, Select):
-            return f"({self.c(e.cond)} ? {self.c(e.a)} : {self.c(e.b)})"
+            return f"({args[0]} ? {args[1]} : {args[2]})"
         if isinstance(e, Bin):
-            a, b = self.c(e.a), self.c(e.b)
+            a, b = args
             if e.op in INFIX:
                 return f"({a} {e.op} {b})"
             if e.op == "floordiv":
@@ -118,7 +140,6 @@ class Emitter:
                 return f"(({a}) {cmp} ({b}) ? ({a}) : ({b}))"
             raise ValueError(f"unknown binary operator {e.op}")
         if isinstance(e, Call):
-            args = ", ".join(self.c(a) for a in e.args)
             arg_type = e.args[0].ctype
             if arg_type in ("float", "double"):
                 name = FLOAT_FUNCTIONS[e.fn][0 if arg_type == "float" else 1]
@@ -126,5 +147,25 @@ class Emitter:
                 name = INT_FUNCTIONS[e.fn]
             else:
                 name = f"df_{e.fn}"           # integer helpers defined in the runtime prelude
-            return f"{name}({args})"
+            return f"{name}({', '.join(args)})"
         raise TypeError(f"cannot emit {type(e).__name__}")
+
+
+def _postorder(roots: Iterable[Expr]) -> tuple[Counter[Expr], list[Expr]]:
+    """How often each sub-expression occurs under `roots` (a repeated one is not descended again) and the
+    distinct ones in post-order, children left to right; iterative, so any depth works."""
+    counts: Counter[Expr] = Counter()
+    order: list[Expr] = []
+    for root in roots:
+        stack: list[tuple[Expr, bool]] = [(root, False)]
+        while stack:
+            e, done = stack.pop()
+            if done:
+                order.append(e)
+                continue
+            counts[e] += 1
+            if counts[e] > 1:
+                continue
+            stack.append((e, True))
+            stack.extend((x, False) for x in reversed(children(e)))
+    return counts, order

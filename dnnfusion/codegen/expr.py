@@ -37,13 +37,16 @@ class Expr:
     def __hash__(self) -> int:
         cached = self.__dict__.get("_hash")
         if cached is None:
-            cached = hash(self._key())
-            object.__setattr__(self, "_hash", cached)
+            _hash_tree(self)
+            cached = self.__dict__["_hash"]
         return cached
 
     def __eq__(self, other: object) -> bool:
-        return self is other or (type(self) is type(other) and hash(self) == hash(other)
-                                 and self._key() == other._key())  # type: ignore[union-attr]
+        if self is other:
+            return True
+        if type(self) is not type(other) or hash(self) != hash(other):
+            return False
+        return _same_tree(self, other)  # type: ignore[arg-type]
 
     # Operator overloads build expressions, so op descriptions read like arithmetic.
     def __add__(self, other: "Expr | int | float") -> "Expr":
@@ -69,6 +72,62 @@ class Expr:
 
     def __neg__(self) -> "Expr":
         return Unary("-", self, self.ctype)
+
+
+def operands(e: Expr) -> list[Expr]:
+    """The sub-expressions `e` holds directly (fields that are expressions or tuples of them)."""
+    out: list[Expr] = []
+    for f in fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, Expr):
+            out.append(v)
+        elif isinstance(v, tuple):
+            out.extend(x for x in v if isinstance(x, Expr))
+    return out
+
+
+def _hash_tree(root: Expr) -> None:
+    """Cache the hash of `root` and of every unhashed sub-expression, children first, with an explicit stack:
+    an inlined chain of thousands of operators must not recurse once per level."""
+    stack = [root]
+    while stack:
+        e = stack[-1]
+        pending = [x for x in operands(e) if "_hash" not in x.__dict__]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        if "_hash" not in e.__dict__:
+            object.__setattr__(e, "_hash", hash(e._key()))
+
+
+def _same_fields(a: Expr, b: Expr, pairs: list[tuple[Expr, Expr]]) -> bool:
+    """Whether a and b agree on every non-expression field; their sub-expression pairs go onto `pairs`."""
+    for f in fields(a):
+        u, v = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(u, tuple) and isinstance(v, tuple) and len(u) == len(v):
+            items = list(zip(u, v))
+        else:
+            items = [(u, v)]
+        for x, y in items:
+            if isinstance(x, Expr) and isinstance(y, Expr):
+                pairs.append((x, y))
+            elif x is not y and x != y:
+                return False
+    return True
+
+
+def _same_tree(a: Expr, b: Expr) -> bool:
+    """Structural equality without recursion (deep inlined chains); shared pairs are compared once."""
+    stack, seen = [(a, b)], set()
+    while stack:
+        x, y = stack.pop()
+        if x is y or (id(x), id(y)) in seen:
+            continue
+        seen.add((id(x), id(y)))
+        if type(x) is not type(y) or hash(x) != hash(y) or not _same_fields(x, y, stack):
+            return False
+    return True
 
 
 @dataclass(frozen=True, eq=False)

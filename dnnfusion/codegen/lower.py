@@ -5,15 +5,15 @@ maps (no data movement); a Many-to-Many operator's template reads its inputs thr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from .. import ops
 from ..errors import DnnfusionError
 from ..fusion.plan import Block
 from ..ir.graph import Node, Value
 from .emit import Emitter, children
-from .expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel
-from .kernel import PARALLEL_GRAIN, KernelContext, serial_for
+from .expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel, operands
+from .kernel import PARALLEL_GRAIN, KernelContext, Reader, serial_for
 
 
 class CodegenError(DnnfusionError):
@@ -29,6 +29,14 @@ class Buffer:
 
 
 PLACEHOLDER = "__kernel_output_"
+
+
+class _Pending(Exception):
+    """Raised inside a producer's `pointwise` when an input element it reads is not built yet."""
+
+    def __init__(self, value: Value, index: Index) -> None:
+        super().__init__(value.name)
+        self.value, self.index = value, index
 
 
 class BlockLowering:
@@ -49,15 +57,34 @@ class BlockLowering:
     # --- reading values -------------------------------------------------------------------------------
     def read_value(self, value: Value, index: Index) -> Expr:
         """The element of `value` at `index`: a literal, a load, or its producer's expression inlined (memoised:
-        a value read twice at one index is built once, so a chain of ops that reuse their input stays linear)."""
-        key = (id(value), tuple(index), tuple(sorted(self.placeholders.items())),
-               tuple(sorted((k, b.name) for k, b in self.materialized.items())))
-        cached = self._memo.get(key)
-        if cached is None:
-            cached = self._memo[key] = self._read_value(value, index)
-        return cached
+        a value read twice at one index is built once, so a chain of ops that reuse their input stays linear).
+        Inlining runs on an explicit stack, not by recursion, so a fused chain of any length works: a producer
+        whose input element is not built yet stops (`_Pending`), that element is built, and it is asked again."""
+        state = self._state()
+        key = (id(value), tuple(index), state)
+        stack = [(value, tuple(index))]
+        while key not in self._memo:
+            wanted, at = stack[-1]
+            try:
+                self._memo[(id(wanted), at, state)] = self._read_value(wanted, at, state)
+                stack.pop()
+            except _Pending as pending:
+                stack.append((pending.value, pending.index))
+        return self._memo[key]
 
-    def _read_value(self, value: Value, index: Index) -> Expr:
+    def _state(self) -> tuple:
+        """What besides value and index decides a read: the kernel outputs read as placeholders or buffers."""
+        return (tuple(sorted(self.placeholders.items())),
+                tuple(sorted((k, b.name) for k, b in self.materialized.items())))
+
+    def _inlined(self, value: Value) -> bool:
+        """Whether reading `value` means building its producer's expression (a pointwise producer here)."""
+        producer = value.producer
+        return (producer is not None and id(producer) in self.inside and id(value) not in self.placeholders
+                and id(value) not in self.materialized and not (value.const is not None and value.numel == 1))
+
+    def _read_value(self, value: Value, index: Index, state: tuple) -> Expr:
+        """One element, built from already built input elements (raises `_Pending` for one that is not)."""
         ct = ctype(value.dtype)
         if value.const is not None and value.numel == 1:
             return lit(value.const.reshape(-1)[0].item(), ct)
@@ -69,7 +96,7 @@ class BlockLowering:
                 return Load(self.materialized[id(value)].name, linear(index, value.shape), ct)
             op = ops.lookup(producer)
             out = next(k for k, v in enumerate(producer.outputs) if v is value)
-            expr = op.pointwise(producer, out, tuple(index), self.reader(producer))
+            expr = op.pointwise(producer, out, tuple(index), self._built_reader(producer, state))
             if expr is None:
                 raise CodegenError(f"{producer.op_type} node '{producer.name}' has no pointwise description")
             return cast(expr, ct)
@@ -78,7 +105,23 @@ class BlockLowering:
             raise CodegenError(f"value '{value.name}' read by block {self.block.id} has no buffer")
         return Load(buffer.name, linear(index, value.shape), ct)
 
-    def reader(self, node: Node):
+    def _built_reader(self, node: Node, state: tuple) -> Reader:
+        """The reader a producer's `pointwise` gets while inlining: built elements come from the memo, a literal
+        or load is built on the spot, and an element that needs inlining first raises `_Pending`."""
+        def read(i: int, index: Index) -> Expr:
+            value, at = node.inputs[i], tuple(index)
+            key = (id(value), at, state)
+            cached = self._memo.get(key)
+            if cached is not None:
+                return cached
+            if self._inlined(value):
+                raise _Pending(value, at)
+            cached = self._memo[key] = self._read_value(value, at, state)
+            return cached
+        return read
+
+    def reader(self, node: Node) -> Reader:
+        """The reader of `node`'s inputs for a kernel template (each read inlines fused producers)."""
         def read(i: int, index: Index) -> Expr:
             return self.read_value(node.inputs[i], index)
         return read
@@ -200,26 +243,35 @@ def walk(e: Expr):
         stack.extend(children(x))
 
 
-def substitute(e: Expr, buffer: str, local: str, memo: dict[int, Expr] | None = None) -> Expr:
-    """Replace every load from the placeholder `buffer` by the C local `local` (shared sub-trees once)."""
-    from dataclasses import fields, replace  # noqa: PLC0415
+def substitute(e: Expr, buffer: str, local: str) -> Expr:
+    """Replace every load from the placeholder `buffer` by the C local `local` (shared sub-trees once; children
+    first with an explicit stack, so a deep epilogue chain does not recurse)."""
+    done: dict[int, Expr] = {}
+    stack: list[tuple[Expr, bool]] = [(e, False)]
+    while stack:
+        x, ready = stack.pop()
+        if id(x) in done:
+            continue
+        if isinstance(x, Load) and x.buffer == buffer:
+            done[id(x)] = Var(local, x.ctype)
+        elif ready:
+            done[id(x)] = _rebuilt(x, done)
+        else:
+            stack.append((x, True))
+            stack.extend((k, False) for k in operands(x) if id(k) not in done)
+    return done[id(e)]
 
-    memo = {} if memo is None else memo
-    if id(e) in memo:
-        return memo[id(e)]
-    if isinstance(e, Load) and e.buffer == buffer:
-        result: Expr = Var(local, e.ctype)
-    else:
-        changes = {}
-        for f in fields(e):
-            v = getattr(e, f.name)
-            if isinstance(v, Expr):
-                changes[f.name] = substitute(v, buffer, local, memo)
-            elif isinstance(v, tuple) and v and isinstance(v[0], Expr):
-                changes[f.name] = tuple(substitute(x, buffer, local, memo) for x in v)
-        result = replace(e, **changes) if changes else e
-    memo[id(e)] = result
-    return result
+
+def _rebuilt(e: Expr, done: dict[int, Expr]) -> Expr:
+    """`e` with each sub-expression replaced by its substitute in `done` (itself when none changed)."""
+    changes: dict[str, object] = {}
+    for f in fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, Expr) and done[id(v)] is not v:
+            changes[f.name] = done[id(v)]
+        elif isinstance(v, tuple) and any(isinstance(x, Expr) and done[id(x)] is not x for x in v):
+            changes[f.name] = tuple(done[id(x)] if isinstance(x, Expr) else x for x in v)
+    return replace(e, **changes) if changes else e
 
 
 def nest(index: tuple[Var, ...], shape: tuple[int, ...], body: list[str]) -> list[str]:

@@ -1,7 +1,9 @@
 """Vectorizable float32 math for the generated C: libm's expf/tanhf are calls that stop a loop from being
 vectorized (and glibc's vector variants need -ffast-math), so the prelude defines branch-free versions made
 of arithmetic and selects that gcc inlines and vectorizes under `#pragma omp simd`. Accuracy: exp within 1
-ulp over the float range (subnormal results included), tanh within 2 ulp; NaN and infinities as libm.
+ulp over the float range (subnormal results included), tanh within 2 ulp; NaN and infinities as libm, and
+saturated tails exact wherever the correctly rounded result is: exp is 0 from -103.972084 down and +inf from
+88.72284 up, tanh is exactly +-1 for |x| > 9.0109129 (an explicit select) and erf for |x| > 3.9192057.
 
 The polynomial coefficients were fitted here (weighted least squares on Chebyshev nodes, numpy float64):
 e^r = 1 + r + r^2 q(r) on |r| <= ln2/2, tanh(x) = x + x^3 t(x^2) on |x| < 0.625, erf(x) = x p(x^2) on
@@ -39,7 +41,9 @@ static inline float df_expf(float x) {
 }
 
 static inline float df_tanhf(float x) {
-  /* |x| < 0.625: x + x^3 t(x^2); otherwise sign(x) (1 - 2 / (e^{2|x|} + 1)), saturating to 1 from |x| = 9. */
+  /* |x| < 0.625: x + x^3 t(x^2); otherwise sign(x) (1 - 2 / (e^{2|x|} + 1)) with |x| capped at 9 (the
+     formula gives 1 - 2^-24 from there, as the rounded tanh does up to 9.0109129f, the largest float whose
+     tanh rounds below 1: 1 - tanh crosses 2^-25 at 13 ln2 = 9.01091335); beyond that exactly sign(x). */
   const float a = x < 0.0f ? -x : x;
   const float s = x * x;
   float t = -5.691985599696636e-3f;
@@ -49,7 +53,7 @@ static inline float df_tanhf(float x) {
   t = t * s - 0.3333328068256378f;
   const float small = x * (1.0f + s * t);      /* keeps the sign of zero */
   const float e = df_expf(2.0f * (a > 9.0f ? 9.0f : a));
-  const float big = 1.0f - 2.0f / (e + 1.0f);
+  const float big = a > 9.010912895202637f ? 1.0f : 1.0f - 2.0f / (e + 1.0f);
   return a < 0.625f ? small : (x < 0.0f ? -big : big);
 }
 

@@ -5,6 +5,7 @@ may share a block at all. The planners read this; nothing here decides fusion.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from .. import ops
 from ..ir.graph import Graph, Node, Value
@@ -17,7 +18,19 @@ def most_complex(types: list[MappingType], default: MappingType) -> MappingType:
     return max(types, key=COMPLEXITY.__getitem__) if types else default
 
 
-@dataclass(eq=False)
+def clip(text: str, limit: int = 80) -> str:
+    """`text`, cut to `limit` characters with '...' when longer (keeps reprs bounded)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def brief(items: Iterable[str], limit: int = 8) -> str:
+    """'[a, b, c]' of the first `limit` items, then '... N more' for the rest."""
+    items = list(items)
+    shown = items[:limit] + ([f"... {len(items) - limit} more"] if len(items) > limit else [])
+    return "[" + ", ".join(shown) + "]"
+
+
+@dataclass(eq=False, repr=False)
 class OpInfo:
     """One operator of the ECG."""
 
@@ -40,6 +53,15 @@ class OpInfo:
     def name(self) -> str:
         return self.node.name or f"{self.node.op_type}_{self.index}"
 
+    @property
+    def label(self) -> str:
+        """Its op type and name, e.g. "Add 'a1'" (what the plan's reprs print instead of the whole node)."""
+        return f"{self.node.op_type} {clip(self.name)!r}"
+
+    def __repr__(self) -> str:
+        return (f"OpInfo({self.index}: {self.label}, {self.mapping.value}, "
+                f"from={brief(p.label for p in self.producers)}, to={brief(c.label for c in self.consumers)})")
+
     def mapping_within(self, block: set[int]) -> MappingType:
         """Its mapping type inside a block (op indices): only inputs produced in the block count; an input from
         outside is read through an index map like a weight, so broadcasting it adds no One-to-Many edge."""
@@ -54,10 +76,13 @@ class OpInfo:
                              if m is not None and v is not None and id(v) in outs], self.mapping)
 
 
-@dataclass
+@dataclass(repr=False)
 class ECG:
     graph: Graph
     ops: list[OpInfo]                            # topological order
+
+    def __repr__(self) -> str:
+        return f"ECG({clip(self.graph.name)!r}, {len(self.ops)} ops: {brief(o.label for o in self.ops)})"
 
     def info(self, node: Node) -> OpInfo:
         return self._by_node[id(node)]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..ir.graph import Value
 from ..ops import MappingType
-from .ecg import ECG, OpInfo
+from .ecg import ECG, OpInfo, brief, clip
 
 
 class Reason(enum.Enum):
@@ -18,20 +18,24 @@ class Reason(enum.Enum):
 
     RED = "red cell of the pair table"
     CONVEXITY = "a path would leave the block and come back (cycle between blocks)"
-    CONSTRAINT = "constraint bound (inputs per block / one Many-to-Many per block)"
+    CONSTRAINT = "constraint bound (inputs per block / one Many-to-Many per block / operators per block)"
     PROFILE = "profile said the fused block is slower"
     UNSUPPORTED = "operator cannot share a block (data-dependent shape, random, or no generated code)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Rejection:
     reason: Reason
     first: OpInfo                     # producer side
     second: OpInfo                    # consumer side
     detail: str = ""
 
+    def __repr__(self) -> str:
+        detail = f", {clip(self.detail)}" if self.detail else ""
+        return f"Rejection({self.reason.name}: {self.first.label} -> {self.second.label}{detail})"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class YellowDecision:
     first: OpInfo
     second: OpInfo
@@ -40,8 +44,12 @@ class YellowDecision:
     fused_seconds: float
     unfused_seconds: float
 
+    def __repr__(self) -> str:
+        return (f"YellowDecision({self.first.label} -> {self.second.label}: {'fused' if self.fused else 'apart'}, "
+                f"{self.fused_seconds:.3g}s fused vs {self.unfused_seconds:.3g}s apart ({clip(self.source)}))")
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, repr=False)
 class Block:
     id: int
     ops: list[OpInfo]                 # topological order
@@ -51,8 +59,11 @@ class Block:
     def op_types(self) -> list[str]:
         return [o.node.op_type for o in self.ops]
 
+    def __repr__(self) -> str:
+        return f"Block({self.id}, ops={brief(o.label for o in self.ops)}, type={self.mapping.value})"
 
-@dataclass
+
+@dataclass(repr=False)
 class Plan:
     ecg: ECG
     blocks: list[Block]               # an order in which the blocks can run
@@ -66,6 +77,12 @@ class Plan:
     estimated: bool = False           # yellow cells were decided by the cost model, not by measurement
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0              # planning time (ECG and plan, after loading)
+
+    def __repr__(self) -> str:
+        largest = max((len(b.ops) for b in self.blocks), default=0)
+        return (f"Plan({self.level}, {clip(self.ecg.graph.name)!r}: {self.ops_before} ops loaded, "
+                f"{len(self.ecg.ops)} planned into {len(self.blocks)} blocks (largest {largest} ops), "
+                f"{len(self.rejections)} rejections, {len(self.yellow)} yellow decisions)")
 
     def block_of(self) -> dict[int, Block]:
         """Op index -> its block."""

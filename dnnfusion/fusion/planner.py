@@ -17,12 +17,19 @@ from .table import Verdict, pair
 MM = MappingType.MANY_TO_MANY
 
 
+# Operators per block. A fused block's values inline into one loop body, so an unbounded chain (thousands of
+# elementwise operators) gives one kernel that gcc compiles slowly and a planner pass that is quadratic in the
+# block's size; TVM bounds fusion the same way (FuseOps max_depth, 256). No block of the model zoo comes close.
+MAX_BLOCK_OPS = 256
+
+
 @dataclass(frozen=True)
 class PlannerOptions:
     """The constraint check's bounds (the paper's register-pressure threshold, made explicit)."""
 
     max_block_inputs: int = 16        # distinct non-constant tensors a block reads from outside
     max_many_to_many: int = 1         # "dominant" Many-to-Many operators per block
+    max_block_ops: int = MAX_BLOCK_OPS  # operators per block (code size and compile time of one kernel)
 
 
 class _Partition:
@@ -105,6 +112,8 @@ class DNNFusionPlanner:
 
     def _constraint(self, block: list[OpInfo], candidate: OpInfo) -> str | None:
         ops = block + [candidate]
+        if len(ops) > self.options.max_block_ops:
+            return f"{len(ops)} operators > {self.options.max_block_ops}"
         if sum(o.mapping is MM for o in ops) > self.options.max_many_to_many:
             return f"more than {self.options.max_many_to_many} Many-to-Many operator(s)"
         produced = {id(v) for o in ops for v in o.node.outputs if v is not None}
@@ -173,14 +182,30 @@ class DNNFusionPlanner:
         return self.part.group[info.index] not in self.part.formed
 
     def grow_forward(self, g: int, info: OpInfo) -> None:
-        for consumer in info.consumers:
-            if self._unfused(consumer) and self.try_merge(g, consumer, info, consumer):
-                self.grow_forward(g, consumer)
+        """Grow group g along successors of `info`, depth first."""
+        self._grow(g, info, forward=True)
 
     def grow_backward(self, g: int, info: OpInfo) -> None:
-        for producer in info.producers:
-            if self._unfused(producer) and self.try_merge(g, producer, producer, info):
-                self.grow_backward(g, producer)
+        """Grow group g along predecessors of `info`, depth first."""
+        self._grow(g, info, forward=False)
+
+    def _grow(self, g: int, start: OpInfo, forward: bool) -> None:
+        """Depth-first growth from `start`: each operator that joins is explored before its next sibling (the
+        order of the recursive formulation, so plans do not change), on an explicit stack so that a chain of
+        thousands of operators does not hit Python's recursion limit."""
+        def neighbours(info: OpInfo) -> list[OpInfo]:
+            return info.consumers if forward else info.producers
+
+        stack = [(start, iter(neighbours(start)))]
+        while stack:
+            info, pending = stack[-1]
+            for other in pending:
+                producer, consumer = (info, other) if forward else (other, info)
+                if self._unfused(other) and self.try_merge(g, other, producer, consumer):
+                    stack.append((other, iter(neighbours(other))))
+                    break
+            else:
+                stack.pop()
 
     def plan(self) -> tuple[list[Block], list[Rejection], list[YellowDecision]]:
         # The paper seeds only One-to-One operators and leaves the rest as single-op blocks; we then also seed

@@ -73,9 +73,11 @@ class Node:
         return self.inputs[i] if i < len(self.inputs) else None
 
     def __repr__(self) -> str:
-        ins = ", ".join(v.name if v else "" for v in self.inputs)
-        outs = ", ".join(v.name if v else "" for v in self.outputs)
-        return f"Node({self.op_type} {self.name!r}: {ins} -> {outs})"
+        def names(values: list[Value | None]) -> str:
+            shown = [v.name if v else "" for v in values[:8]]
+            return ", ".join(shown + ([f"... {len(values) - 8} more"] if len(values) > 8 else []))
+
+        return f"Node({self.op_type} {self.name!r}: {names(self.inputs)} -> {names(self.outputs)})"
 
 
 class Graph:

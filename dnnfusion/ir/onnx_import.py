@@ -24,17 +24,30 @@ def read_model(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
     """Parse a model from a path, bytes or a ModelProto; external tensors are left unloaded."""
     if isinstance(source, onnx.ModelProto):
         return source, None
+    path = None if isinstance(source, bytes) else Path(source)
     try:
-        if isinstance(source, bytes):
-            return onnx.load_model_from_string(source), None
-        path = Path(source)
-        if not path.is_file():
-            raise ModelLoadError(f"model file '{path}' does not exist")
-        return onnx.load(str(path), load_external_data=False), path.parent
+        if path is None:
+            model = onnx.load_model_from_string(source)
+        else:
+            _check_model_file(path)
+            model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeWarning, ValueError, OSError) as e:
         raise ModelLoadError(
             f"'{source if not isinstance(source, bytes) else '<bytes>'}' is not a readable ONNX model (truncated or "
-            f"corrupt: {type(e).__name__}); re-export it, and keep weights over 2 GB in external data") from e
+            f"corrupt: {type(e).__name__}); re-export it") from e
+    if not model.HasField("graph") and not model.opset_import:
+        raise ModelLoadError(f"'{path or '<bytes>'}' holds no ONNX model (no graph and no opset): is it the right file?")
+    return model, path.parent if path is not None else None
+
+
+def _check_model_file(path: Path) -> None:
+    """One-line errors for paths that cannot hold a model: missing, a folder, an empty file."""
+    if path.is_dir():
+        raise ModelLoadError(f"'{path}' is a folder, not a model file; give the path of the .onnx file inside it")
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"model file '{path}' is empty; re-export the model")
 
 
 def tensor_to_array(tensor: onnx.TensorProto, base_dir: Path | None) -> np.ndarray:
@@ -60,8 +73,8 @@ def _external_array(tensor: onnx.TensorProto, base_dir: Path | None) -> np.ndarr
     dtype = dtypes.to_numpy(tensor.data_type)
     shape = tuple(int(d) for d in tensor.dims)
     count = int(np.prod(shape, dtype=np.int64))
-    offset = int(info.get("offset", 0))
-    length = int(info.get("length", count * dtype.itemsize))
+    offset = _external_int(tensor, info, "offset", 0)
+    length = _external_int(tensor, info, "length", count * dtype.itemsize)
     if length != count * dtype.itemsize or offset + length > target.stat().st_size:
         raise ModelLoadError(f"external data of tensor '{tensor.name}' in '{location}' is truncated")
     if count == 0:
@@ -96,11 +109,26 @@ def _declared_shape(vi: onnx.ValueInfoProto) -> tuple | None:
     return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.tensor_type.shape.dim)
 
 
+def _external_int(tensor: onnx.TensorProto, info: dict[str, str], key: str, default: int) -> int:
+    """A non-negative integer field of a tensor's external-data record (offset, length)."""
+    text = info.get(key)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidModelError(f"external data of tensor '{tensor.name}' has {key} {text!r}; it must be a "
+                                f"non-negative integer: re-export the model")
+    return value
+
+
 def from_onnx(source: ModelSource) -> Graph:
     """Import a model as a Graph. Shapes of inputs are as declared (symbolic dims are strings)."""
     model, base_dir = read_model(source)
     if model.functions:
-        model = onnx.inliner.inline_local_functions(model)
+        model = _inlined(model)
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     default = opsets.get("")
     if default is None or not MIN_OPSET <= default <= onnx.defs.onnx_opset_version():
@@ -138,6 +166,15 @@ def from_onnx(source: ModelSource) -> Graph:
     graph.toposort()
     graph.validate()
     return graph
+
+
+def _inlined(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its local functions inlined; recursive or malformed functions are the model's error."""
+    try:
+        return onnx.inliner.inline_local_functions(model)
+    except Exception as e:  # onnx raises its C++ ValidationError (and others) for recursion and bad bodies
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InvalidModelError(f"the model's local functions cannot be inlined: {first}") from e
 
 
 def _dense(sparse: onnx.SparseTensorProto) -> np.ndarray:

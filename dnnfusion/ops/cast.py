@@ -47,13 +47,15 @@ def converted(x: np.ndarray, target: np.dtype) -> np.ndarray:
 
 
 def wrapped(x: np.ndarray, target: np.dtype) -> np.ndarray:
-    """x as the sub-byte integer type `target` (int4, uint2, ...): floats truncate toward zero (nan and inf,
-    undefined by the spec, become 0), then the low bits are kept, two's complement for signed targets."""
+    """x as the sub-byte integer type `target` (int4, uint2, ...) as onnxruntime converts: floats round to the
+    nearest integer, ties away from zero (nan and inf, undefined by the spec, become 0), then the low bits are kept,
+    two's complement for signed targets."""
     if is_integer(x.dtype):
         whole = x.astype(np.int64)
     else:
         with np.errstate(all="ignore"):
-            values = np.trunc(x.astype(np.float64))
+            values = x.astype(np.float64)
+            values = np.trunc(values + np.copysign(0.5, values))
             whole = np.where(np.isfinite(values), np.fmod(values, 2.0 ** 32), 0).astype(np.int64)
     bits = ml_dtypes.iinfo(target).bits
     low = whole & ((1 << bits) - 1)

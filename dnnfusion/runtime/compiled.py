@@ -15,11 +15,12 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .. import ops
-from ..codegen.build import build, load
+from ..codegen.build import build_and_load
 from ..codegen.program import Program, generate
 from ..fusion import Plan
 from ..ir.graph import Value
 from .feeds import check_feeds
+from .limits import check_memory, size_text
 from .reference import _checked
 
 
@@ -37,12 +38,12 @@ class CompiledModel:
         self.graph = plan.ecg.graph
         self.profiled = profile
         self.program: Program = generate(plan, profile)
+        self._check_memory()
         self.threads = threads or os.cpu_count() or 1
         self.library_path: Path | None = None
         self._entries = {}
         if self.program.native_calls:
-            self.library_path = build(self.program.source)
-            self.library = load(self.library_path)
+            self.library_path, self.library = build_and_load(self.program.source)
             self._entries = {s.entry: getattr(self.library, s.entry) for s in self.program.segments if s.native}
         self._arenas = [self._new_arena()]
         self._arenas_lock = threading.Lock()
@@ -52,6 +53,17 @@ class CompiledModel:
             entry.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
             entry.restype = ctypes.c_int
         self.compile_seconds = time.perf_counter() - started
+
+    def _check_memory(self) -> None:
+        """The arena, one set of outputs and the weights must fit in this machine's memory."""
+        outputs = [v for v in self.graph.outputs if v.is_static]
+        values = outputs + [v for n in self.graph.nodes for v in n.outputs if v is not None and v.is_static]
+        biggest = max(values, key=lambda v: v.nbytes, default=None)
+        largest = "none" if biggest is None else f"'{biggest.name}'" + (
+            f" of {biggest.producer.op_type} node '{biggest.producer.name}'" if biggest.producer else "") + \
+            f", {size_text(biggest.nbytes)}"
+        check_memory({"arena": self.program.arena_bytes, "outputs": sum(v.nbytes for v in outputs),
+                      "weights": int(self.program.weights.size)}, largest)
 
     @property
     def source(self) -> str:

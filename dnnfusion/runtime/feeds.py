@@ -23,6 +23,8 @@ def check_feeds(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]
         if name not in feeds:
             raise MissingInputError(f"input '{name}' is missing: feed a {dtypes.name(v.dtype)} array of shape {_fmt(v.shape)}")
         array = np.asarray(feeds[name])
+        if array.dtype.newbyteorder("=") == v.dtype and not array.dtype.isnative:
+            array = array.astype(v.dtype)                 # the same numbers in the other byte order
         if array.dtype != v.dtype:
             raise InputDtypeError(f"input '{name}' is {dtypes.name(array.dtype)} but the model expects "
                                   f"{dtypes.name(v.dtype)} (shape {_fmt(v.shape)}); convert it with .astype")

@@ -115,7 +115,11 @@ def _locate(name: str, small: bool, size: int | None, opset: int) -> tuple[Path,
 
 def _export_fresh(name: str, config: Config, opset: int, folder: Path, stem: str,
                   progress: Callable[[str], None]) -> None:
-    import torch  # noqa: PLC0415 - optional dependency
+    try:
+        import torch  # noqa: PLC0415 - optional dependency
+    except ImportError as e:
+        raise ZooError("zoo models are built with torch, which is not installed; install the zoo extra: "
+                       "pip install 'dnnfusion[zoo]'") from e
 
     from ..ir import from_onnx, infer_shapes  # noqa: PLC0415
     from ..rewrite.fold import fold_constants  # noqa: PLC0415

@@ -144,6 +144,17 @@ def test_cast_to_int4_wraps_and_between_sub_byte_types():
     assert run(m, x=y)["y"].astype(np.uint8).tolist() == [7, 7, 8, 15]
 
 
+def test_cast_to_sub_byte_integers_rounds_and_wraps_like_onnxruntime():
+    """onnxruntime rounds to nearest then wraps; read back through a Cast to float, as it cannot return int4."""
+    x = np.array([-9, -3, 2.5, 3.5, 2.7, -2.7, 15, 16], np.float32)
+    for to in (TensorProto.INT4, TensorProto.UINT4, TensorProto.INT2, TensorProto.UINT2):
+        nodes = [helper.make_node("Cast", ["x"], ["q"], to=to), helper.make_node("Cast", ["q"], ["y"], to=TensorProto.FLOAT)]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, x.shape)])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
+        np.testing.assert_array_equal(run(m, x=x)["y"], onnxruntime(m, x=x)[0])
+
+
 def test_cast_numbers_to_strings_and_back_matches_onnxruntime():
     x = np.array([0.1, -0.0, 3, 1e20, 1 / 3, np.inf, -np.inf, np.nan], np.float32)
     to_text = model("Cast", {"x": (TensorProto.FLOAT, x.shape)}, TensorProto.STRING, to=TensorProto.STRING)
