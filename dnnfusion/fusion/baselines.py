@@ -7,7 +7,7 @@ from .. import ops
 from ..ops import MappingType
 from .ecg import ECG, OpInfo, most_complex
 from .plan import Block
-from .planner import _Partition
+from .planner import MAX_BLOCK_OPS, _Partition
 
 CHAIN = (MappingType.ONE_TO_ONE, MappingType.REORGANIZE, MappingType.SHUFFLE)
 
@@ -53,6 +53,8 @@ def plan_o1(ecg: ECG) -> list[Block]:
             if "reduce" in pk or "opaque" in pk or ("anchor" in pk and "anchor" in ck):
                 continue
             if kinds[info.index] == "reduce" and pk != {"chain"}:
+                continue
+            if len(part.members[gp]) + len(part.members[gc]) > MAX_BLOCK_OPS:     # the planner's size bound
                 continue
             if not part.would_cycle(gp, gc):
                 part.merge(gc, gp)

@@ -97,3 +97,9 @@ def _rebuild_chain(length: int) -> Expr:
     for _ in range(length):
         expr = Unary("-", expr, "float")
     return expr
+
+
+def test_o1_blocks_are_capped_too(chain_model: onnx.ModelProto) -> None:
+    sizes = [len(b.ops) for b in plan_model(chain_model, {"x": [4, 8]}, "O1").blocks]
+    assert sum(sizes) == LENGTH and max(sizes) <= MAX_BLOCK_OPS
+    assert len(sizes) == -(-LENGTH // MAX_BLOCK_OPS)
