@@ -49,20 +49,16 @@ def compiler_version(cc: str) -> str:
 
 
 def build(source: str) -> Path:
-    """The shared library for `source`, compiled once per (source, flags, compiler, CPU) and cached."""
-    return _build(source)[0]
-
-
-def _build(source: str) -> tuple[Path, bool]:
-    """The library for `source` and whether it was compiled just now: a cached one is reused only if its
-    manifest vouches for both this source and the library's bytes, else it is discarded and rebuilt."""
+    """The shared library for `source`, compiled once per (source, flags, compiler, CPU) and cached: a cached one
+    is reused only if its manifest vouches for both this source and the library's bytes, else it is discarded and
+    rebuilt."""
     cc, options = compiler(), flags()
     key = hashlib.sha256("\0".join([source, " ".join(options), compiler_version(cc), machine_key()]).encode())
     folder = cache_dir("kernels")
     library = folder / f"{key.hexdigest()[:24]}.so"
     expected = {"key": key.hexdigest(), "source_sha256": hashlib.sha256(source.encode()).hexdigest()}
     if library.exists() and _verified(library, expected):
-        return library, False
+        return library
     discard(library)
     with atomic_path(folder / f"{library.stem}.c") as tmp:
         tmp.write_text(source)
@@ -74,7 +70,7 @@ def _build(source: str) -> tuple[Path, bool]:
                              + "\n".join(result.stderr.splitlines()[:20]))
     with atomic_path(manifest_path(library)) as tmp:
         tmp.write_text(json.dumps({**expected, "library_sha256": _file_sha256(library)}))
-    return library, True
+    return library
 
 
 def manifest_path(library: Path) -> Path:
@@ -124,16 +120,16 @@ def load(library: Path) -> ctypes.CDLL:
 
 
 def build_and_load(source: str) -> tuple[Path, ctypes.CDLL]:
-    """`build` then `load`; a cached library the loader rejects (corrupt in a way the manifest cannot tell) is
-    discarded and rebuilt once, so a bad cache entry never needs deleting by hand."""
-    library, fresh = _build(source)
+    """`build` then `load`; a library the loader rejects (corrupt in a way the manifest cannot tell, or removed
+    by another process that found it without its manifest while it was being written) is discarded and rebuilt
+    once, so a bad cache entry never needs deleting by hand."""
+    library = build(source)
     try:
         return library, load(library)
-    except OSError as e:
-        if fresh:
-            raise BuildError(f"cannot load the library just built, {library} ({e}); please report it") from e
+    except OSError:
+        pass
     discard(library)
-    library, _ = _build(source)
+    library = build(source)
     try:
         return library, load(library)
     except OSError as e:
