@@ -101,3 +101,16 @@ def test_cli_zoo_name_without_torch_is_one_line(monkeypatch, tmp_path):
         assert result.exit_code == 2, result.output
         assert "pip install 'dnnfusion[zoo]'" in result.output
         assert "Traceback" not in result.output
+
+
+def test_a_node_with_too_few_inputs_is_the_models_error():
+    model = make_model([helper.make_node("LayerNormalization", ["x"], ["y"])], [("x", FLOAT, [2, 3])], ["y"],
+                       output_type=FLOAT)
+    with pytest.raises(InvalidModelError, match="LayerNormalization node .* has 1 inputs; opset 17 allows 2 to 3"):
+        dnnfusion.compile(model)
+
+
+def test_erf_of_a_scalar_constant_folds():
+    model = make_model([helper.make_node("Erf", ["c"], ["y"])], [], ["y"], {"c": np.array(0.5, np.float32)},
+                       output_type=FLOAT)
+    np.testing.assert_allclose(dnnfusion.compile(model).run({})["y"], 0.5204999, rtol=1e-6)

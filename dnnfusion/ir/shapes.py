@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import onnx
 
-from ..errors import DnnfusionError, InvalidModelError, ShapeError, UnboundDimensionError
+from ..errors import DnnfusionError, InvalidModelError, ResourceError, ShapeError, UnboundDimensionError
 from .graph import Graph, Node
 
 FOLD_LIMIT_BYTES = 64 << 20   # constants larger than this are left for run time
@@ -54,6 +55,7 @@ def infer_node(node: Node, fold_limit: int = FOLD_LIMIT_BYTES) -> None:
     from ..ops import lookup  # noqa: PLC0415 - ops imports ir; the registry is needed only here
 
     op = lookup(node)
+    _check_arity(node)
     try:
         inferred = op.infer(node)
     except DnnfusionError:
@@ -68,8 +70,7 @@ def infer_node(node: Node, fold_limit: int = FOLD_LIMIT_BYTES) -> None:
         else:
             value.dtype, value.shape = np.dtype(out.dtype), tuple(out.shape)
     if _foldable(node, op.deterministic, fold_limit):
-        inputs = [v.const if v is not None else None for v in node.inputs]
-        results = op.compute(node, *inputs)
+        results = _folded(op, node)
         for value, array in zip(node.outputs, results):
             if value is None:
                 continue
@@ -79,6 +80,41 @@ def infer_node(node: Node, fold_limit: int = FOLD_LIMIT_BYTES) -> None:
                 raise ShapeError(f"{node.op_type} node '{node.name}': shape rule says {value.shape} "
                                  f"but the operator computes {array.shape} (an internal error; please report it)")
             value.set_const(array)
+
+
+def _check_arity(node: Node) -> None:
+    """The node has as many inputs and outputs as its ONNX schema allows at its opset (internal operators of
+    our own domains, which have no schema, are checked by their own rules)."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, max(node.opset, 1), node.domain)
+    except onnx.defs.SchemaError:
+        return
+    given = len(node.inputs)
+    while given and node.inputs[given - 1] is None:
+        given -= 1
+    if given < schema.min_input or given > schema.max_input:
+        raise InvalidModelError(f"{node.op_type} node '{node.name}' has {given} inputs; opset {node.opset} allows "
+                                f"{schema.min_input} to {schema.max_input}: the model is malformed")
+    required = [k for k in range(min(given, schema.min_input)) if node.inputs[k] is None]
+    if required:
+        raise InvalidModelError(f"{node.op_type} node '{node.name}' leaves required input {required[0]} empty: "
+                                "the model is malformed")
+
+
+def _folded(op, node: Node) -> Sequence[np.ndarray]:
+    """The node's outputs computed from its constant inputs; a malformed node that makes the operator's numpy
+    semantics fail is the model's error, named with its node."""
+    inputs = [v.const if v is not None else None for v in node.inputs]
+    try:
+        return op.compute(node, *inputs)
+    except DnnfusionError:
+        raise
+    except MemoryError as e:
+        raise ResourceError(f"{node.op_type} node '{node.name}': its constant result does not fit in memory; "
+                            "check the model's shapes") from e
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise InvalidModelError(f"{node.op_type} node '{node.name}': cannot evaluate it at compile time "
+                                f"({type(e).__name__}: {e})") from e
 
 
 def _foldable(node: Node, deterministic: bool, limit: int) -> bool:

@@ -33,7 +33,7 @@ def widened(x: np.ndarray) -> np.ndarray:
 
 def erf(x: np.ndarray) -> np.ndarray:
     """The error function, elementwise, exact to double precision (numpy has no erf ufunc)."""
-    return _ERF(x.astype(np.float64)).astype(np.float64).astype(x.dtype, copy=False)
+    return np.asarray(_ERF(x.astype(np.float64)), np.float64).astype(x.dtype, copy=False)   # 0-d: a float
 
 
 def real(x: Expr) -> Expr:

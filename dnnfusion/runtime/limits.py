@@ -4,18 +4,22 @@ machine has, checked when it is compiled rather than discovered as a MemoryError
 from __future__ import annotations
 
 import os
+import resource
 
 from ..errors import ResourceError
 
 
 def available_bytes() -> int:
-    """Memory a new allocation can get now: MemAvailable plus free swap (Linux), else all physical memory."""
+    """Memory a new allocation can get now: MemAvailable plus free swap (Linux), else all physical memory; no
+    more than the process's address-space limit (ulimit -v) where one is set."""
     try:
         with open("/proc/meminfo") as f:
             fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:]}
-        return fields["MemAvailable"] + fields.get("SwapFree", 0)
+        machine = fields["MemAvailable"] + fields.get("SwapFree", 0)
     except (OSError, KeyError, ValueError, IndexError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return machine if limit == resource.RLIM_INFINITY else min(machine, limit)
 
 
 def size_text(nbytes: int) -> str:
