@@ -114,3 +114,15 @@ def test_erf_of_a_scalar_constant_folds():
     model = make_model([helper.make_node("Erf", ["c"], ["y"])], [], ["y"], {"c": np.array(0.5, np.float32)},
                        output_type=FLOAT)
     np.testing.assert_allclose(dnnfusion.compile(model).run({})["y"], 0.5204999, rtol=1e-6)
+
+
+def test_a_model_that_is_not_a_path_bytes_or_proto_is_refused():
+    with pytest.raises(ModelLoadError, match="not int"):
+        dnnfusion.compile(42)
+
+
+def test_element_counts_past_int64_do_not_wrap_around():
+    model = make_model([helper.make_node("Tile", ["x", "r"], ["y"])], [("x", FLOAT, [3])], ["y"],
+                       {"r": np.array([2 ** 62], np.int64)}, output_type=FLOAT)
+    with pytest.raises(ResourceError):
+        dnnfusion.compile(model)

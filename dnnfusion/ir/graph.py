@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -39,7 +40,7 @@ class Value:
         """Element count (unknown or data-dependent extents count as 0)."""
         if self.shape is None:
             return 0
-        return int(np.prod([d if isinstance(d, int) else 0 for d in self.shape], dtype=np.int64))
+        return math.prod(d if isinstance(d, int) else 0 for d in self.shape)   # exact: no int64 wrap-around
 
     @property
     def nbytes(self) -> int:

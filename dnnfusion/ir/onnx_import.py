@@ -24,6 +24,8 @@ def read_model(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
     """Parse a model from a path, bytes or a ModelProto; external tensors are left unloaded."""
     if isinstance(source, onnx.ModelProto):
         return source, None
+    if not isinstance(source, (str, os.PathLike, bytes)):
+        raise ModelLoadError(f"a model is a path, bytes or an onnx.ModelProto, not {type(source).__name__}")
     path = None if isinstance(source, bytes) else Path(source)
     try:
         if path is None:
