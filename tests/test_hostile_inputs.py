@@ -126,3 +126,50 @@ def test_element_counts_past_int64_do_not_wrap_around():
                        {"r": np.array([2 ** 62], np.int64)}, output_type=FLOAT)
     with pytest.raises(ResourceError):
         dnnfusion.compile(model)
+
+
+@pytest.mark.parametrize("op, elem, attrs", [
+    ("MaxPool", TensorProto.BOOL, {"kernel_shape": [2]}), ("MaxPool", TensorProto.INT4, {"kernel_shape": [2]}),
+    ("MaxPool", TensorProto.FLOAT8E4M3FN, {"kernel_shape": [2]}), ("Softmax", TensorProto.BOOL, {}),
+    ("Softmax", TensorProto.INT64, {}), ("Exp", TensorProto.INT32, {})])
+def test_an_input_type_the_schema_does_not_allow_is_named(op, elem, attrs):
+    model = make_model([helper.make_node(op, ["x"], ["y"], **attrs)], [("x", elem, [1, 1, 4])], ["y"], opset=21)
+    with pytest.raises(InvalidModelError, match=f"{op} node .*input 0 \\('x'\\) is .* it takes"):
+        dnnfusion.compile(model)
+
+
+@pytest.mark.parametrize("value, kind", [(None, "has no type"), ("zz", "must be a float"), ([1, 2], "must be a float")])
+def test_an_attribute_of_the_wrong_kind_is_named(value, kind):
+    node = helper.make_node("LeakyRelu", ["x"], ["y"])
+    if value is None:
+        attribute = onnx.AttributeProto()
+        attribute.name, attribute.f = "alpha", 0.1     # a value but no type, as a hand-built proto can have
+        node.attribute.append(attribute)
+    else:
+        node.attribute.append(helper.make_attribute("alpha", value))
+    model = make_model([node], [("x", FLOAT, [4])], ["y"])
+    with pytest.raises(InvalidModelError, match=f"LeakyRelu node .*attribute 'alpha' {kind}"):
+        dnnfusion.compile(model)
+
+
+def pool_model(length: int, **attrs) -> onnx.ModelProto:
+    node = helper.make_node("MaxPool", ["x"], ["y"], **attrs)
+    return make_model([node], [("x", FLOAT, [2, 1, length])], ["y"], opset=18, output_type=FLOAT)
+
+
+def test_a_dilated_1d_max_pool_with_pads_runs_at_every_level():
+    """gcc 12 -O3 -march=native stored a small row buffer with aligned moves at an unaligned stack address and
+    crashed; stack arrays in kernels are declared 64-byte aligned."""
+    model = pool_model(20, kernel_shape=[2], dilations=[2], pads=[1, 1])
+    x = np.random.default_rng(0).standard_normal((2, 1, 20)).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1)), constant_values=-np.inf)
+    expected = np.maximum(padded[..., 0:20], padded[..., 2:22])
+    for level in ("O0", "O3"):
+        np.testing.assert_array_equal(dnnfusion.compile(model, opt_level=level).run({"x": x})["y"], expected)
+
+
+def test_a_pool_row_too_long_for_a_thread_stack_runs_as_a_fallback():
+    length = 300_000
+    compiled = dnnfusion.compile(pool_model(length, kernel_shape=[2], strides=[2]))
+    x = np.random.default_rng(1).standard_normal((2, 1, length)).astype(np.float32)
+    np.testing.assert_array_equal(compiled.run({"x": x})["y"], x.reshape(2, 1, -1, 2).max(axis=-1))

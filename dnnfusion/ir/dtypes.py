@@ -25,6 +25,15 @@ def to_onnx(dtype: np.dtype) -> int:
     return helper.np_dtype_to_tensor_dtype(dtype)
 
 
+def tensor_type(dtype: np.dtype) -> str | None:
+    """The ONNX schema's spelling of a tensor of this element type ('tensor(float)'), None if it has none."""
+    try:
+        code = to_onnx(dtype)
+    except (KeyError, ValueError, TypeError):
+        return None
+    return f"tensor({onnx.TensorProto.DataType.Name(code).lower()})"
+
+
 def name(dtype: np.dtype | None) -> str:
     """A short display name: float32, int64, bool, ..."""
     return "?" if dtype is None else np.dtype(dtype).name

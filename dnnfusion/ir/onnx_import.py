@@ -153,6 +153,10 @@ def from_onnx(source: ModelSource) -> Graph:
     node_names: set[str] = set()
     for i, proto in enumerate(g.node):
         name = _unique(proto.name or f"{proto.op_type}_{i}", node_names)
+        untyped = [a.name for a in proto.attribute if a.type == onnx.AttributeProto.UNDEFINED]
+        if untyped:
+            raise InvalidModelError(f"{proto.op_type} node '{name}': attribute '{untyped[0]}' has no type "
+                                    "(AttributeProto.type is UNDEFINED); re-export the model")
         attrs = {a.name: attribute_value(a, base_dir) for a in proto.attribute}
         ins = [graph.value(n) if n else None for n in proto.input]
         outs = [graph.value(n) if n else None for n in proto.output]

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 
 from ..errors import DnnfusionError, InvalidModelError, ResourceError, ShapeError, UnboundDimensionError
+from .dtypes import tensor_type
 from .graph import Graph, Node
 
 FOLD_LIMIT_BYTES = 64 << 20   # constants larger than this are left for run time
@@ -83,12 +84,18 @@ def infer_node(node: Node, fold_limit: int = FOLD_LIMIT_BYTES) -> None:
 
 
 def _check_arity(node: Node) -> None:
-    """The node has as many inputs and outputs as its ONNX schema allows at its opset (internal operators of
-    our own domains, which have no schema, are checked by their own rules)."""
+    """The node has as many inputs as its ONNX schema allows at its opset, each of a type the schema accepts
+    (internal operators of our own domains, which have no schema, are checked by their own rules)."""
     try:
         schema = onnx.defs.get_schema(node.op_type, max(node.opset, 1), node.domain)
     except onnx.defs.SchemaError:
         return
+    _check_count(node, schema)
+    _check_types(node, schema)
+    _check_attributes(node, schema)
+
+
+def _check_count(node: Node, schema: onnx.defs.OpSchema) -> None:
     given = len(node.inputs)
     while given and node.inputs[given - 1] is None:
         given -= 1
@@ -99,6 +106,59 @@ def _check_arity(node: Node) -> None:
     if required:
         raise InvalidModelError(f"{node.op_type} node '{node.name}' leaves required input {required[0]} empty: "
                                 "the model is malformed")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+_ATTRIBUTE_KINDS = {
+    onnx.AttributeProto.FLOAT: ("a float", _is_number),
+    onnx.AttributeProto.INT: ("an int", _is_int),
+    onnx.AttributeProto.STRING: ("a string", lambda v: isinstance(v, str)),
+    onnx.AttributeProto.FLOATS: ("a list of floats", lambda v: isinstance(v, (list, tuple)) and all(map(_is_number, v))),
+    onnx.AttributeProto.INTS: ("a list of ints", lambda v: isinstance(v, (list, tuple)) and all(map(_is_int, v))),
+    onnx.AttributeProto.STRINGS: ("a list of strings",
+                                  lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+    onnx.AttributeProto.TENSOR: ("a tensor", lambda v: isinstance(v, np.ndarray)),
+}
+
+
+def _check_attributes(node: Node, schema: onnx.defs.OpSchema) -> None:
+    """Each attribute the schema declares has its declared kind (a LeakyRelu alpha given as a string or a
+    list is named here instead of failing inside the operator's arithmetic)."""
+    for key, value in node.attrs.items():
+        declared = schema.attributes.get(key)
+        kind = _ATTRIBUTE_KINDS.get(int(declared.type)) if declared is not None else None
+        if kind is not None and not kind[1](value):
+            raise InvalidModelError(f"{node.op_type} node '{node.name}': attribute '{key}' must be {kind[0]}, "
+                                    f"got {type(value).__name__} {str(value)[:60]}")
+
+
+def _check_types(node: Node, schema: onnx.defs.OpSchema) -> None:
+    """Each input's element type is one the schema's type constraint allows (MaxPool of bool, Softmax of
+    int64): named here rather than failing later inside numpy or the generated C."""
+    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    formals = list(schema.inputs)
+    for k, value in enumerate(node.inputs):
+        if value is None or value.dtype is None or not formals:
+            continue
+        formal = formals[min(k, len(formals) - 1)]
+        if k >= len(formals) and formal.option != onnx.defs.OpSchema.FormalParameterOption.Variadic:
+            continue
+        types = allowed.get(formal.type_str, {formal.type_str})
+        if not any(t.startswith("tensor(") for t in types):
+            continue
+        given = tensor_type(value.dtype)
+        if given is not None and given not in types:
+            accepted = ", ".join(sorted(t[len("tensor("):-1] for t in types if t.startswith("tensor(")))
+            raise InvalidModelError(f"{node.op_type} node '{node.name}': input {k} ('{value.name}') is "
+                                    f"{given[len('tensor('):-1]}, which opset {node.opset} does not allow; it "
+                                    f"takes {accepted}")
 
 
 def _folded(op, node: Node) -> Sequence[np.ndarray]:

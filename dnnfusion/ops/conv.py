@@ -12,7 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..codegen.expr import Expr, Index, Lit, Load, cast, ctype, floordiv, linear, lit, mod, numel, unravel
-from ..codegen.kernel import KernelContext, parallel_for, serial_for
+from ..codegen.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, channel_vector, shape_of
 from .matmul import Operand, Product, centered, direct_buffer, indent, layout, product_kernel, strided, widened
@@ -293,7 +293,7 @@ def conv_direct(ctx: KernelContext, node: Node, window: Window, group: int, ct: 
     value = Load("row", ow, ct)
     if node.input(2) is not None:
         value = value + cast(ctx.read(2, (m,)), ct)
-    task = [f"{ct} row[{out[last]}];"]
+    task = [local_array(ct, "row", out[last])]
     task += serial_for(ow, out[last], [f"row[{ow.name}] = 0;"]) + serial_for(ci, cg, body)
     task += serial_for(ow, out[last], ctx.store(0, (n, m, *outer, ow), cast(value, ctype(y.dtype))))
     work = y.numel * cg * numel(kernel)
@@ -345,7 +345,7 @@ def conv_transpose(ctx: KernelContext, node: Node, window: Window, group: int, c
     value = Load("row", ow, ct)
     if node.input(2) is not None:
         value = value + cast(ctx.read(2, (m,)), ct)
-    task = [f"{ct} row[{out[last]}];"] + serial_for(ow, out[last], [f"row[{ow.name}] = 0;"]) + body
+    task = [local_array(ct, "row", out[last])] + serial_for(ow, out[last], [f"row[{ow.name}] = 0;"]) + body
     task += serial_for(ow, out[last], ctx.store(0, (n, m, *outer, ow), cast(value, ctype(y.dtype))))
     return lines + tables + parallel_for(t, images * y.shape[1] * numel(out[:-1]), task, y.numel * taps)
 
@@ -405,7 +405,8 @@ class Conv(ConvLike):
         x, w = node.inputs[0], node.inputs[1]
         group, ct = int(node.attr("group", 1)), ctype(widened(x.dtype))
         window = self.window(node, x.shape, w.shape)
-        lower = conv_product if w.shape[0] // group >= PRODUCT_MIN_CHANNELS else conv_direct
+        direct = w.shape[0] // group < PRODUCT_MIN_CHANNELS and fits_stack(window.out[-1])
+        lower = conv_direct if direct else conv_product
         return lower(ctx, node, window, group, ct)
 
     def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
@@ -493,6 +494,8 @@ class ConvTranspose(Op):
 
     def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
         window, _ = self.geometry(node, node.inputs[0].shape, node.inputs[1].shape)
+        if not fits_stack(window.out[-1]):
+            return None
         return conv_transpose(ctx, node, window, int(node.attr("group", 1)), ctype(widened(node.inputs[0].dtype)))
 
     def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:

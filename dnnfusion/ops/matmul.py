@@ -10,7 +10,7 @@ import numpy as np
 
 from ..codegen.expr import C_TYPES, Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit
 from ..codegen.expr import mod, numel, strides, unravel
-from ..codegen.kernel import KernelContext, parallel_for, serial_for
+from ..codegen.kernel import KernelContext, local_array, parallel_for, serial_for
 from ..ir.dtypes import is_float
 from ..ir.graph import Node
 from .arithmetic import SUM_OPS
@@ -296,7 +296,7 @@ class Tile:
         else:
             b = self.element(self.b, kk, self.j0 + c)
         update = serial_for(c, cols, [f"acc[{self.ctx.c(r * cols + c)}] += av * {b};"], simd=True)
-        lines = [f"{ct} acc[{rows * cols}];"] + serial_for(r, rows * cols, [f"acc[{r.name}] = 0;"])
+        lines = [local_array(ct, "acc", rows * cols)] + serial_for(r, rows * cols, [f"acc[{r.name}] = 0;"])
         lines += serial_for(kk, k, serial_for(r, rows, [f"const {ct} av = {self.element(self.a, self.i0 + r, kk)};"]
                                               + update))
         return ["{"] + indent(lines + self.finish(rows, cols, "acc")) + ["}"]
@@ -311,7 +311,7 @@ class Tile:
         body += [f"s{r}_{c} += a{r} * b{c};" for r in range(rows) for c in range(cols)]
         lines = [f"{ct} " + ", ".join(f"{s} = 0" for s in sums) + ";",
                  f"#pragma omp simd reduction(+:{', '.join(sums)})"] + serial_for(kk, k, body)
-        lines.append(f"const {ct} tile[{rows * cols}] = {{{', '.join(sums)}}};")
+        lines.append(local_array(f"const {ct}", "tile", rows * cols, f"{{{', '.join(sums)}}}"))
         return ["{"] + indent(lines + self.finish(rows, cols, "tile")) + ["}"]
 
 

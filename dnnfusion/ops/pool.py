@@ -13,7 +13,7 @@ import numpy as np
 
 from ..codegen.expr import Expr, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select
 from ..codegen.expr import unravel
-from ..codegen.kernel import KernelContext, parallel_for, serial_for
+from ..codegen.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
 from ..ir.dtypes import is_float
 from ..ir.graph import Node
 from .arithmetic import SUM_OPS
@@ -87,6 +87,8 @@ class WindowPool(Op):
         the row of results is then stored in one vectorisable loop."""
         x, y = node.inputs[0], node.outputs[0]
         window, ct = self.window(node, x.shape), ctype(widened(x.dtype))
+        if not all(fits_stack(o) for o in window.out):     # the row buffer, and the per-axis tables built here
+            return None
         spec, spatial, last = self.fold(node, ct), x.shape[2:], len(x.shape) - 3
         t, ow = ctx.var("t"), ctx.var("o")
         n, c, *at = (*unravel(t, y.shape[:-1]), ow)
@@ -120,7 +122,8 @@ class WindowPool(Op):
         fold = [f"{ct} acc = {ctx.c(spec.init)};"] + body + \
             [f"row[{ow.name}] = {ctx.c(cast(spec.finish(acc, count), out_ct))};"]
         constant_taps = not tables or spec.count_pads and len(tables) == len(spatial)
-        task = [f"{out_ct} row[{window.out[last]}];"] + serial_for(ow, window.out[last], fold, simd=constant_taps)
+        task = [local_array(out_ct, "row", window.out[last])]
+        task += serial_for(ow, window.out[last], fold, simd=constant_taps)
         task += serial_for(ow, window.out[last], ctx.store(0, (n, c, *at), Load("row", ow, out_ct)))
         return tables + parallel_for(t, y.numel // window.out[last], task, y.numel * numel(window.kernel))
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..codegen.expr import Expr, Index, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select, \
     unravel
 from ..codegen.expr import Bin as ExprBin, Unary as ExprUnary
-from ..codegen.kernel import KernelContext, parallel_for, serial_for
+from ..codegen.kernel import KernelContext, local_array, parallel_for, serial_for
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, const_input, normalize_axis, shape_of
@@ -296,9 +296,9 @@ class Reduce(Op):
                              [f"{ctx.c(target)} = {ctx.c(cast(step(cast(element, work)), work))};"])
             return over_row(ctx, shape, axes, position, body)
 
-        lines = [f"{work} acc[{width}];"] + lanes([f"acc[{lane.name}] = {ctx.c(cast(spec.init, work))};"])
+        lines = [local_array(work, "acc", width)] + lanes([f"acc[{lane.name}] = {ctx.c(cast(spec.init, work))};"])
         if spec.shifted:
-            lines += [f"{work} peak[{width}];"] + lanes([f"peak[{lane.name}] = {ctx.c(lit(-np.inf, work))};"])
+            lines += [local_array(work, "peak", width)] + lanes([f"peak[{lane.name}] = {ctx.c(lit(-np.inf, work))};"])
             lines += sweep(peak, lambda v: _keep_extreme(largest=True)(peak, v), [])
             lines += lanes([f"peak[{lane.name}] = {ctx.c(_finite_or_zero(peak))};"])
         lines += sweep(acc, lambda v: spec.step(acc, v), shift)

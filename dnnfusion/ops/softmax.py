@@ -11,7 +11,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from ..codegen.expr import Expr, Index, Load, Var, binary, call, ctype, linear, lit, numel, select
-from ..codegen.kernel import KernelContext
+from ..codegen.kernel import KernelContext, local_array
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, normalize_axis, same_as_input, shape_of
 from .reduce import FLOAT_C, arg_fold, fold, map_row, over_row, over_rows
@@ -124,7 +124,7 @@ class Softmax(AxisNormalizer):
         def keep_exp(index: Index) -> list[str]:
             return ctx.value(e.name, call("exp", saved(index) - peak)) + [
                 f"{ctx.c(saved(index))} = {e.name};", f"{total.name} = {ctx.c(total + e)};"]
-        lines = [f"{ct} saved[{numel(extents)}];", f"{ct} {peak.name} = {ctx.c(lit(-np.inf, ct))};"]
+        lines = [local_array(ct, "saved", numel(extents)), f"{ct} {peak.name} = {ctx.c(lit(-np.inf, ct))};"]
         lines += over_row(ctx, shape, axes, row, keep_x, f"reduction(max:{peak.name})")
         lines += [f"{ct} {total.name} = {ctx.c(lit(0, ct))};"]
         lines += over_row(ctx, shape, axes, row, keep_exp, f"reduction(+:{total.name})")

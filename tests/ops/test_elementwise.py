@@ -193,13 +193,20 @@ def test_castlike_takes_the_type_of_its_second_input():
 # --- logic ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
-def test_bitshift_out_of_range_shifts_give_the_sign_fill(direction):
-    x = np.array([-8, -8, 5, 5, 3], np.int8)
-    s = np.array([8, -1, 8, -1, 1], np.int8)
-    m = model("BitShift", {"x": (TensorProto.INT8, (5,)), "s": (TensorProto.INT8, (5,))}, TensorProto.INT8,
+def test_bitshift_by_the_width_or_more_gives_zero(direction):
+    x = np.array([200, 200, 5, 5, 3], np.uint8)
+    s = np.array([8, 200, 9, 0, 1], np.uint8)
+    m = model("BitShift", {"x": (TensorProto.UINT8, (5,)), "s": (TensorProto.UINT8, (5,))}, TensorProto.UINT8,
               direction=direction)
-    expected = [0, 0, 0, 0, 6] if direction == "LEFT" else [-1, -1, 0, 0, 1]
+    expected = [0, 0, 0, 5, 6] if direction == "LEFT" else [0, 0, 0, 5, 1]
     assert run(m, x=x, s=s)["y"].tolist() == expected
+
+
+def test_bitshift_of_signed_integers_is_refused_as_the_schema_says():
+    m = model("BitShift", {"x": (TensorProto.INT8, (2,)), "s": (TensorProto.INT8, (2,))}, TensorProto.INT8,
+              direction="LEFT")
+    with pytest.raises(InvalidModelError, match="BitShift node .*is int8.* it takes uint16"):
+        load(m)
 
 
 def test_where_broadcasts_all_three_inputs():
