@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping, Sequence
 
 import onnx
@@ -23,11 +22,9 @@ __all__ = ["CompiledModel", "DnnfusionError", "InferenceSession", "InputError", 
 def compile(model: str | bytes | onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,  # noqa: A001
             opt_level: str = "O3", threads: int | None = None) -> CompiledModel:
     """Import, bind shapes, fold, plan the fusion at `opt_level` (O0..O3), generate C, build and load it."""
-    from .fusion import ProfileDB, plan_model  # noqa: PLC0415
+    from .pipeline import compile_model  # noqa: PLC0415
 
-    started = time.perf_counter()
-    plan = plan_model(model, input_shapes, opt_level, ProfileDB(threads=threads))
-    return CompiledModel(plan, threads=threads, compile_started=started)
+    return compile_model(model, input_shapes, opt_level, threads)
 
 
 class _Arg:

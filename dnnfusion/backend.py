@@ -15,8 +15,8 @@ import onnx
 from onnx.backend.base import Backend, BackendRep
 
 from .errors import ShapeError
-from .ir import Graph, from_onnx, infer_shapes
-from .rewrite import fold_constants
+from .ir import Graph, from_onnx
+from .passes import fold_constants, infer_shapes
 from .runtime import ReferenceExecutor
 from .runtime.compiled import CompiledModel
 
@@ -84,7 +84,8 @@ class DnnfusionRep(BackendRep):
         if self._kind == "reference":
             fold_constants(graph)
             return ReferenceExecutor(graph)
-        from .fusion import plan_graph, prepare_graph  # noqa: PLC0415
+        from .fusion import plan_graph  # noqa: PLC0415
+        from .pipeline import prepare_graph  # noqa: PLC0415
 
         prepare_graph(graph, "O3")
         return CompiledModel(plan_graph(graph, "O3"))

@@ -93,15 +93,15 @@ def main() -> None:
 def info(model: str, shapes: tuple[str, ...], top: int) -> None:
     """MODEL (an .onnx file or a zoo model name): inputs/outputs with shapes, operator counts per mapping type,
     FLOPs and parameter bytes after folding."""
-    from .ir import from_onnx, infer_shapes  # noqa: PLC0415
-    from .rewrite import fold_constants  # noqa: PLC0415
+    from .ir import from_onnx  # noqa: PLC0415
+    from .passes import fold_constants, infer_shapes  # noqa: PLC0415
     from .stats import graph_stats  # noqa: PLC0415
 
     model, zoo_shapes = _model_source(model)
     input_shapes = {**zoo_shapes, **parse_shapes(shapes)}
     with step(f"importing {model.name}"):
         graph = from_onnx(model)
-        loaded = sum(n.op_type != "Constant" for n in graph.nodes)
+        loaded = len(graph.operators())
     with step("propagating static shapes and folding constants"):
         infer_shapes(graph, input_shapes)
         fold_constants(graph)
@@ -173,13 +173,13 @@ def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tu
     if feeds is not None:
         input_shapes = {**{k: v.shape for k, v in feeds.items()}, **input_shapes}
     if reference:
-        from .ir import load  # noqa: PLC0415
+        from .pipeline import load  # noqa: PLC0415
 
         with step(f"importing {path.name}"):
             executor = ReferenceExecutor(load(path, input_shapes))
         graph = executor.graph
     else:
-        from . import compile as compile_model  # noqa: PLC0415
+        from .pipeline import compile_model  # noqa: PLC0415
 
         with step(f"compiling {path.name} at {level}"):
             executor = compile_model(path, input_shapes, level)
@@ -231,7 +231,8 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: s
     import json  # noqa: PLC0415
     import shutil  # noqa: PLC0415
 
-    from . import compile as compile_model  # noqa: PLC0415
+    from .pipeline import compile_model  # noqa: PLC0415
+    from .report import write_plan_html  # noqa: PLC0415
 
     path, zoo_shapes = _model_source(model)
     with step(f"compiling {path.name} at {level}"):
@@ -240,7 +241,7 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: s
     (out_dir / "model.c").write_text(compiled.source)
     if compiled.library_path is not None:
         shutil.copyfile(compiled.library_path, out_dir / "model.so")
-    compiled.report(out_dir / "plan.html")
+    write_plan_html(compiled.plan, out_dir / "plan.html", title=f"{compiled.graph.name} (compiled)")
     (out_dir / "stats.json").write_text(json.dumps(compiled.stats, indent=1))
     if as_json:
         click.echo(json.dumps(compiled.stats))
@@ -382,7 +383,8 @@ def plan(model: str, shapes: tuple[str, ...], level: str, as_json: bool, why: bo
     """Plan the fusion of MODEL (an .onnx file or a zoo model name): blocks, statistics and why-not-fused."""
     import json  # noqa: PLC0415
 
-    from .fusion import ProfileDB, plan_model  # noqa: PLC0415
+    from .fusion import ProfileDB  # noqa: PLC0415
+    from .pipeline import plan_model  # noqa: PLC0415
 
     path, zoo_shapes = _model_source(model)
     with step(f"planning {path.name} at {level}"):

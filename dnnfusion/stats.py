@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from . import ops
 from .ir.graph import Graph
-from .ir.shapes import dynamic_values
+from .passes.shapes import dynamic_values
 
 
 @dataclass
@@ -26,7 +26,7 @@ class GraphStats:
 
 def graph_stats(graph: Graph) -> GraphStats:
     """Statistics of `graph`; `Constant` nodes are not counted as operators (DESIGN §5)."""
-    nodes = [n for n in graph.nodes if n.op_type != "Constant"]
+    nodes = graph.operators()
     mapping = Counter(ops.lookup(n).mapping.value for n in nodes)
     used = {id(v) for n in graph.nodes for v in n.inputs if v is not None} | {id(v) for v in graph.outputs}
     params = [v for v in graph.initializers if id(v) in used]

@@ -15,8 +15,9 @@ from rich.progress import Progress
 
 from dnnfusion.bench.breakdown import dnnfusion_breakdown, onnxruntime_breakdown
 from dnnfusion.bench.compare import bench_zoo_model
-from dnnfusion.fusion import ProfileDB, plan_model
-from dnnfusion.fusion.profile_db import machine_key
+from dnnfusion.fusion import ProfileDB
+from dnnfusion.pipeline import plan_model
+from dnnfusion.machine import machine_key
 from dnnfusion.runtime.compiled import CompiledModel
 from dnnfusion.zoo import export
 

@@ -14,7 +14,8 @@ import onnx
 import onnxruntime as ort
 from rich.progress import Progress
 
-from dnnfusion.fusion import ProfileDB, plan_model
+from dnnfusion.fusion import ProfileDB
+from dnnfusion.pipeline import plan_model
 from dnnfusion.zoo import export, registry
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "FUSION.md"

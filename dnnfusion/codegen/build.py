@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..cache import atomic_path, cache_dir
 from ..errors import DnnfusionError
-from ..fusion.profile_db import machine_key
+from ..machine import machine_key
 
 # Always on, whatever $DNNFUSION_CFLAGS says. (A gcc 12 miscompile that deleted calls to out-of-line blocks is
 # avoided in the source, program.py's BLOCK attribute: -fno-delete-null-pointer-checks avoids it too but made

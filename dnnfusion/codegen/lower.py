@@ -11,9 +11,9 @@ from .. import ops
 from ..errors import DnnfusionError
 from ..fusion.plan import Block
 from ..ir.graph import Node, Value
-from .emit import Emitter, children
-from .expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel, operands
-from .kernel import PARALLEL_GRAIN, KernelContext, Reader, serial_for
+from ..kir.emit import Emitter, children
+from ..kir.expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel, operands
+from ..kir.kernel import PARALLEL_GRAIN, KernelContext, Reader, serial_for
 
 
 class CodegenError(DnnfusionError):

@@ -11,9 +11,9 @@ import numpy as np
 
 from ..fusion.plan import Block, Plan
 from ..ir.graph import Value
-from ..runtime.memory import ALIGN, Interval, plan_arena
-from .expr import ctype
-from .mathlib import SOURCE as MATH_SOURCE
+from .memory import ALIGN, Interval, plan_arena
+from ..kir.expr import ctype
+from ..kir.mathlib import SOURCE as MATH_SOURCE
 from .lower import BlockLowering, Buffer
 
 PRELUDE = """\

@@ -1,20 +1,13 @@
 """Fusion planning: the ECG, the pair table, the DNNFusion planner, the O0/O1 baselines and the profile DB.
 
-`plan_model(model, input_shapes, level)` runs the whole front half of the pipeline (import, shapes, folding,
-ECG, plan); `plan_graph` plans an already loaded graph."""
+`plan_graph` plans a loaded, shaped and rewritten graph; `pipeline.plan_model` runs everything before it."""
 
 from __future__ import annotations
 
 import time
-from typing import Mapping, Sequence
 
 from ..errors import DnnfusionError
-from ..ir import from_onnx, infer_shapes
 from ..ir.graph import Graph
-from ..ir.onnx_import import ModelSource
-from ..rewrite.fold import fold_constants
-from ..rewrite.padded import pad_dynamic_extents
-from ..rewrite.structural import fold_channel_affine
 from .baselines import plan_o0, plan_o1
 from .ecg import ECG, OpInfo, build_ecg
 from .plan import Block, Plan, Reason, Rejection, YellowDecision
@@ -51,26 +44,5 @@ def plan_graph(graph: Graph, level: str = "O3", db: ProfileDB | None = None,
     return plan
 
 
-def prepare_graph(graph: Graph, level: str = "O3") -> None:
-    """The rewrites before planning: constant folding and data-dependent extents padded to a static bound at
-    every level, and from O1 up (ORT and TVM do it too) per-channel affine maps such as BatchNormalization
-    folded into the preceding conv/Gemm weights."""
-    fold_constants(graph)
-    pad_dynamic_extents(graph)
-    if level != "O0":
-        fold_channel_affine(graph)
-
-
-def plan_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None, level: str = "O3",
-               db: ProfileDB | None = None, options: PlannerOptions = PlannerOptions()) -> Plan:
-    """Import, bind shapes, count what was loaded (DESIGN §5), fold, and plan."""
-    graph = infer_shapes(from_onnx(model), input_shapes)
-    ops_before = sum(n.op_type != "Constant" for n in graph.nodes)
-    irs_before = sum(v.nbytes for v in graph.intermediates() if v.is_static)
-    prepare_graph(graph, level)
-    return plan_graph(graph, level, db, options, ops_before, irs_before)
-
-
 __all__ = ["ECG", "LEVELS", "Block", "OpInfo", "Plan", "PlannerOptions", "ProfileDB", "Reason", "Rejection",
-           "Verdict", "YellowDecision", "build_ecg", "pair", "plan_graph", "plan_model",
-           "prepare_graph"]
+           "Verdict", "YellowDecision", "build_ecg", "pair", "plan_graph"]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -18,9 +16,9 @@ from pathlib import Path
 from typing import Iterator
 
 from ..cache import cache_dir
+from ..machine import machine_key
 
 CODE_VERSION = "plan-1"          # bump when what a pattern's timing means changes (codegen, kernels)
-ISA_FLAGS = ("avx512f", "avx512bw", "avx512vnni", "avx2", "fma", "sse4_2", "neon", "asimd", "sve")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (
@@ -45,22 +43,6 @@ class Profile:
     @property
     def fuse(self) -> bool:
         return self.fused_seconds < self.unfused_seconds
-
-
-def machine_key(threads: int | None = None) -> str:
-    """CPU model, the ISA extensions that change generated code, and the thread count."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                model = value.strip()
-            elif key.strip() in ("flags", "Features"):
-                flags |= set(value.split())
-    except OSError:
-        pass
-    isa = ",".join(f for f in ISA_FLAGS if f in flags)
-    return f"{model} | {platform.machine()} {isa} | threads={threads or os.cpu_count()}"
 
 
 def code_version() -> str:

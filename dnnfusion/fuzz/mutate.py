@@ -386,11 +386,11 @@ def check_mutant(data: bytes, compile_and_run: bool = True) -> Outcome:
     unless they would exceed MAX_FEED_BYTES): "ok" when all of it works, "rejected" on a DnnfusionError,
     "crash" on anything else (a BuildError included: generated C that gcc refuses is a dnnfusion bug)."""
     import dnnfusion  # noqa: PLC0415
-    from dnnfusion import ir  # noqa: PLC0415
+    from dnnfusion import pipeline  # noqa: PLC0415
     from dnnfusion.runtime.feeds import random_feeds  # noqa: PLC0415
 
     try:
-        ir.load(data)
+        pipeline.load(data)
         if compile_and_run:
             compiled = dnnfusion.compile(data, opt_level="O3")
             if _feed_bytes(compiled.graph) <= MAX_FEED_BYTES:

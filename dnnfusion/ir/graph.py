@@ -180,6 +180,10 @@ class Graph:
             trimmed[v.name] = array
         return trimmed
 
+    def operators(self) -> list[Node]:
+        """The nodes counted as operators (DESIGN §5): all but `Constant` nodes, which only hold data."""
+        return [n for n in self.nodes if n.op_type != "Constant"]
+
     def intermediates(self) -> list[Value]:
         """Values produced by a node that are not graph outputs."""
         outs = {id(v) for v in self.outputs}

@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, binary, call, cast, ctype, lit, select
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index, binary, call, cast, ctype, lit, select
+from ..kir.kernel import Reader
 from ..ir.graph import Node
 from .arithmetic import maximum, wrapping
 from .base import Binary, Inferred, MappingType, Op, TensorType, Unary, same_as_input

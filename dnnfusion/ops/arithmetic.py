@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.expr import Call, Cast, Expr, Lit, binary, call, cast, lit, select
+from ..kir.expr import Call, Cast, Expr, Lit, binary, call, cast, lit, select
 
 from ..ir.graph import Node
 from .base import Algebra, Binary, ChannelAffine, Variadic

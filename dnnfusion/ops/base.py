@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
 from ..errors import InvalidModelError, ShapeError, UnsupportedOperatorError
 from ..ir.graph import Graph, Node, Value
 
-if TYPE_CHECKING:
-    from ..codegen.expr import Expr, Index
-    from ..codegen.kernel import KernelContext, Reader
+from ..kir.expr import Expr, Index, Load, Var, ctype, linear
+from ..kir.kernel import KernelContext, Reader
 
 
 class MappingType(enum.Enum):
@@ -110,7 +109,7 @@ class Op:
         constant, or scale/shift vary along an axis other than the output channels)."""
         return None
 
-    # --- data-dependent extents padded to a static bound (rewrite/padded.py) -----------------------------
+    # --- data-dependent extents padded to a static bound (passes/padded.py) -----------------------------
     def padded(self, node: Node) -> tuple[str, str] | None:
         """For an operator whose output 0 has a data-dependent extent along axis 0: (op_type, domain) of a
         registered variant, same inputs and attributes, whose outputs are that result padded with zero rows to
@@ -149,13 +148,13 @@ class Op:
         return None
 
     # --- code generation (DESIGN §2.6): how the operator describes itself to codegen ---------------------
-    def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr | None:
         """Output `out` at multi-index `index` as a scalar expression over inputs read through
         `read(i, index_of_input_i)` (One-to-One, One-to-Many, Reorganize and Shuffle operators: the index maps
         compose, so data movement inside a block becomes index arithmetic). None: not expressible so."""
         return None
 
-    def kernel(self, node: Node, ctx: "KernelContext") -> "list[str] | None":
+    def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
         """C statements computing every output (Many-to-Many templates): inputs are read through `ctx.read`
         (the prologue: fused producers inline there) and results written through `ctx.store` (the epilogue).
         None: no template for this node."""
@@ -167,8 +166,6 @@ class Op:
         by failing) makes the node a counted fallback instead of a failed compile."""
         if not _codegen_dtypes(node):
             return None
-        from ..codegen.probe import probe  # noqa: PLC0415
-
         return probe(self, node)
 
     def infer(self, node: Node) -> list[Inferred]:
@@ -260,11 +257,11 @@ class Unary(Op):
     def fn(self, node: Node, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def expr(self, node: Node, x: "Expr") -> "Expr | None":
+    def expr(self, node: Node, x: Expr) -> Expr | None:
         """The scalar formula of `fn` for codegen (x has the input's C type); None: no generated code."""
         return None
 
-    def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr | None:
         return self.expr(node, read(0, index))
 
     def infer(self, node: Node) -> list[Inferred]:
@@ -286,12 +283,12 @@ class Binary(Op):
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def expr(self, node: Node, a: "Expr", b: "Expr") -> "Expr | None":
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr | None:
         """The scalar formula of `fn` for codegen; None: no generated code."""
         return None
 
-    def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
-        from ..codegen.expr import broadcast_index  # noqa: PLC0415 - codegen builds on ops, not the reverse
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr | None:
+        from ..kir.expr import broadcast_index  # noqa: PLC0415 - codegen builds on ops, not the reverse
 
         shape = node.outputs[0].shape
         a, b = (read(i, broadcast_index(index, shape, node.inputs[i].shape)) for i in (0, 1))
@@ -320,15 +317,15 @@ class Variadic(Op):
     def finish(self, node: Node, acc: np.ndarray, count: int) -> np.ndarray:
         return acc
 
-    def expr(self, node: Node, a: "Expr", b: "Expr") -> "Expr | None":
+    def expr(self, node: Node, a: Expr, b: Expr) -> Expr | None:
         """The pairwise scalar formula for codegen; None: no generated code."""
         return None
 
-    def finish_expr(self, node: Node, acc: "Expr", count: int) -> "Expr":
+    def finish_expr(self, node: Node, acc: Expr, count: int) -> Expr:
         return acc
 
-    def pointwise(self, node: Node, out: int, index: "Index", read: "Reader") -> "Expr | None":
-        from ..codegen.expr import broadcast_index  # noqa: PLC0415
+    def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr | None:
+        from ..kir.expr import broadcast_index  # noqa: PLC0415
 
         shape = node.outputs[0].shape
         terms = [read(i, broadcast_index(index, shape, v.shape)) for i, v in enumerate(node.inputs) if v is not None]
@@ -353,7 +350,33 @@ class Variadic(Op):
 
 def _codegen_dtypes(node: Node) -> bool:
     """Every input and output has a C type and a static shape (float16 and strings run as fallbacks)."""
-    from ..codegen.expr import ctype  # noqa: PLC0415
-
     values = [v for v in list(node.inputs) + list(node.outputs) if v is not None]
     return all(v.is_static and v.dtype is not None and ctype(v.dtype) is not None for v in values)
+
+
+# --- whether a description has generated code: run it once on symbolic inputs --------------------------------
+
+def _reader(node: Node) -> Reader:
+    """Input i's element as a placeholder load, for probing."""
+    def read(i: int, index: Index) -> Expr:
+        value = node.inputs[i]
+        return Load("probe", linear(index, value.shape), ctype(value.dtype))
+    return read
+
+
+def probe(op: Op, node: Node) -> str | None:
+    """'pointwise', 'kernel' or None (no generated code for this node)."""
+    try:
+        if type(op).pointwise is not Op.pointwise:
+            outputs = [(k, v) for k, v in enumerate(node.outputs) if v is not None]
+            for k, v in outputs:
+                index = tuple(Var(f"i{d}") for d in range(len(v.shape)))
+                if op.pointwise(node, k, index, _reader(node)) is None:
+                    return None
+            return "pointwise"
+        if type(op).kernel is not Op.kernel:
+            ctx = KernelContext(node, _reader(node), lambda out, index, value: [], prefix="p")
+            return "kernel" if op.kernel(node, ctx) is not None else None
+    except Exception:  # noqa: BLE001 - a description that fails on this node means: no generated code
+        return None
+    return None

@@ -10,8 +10,8 @@ from typing import Sequence
 import ml_dtypes
 import numpy as np
 
-from ..codegen.expr import Expr, Index, cast, ctype
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index, cast, ctype
+from ..kir.kernel import Reader
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType

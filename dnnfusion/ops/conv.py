@@ -11,8 +11,8 @@ from typing import Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..codegen.expr import Expr, Index, Lit, Load, cast, ctype, floordiv, linear, lit, mod, numel, unravel
-from ..codegen.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
+from ..kir.expr import Expr, Index, Lit, Load, cast, ctype, floordiv, linear, lit, mod, numel, unravel
+from ..kir.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, channel_vector, shape_of
 from .matmul import Operand, Product, centered, direct_buffer, indent, layout, product_kernel, strided, widened

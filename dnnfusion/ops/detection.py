@@ -7,9 +7,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..codegen.emit import literal
-from ..codegen.expr import INDEX, Cast, Var, ctype, lit
-from ..codegen.kernel import KernelContext, parallel_for, serial_for
+from ..kir.emit import literal
+from ..kir.expr import INDEX, Cast, Var, ctype, lit
+from ..kir.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, shape_of
 from .registry import register
@@ -70,7 +70,7 @@ class NonMaxSuppression(Op):
 class NonMaxSuppressionPadded(NonMaxSuppression):
     """NonMaxSuppression with static outputs: the selected [batch, class, box] triples followed by zero rows up
     to the most that can be selected (batch * classes * min(limit, boxes)), and how many rows are valid. The
-    padded-extents rewrite (rewrite/padded.py) makes it, so that detection heads run as generated code."""
+    padded-extents rewrite (passes/padded.py) makes it, so that detection heads run as generated code."""
 
     op_type = "NonMaxSuppressionPadded"
     domain = INTERNAL

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, binary, broadcast_index, cast, ctype, lit, mod, select
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index, Lit, binary, broadcast_index, cast, ctype, lit, mod, select
+from ..kir.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, broadcast, shape_of
 from .registry import register

@@ -9,8 +9,8 @@ from typing import Sequence
 import ml_dtypes
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, binary, cast, ctype, lit, select
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index, Lit, binary, cast, ctype, lit, select
+from ..kir.kernel import Reader
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, normalize_axis, same_as_input, shape_of

@@ -8,8 +8,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, Load, Var, binary, cast, ctype, linear, lit, numel, select, unravel
-from ..codegen.kernel import KernelContext, Reader, parallel_for, serial_for
+from ..kir.expr import Expr, Index, Lit, Load, Var, binary, cast, ctype, linear, lit, numel, select, unravel
+from ..kir.kernel import KernelContext, Reader, parallel_for, serial_for
 from ..ir.graph import Graph, Node, Value
 from .arithmetic import maximum
 from .base import Inferred, MappingType, Op, TensorType, input_values, normalize_axis, same_as_input, shape_of

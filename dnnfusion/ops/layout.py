@@ -6,8 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index
+from ..kir.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, TensorType, shape_of
 from .registry import register

@@ -6,8 +6,8 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, binary, broadcast_index, lit, select
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index, binary, broadcast_index, lit, select
+from ..kir.kernel import Reader
 from ..ir.graph import Node
 from .arithmetic import is_signed, wrapping
 from .base import Algebra, Binary, Inferred, MappingType, Op, TensorType, broadcast

@@ -8,9 +8,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..codegen.expr import C_TYPES, Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit
-from ..codegen.expr import mod, numel, strides, unravel
-from ..codegen.kernel import KernelContext, local_array, parallel_for, serial_for
+from ..kir.expr import C_TYPES, Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit
+from ..kir.expr import mod, numel, strides, unravel
+from ..kir.kernel import KernelContext, local_array, parallel_for, serial_for
 from ..ir.dtypes import is_float
 from ..ir.graph import Node
 from .arithmetic import SUM_OPS

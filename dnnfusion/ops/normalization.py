@@ -7,8 +7,8 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, Var, binary, broadcast_index, call, cast, ctype, lit, numel, select
-from ..codegen.kernel import KernelContext, serial_for
+from ..kir.expr import Expr, Index, Lit, Var, binary, broadcast_index, call, cast, ctype, lit, numel, select
+from ..kir.kernel import KernelContext, serial_for
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import ChannelAffine, Inferred, MappingType, Op, TensorType, normalize_axis, same_as_input, shape_of

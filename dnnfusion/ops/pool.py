@@ -11,9 +11,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..codegen.expr import Expr, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select
-from ..codegen.expr import unravel
-from ..codegen.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
+from ..kir.expr import Expr, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select
+from ..kir.expr import unravel
+from ..kir.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
 from ..ir.dtypes import is_float
 from ..ir.graph import Node
 from .arithmetic import SUM_OPS

@@ -10,8 +10,8 @@ import math
 import ml_dtypes
 import numpy as np
 
-from ..codegen.expr import Expr, Index, call, cast, ctype, floordiv, lit
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index, call, cast, ctype, floordiv, lit
+from ..kir.kernel import Reader
 from ..ir import dtypes
 from ..ir.graph import Node
 from .arithmetic import maximum

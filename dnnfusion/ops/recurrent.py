@@ -11,8 +11,8 @@ from typing import Callable, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
-from ..codegen.expr import INDEX, Cast, Expr, Load, Var, binary, call, ctype, floordiv, lit, mod, select
-from ..codegen.kernel import KernelContext, parallel_for, serial_for
+from ..kir.expr import INDEX, Cast, Expr, Load, Var, binary, call, ctype, floordiv, lit, mod, select
+from ..kir.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, shape_of
 from .registry import register

@@ -12,10 +12,10 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select, \
+from ..kir.expr import Expr, Index, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select, \
     unravel
-from ..codegen.expr import Bin as ExprBin, Unary as ExprUnary
-from ..codegen.kernel import KernelContext, local_array, parallel_for, serial_for
+from ..kir.expr import Bin as ExprBin, Unary as ExprUnary
+from ..kir.kernel import KernelContext, local_array, parallel_for, serial_for
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, const_input, normalize_axis, shape_of

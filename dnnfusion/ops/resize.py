@@ -15,8 +15,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, binary, cast, ctype, floordiv, lit, select
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index, Lit, binary, cast, ctype, floordiv, lit, select
+from ..kir.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, normalize_axis
 from .registry import register

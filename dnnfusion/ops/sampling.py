@@ -12,9 +12,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..codegen.emit import literal
-from ..codegen.expr import INDEX, Cast, Expr, Var, ctype, lit, numel, unravel
-from ..codegen.kernel import KernelContext, parallel_for, serial_for
+from ..kir.emit import literal
+from ..kir.expr import INDEX, Cast, Expr, Var, ctype, lit, numel, unravel
+from ..kir.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, shape_of
 from .registry import register

@@ -7,9 +7,9 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, Load, Var, binary, call, cast, ctype, lit, numel, select, unravel
-from ..codegen.expr import Unary as ExprUnary
-from ..codegen.kernel import KernelContext, parallel_for, serial_for
+from ..kir.expr import Expr, Index, Lit, Load, Var, binary, call, cast, ctype, lit, numel, select, unravel
+from ..kir.expr import Unary as ExprUnary
+from ..kir.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, broadcast, normalize_axis, same_as_input, shape_of
 from .reduce import FLOAT_C, beats, over_row, over_rows

@@ -8,8 +8,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Lit, binary, cast, linear, lit, select, unravel
-from ..codegen.kernel import Reader
+from ..kir.expr import Expr, Index, Lit, binary, cast, linear, lit, select, unravel
+from ..kir.kernel import Reader
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, const_input, normalize_axis, shape_of
 from .registry import register

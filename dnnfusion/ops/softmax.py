@@ -10,8 +10,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Expr, Index, Load, Var, binary, call, ctype, linear, lit, numel, select
-from ..codegen.kernel import KernelContext, local_array
+from ..kir.expr import Expr, Index, Load, Var, binary, call, ctype, linear, lit, numel, select
+from ..kir.kernel import KernelContext, local_array
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, normalize_axis, same_as_input, shape_of
 from .reduce import FLOAT_C, arg_fold, fold, map_row, over_row, over_rows

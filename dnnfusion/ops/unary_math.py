@@ -14,9 +14,9 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ..codegen.expr import Cast, Expr, Index, binary, call, cast, ctype, lit, select
-from ..codegen.expr import Unary as UnaryExpr
-from ..codegen.kernel import Reader
+from ..kir.expr import Cast, Expr, Index, binary, call, cast, ctype, lit, select
+from ..kir.expr import Unary as UnaryExpr
+from ..kir.kernel import Reader
 from ..ir import dtypes
 from ..ir.graph import Node
 from .arithmetic import FLOATS, wrapping

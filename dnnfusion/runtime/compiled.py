@@ -25,7 +25,7 @@ from .reference import _checked
 
 
 class CompiledModel:
-    """`run(feeds) -> {output name: array}`; `stats`, `source` and `report(path)` describe what was built.
+    """`run(feeds) -> {output name: array}`; `stats` and `source` describe what was built (`report.write_plan_html(model.plan, path)` draws the plan).
 
     `run` is safe to call from several threads at once: each call takes an arena of its own from a small pool
     (one per concurrent caller, kept for reuse), so concurrent runs share only the read-only weights. Each model
@@ -159,9 +159,3 @@ class CompiledModel:
         if self._entries:
             self.library.df_profile(times, ctypes.c_int(int(reset)))
         return list(times)[:len(self.plan.blocks)]
-
-    def report(self, path: str | Path) -> Path:
-        """Write the plan drawing (HTML) with the compile statistics."""
-        from ..report import write_plan_html  # noqa: PLC0415
-
-        return write_plan_html(self.plan, Path(path), title=f"{self.graph.name} (compiled)")

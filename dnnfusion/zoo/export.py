@@ -121,8 +121,8 @@ def _export_fresh(name: str, config: Config, opset: int, folder: Path, stem: str
         raise ZooError("zoo models are built with torch, which is not installed; install the zoo extra: "
                        "pip install 'dnnfusion[zoo]'") from e
 
-    from ..ir import from_onnx, infer_shapes  # noqa: PLC0415
-    from ..rewrite.fold import fold_constants  # noqa: PLC0415
+    from ..ir import from_onnx  # noqa: PLC0415
+    from ..passes import fold_constants, infer_shapes  # noqa: PLC0415
     from ..stats import graph_stats  # noqa: PLC0415
 
     model = get(name)

@@ -7,11 +7,11 @@ from onnx import helper
 
 import dnnfusion
 from dnnfusion.codegen import build as build_module
-from dnnfusion.codegen.emit import Emitter, literal
-from dnnfusion.codegen.expr import Lit, Var, call, lit
+from dnnfusion.kir.emit import Emitter, literal
+from dnnfusion.kir.expr import Lit, Var, call, lit
 from dnnfusion.errors import InputDtypeError, InputShapeError
 from dnnfusion.oracle import compare, run_onnxruntime
-from dnnfusion.runtime.memory import Interval, plan_arena
+from dnnfusion.codegen.memory import Interval, plan_arena
 from dnnfusion.zoo import demo_model
 from tests.helpers import FLOAT, make_model
 
@@ -136,7 +136,7 @@ def test_backend_specializes_parameter_feeds_into_native_code(case_name):
 def test_an_unravelled_offset_folds_back_into_itself():
     """linear(unravel(s)) over the same shape is s, and over a shape that splits one axis in two it is a single
     mod: a Reshape between views of one buffer leaves no division in the inner loop."""
-    from dnnfusion.codegen.expr import Var, linear, unravel
+    from dnnfusion.kir.expr import Var, linear, unravel
 
     s = Var("s")
     for shape in [(112, 112), (32, 112, 112), (4, 1, 5, 6)]:

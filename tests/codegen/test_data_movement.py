@@ -11,9 +11,10 @@ from onnx import helper
 import dnnfusion
 from dnnfusion.backend import DnnfusionBackend
 from dnnfusion.fusion import plan_graph
-from dnnfusion.ir import from_onnx, infer_shapes
+from dnnfusion.ir import from_onnx
+from dnnfusion.passes import infer_shapes
 from dnnfusion.oracle import compare, run_onnxruntime
-from dnnfusion.rewrite import fold_constants
+from dnnfusion.passes import fold_constants
 from dnnfusion.runtime.compiled import CompiledModel
 from tests.helpers import FLOAT, INT64, make_model
 

@@ -14,9 +14,10 @@ import pytest
 from onnx import helper
 
 import dnnfusion
-from dnnfusion.codegen.emit import MAX_INLINE_DEPTH, Emitter
-from dnnfusion.codegen.expr import Expr, Unary, Var
-from dnnfusion.fusion import Reason, plan_model
+from dnnfusion.kir.emit import MAX_INLINE_DEPTH, Emitter
+from dnnfusion.kir.expr import Expr, Unary, Var
+from dnnfusion.fusion import Reason
+from dnnfusion.pipeline import plan_model
 from dnnfusion.fusion.planner import MAX_BLOCK_OPS
 from tests.helpers import FLOAT, make_model
 

@@ -1,6 +1,6 @@
 """Every zoo model's small configuration compiled at O0 and O3: outputs equal onnxruntime's, the arena is smaller
 than the sum of all intermediates, nothing runs as a fallback (the R-CNNs' NonMaxSuppression results are padded
-to a static bound, rewrite/padded.py), and one native call runs the whole inference."""
+to a static bound, passes/padded.py), and one native call runs the whole inference."""
 
 import pytest
 

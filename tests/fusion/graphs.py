@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from dnnfusion.fusion import plan_model
+from dnnfusion.pipeline import plan_model
 from dnnfusion.ops import MappingType
 from tests.helpers import FLOAT, make_model
 

@@ -8,7 +8,7 @@ from onnx import helper
 
 from dnnfusion.fusion import build_ecg
 from dnnfusion.fusion.profile_db import Profile, ProfileDB
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.ops import MappingType
 from tests.helpers import FLOAT, make_model
 

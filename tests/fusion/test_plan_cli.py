@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from dnnfusion.cli import main
 from dnnfusion.oracle import compare, run_onnxruntime
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.runtime import ReferenceExecutor, random_feeds
 from tests.fusion.test_planner import attention_model, layer_norm_model
 

@@ -4,7 +4,8 @@ constraint bounds, and kernel counts of common patterns asserted exactly (like a
 import numpy as np
 from onnx import helper
 
-from dnnfusion.fusion import PlannerOptions, Reason, plan_model
+from dnnfusion.fusion import PlannerOptions, Reason
+from dnnfusion.pipeline import plan_model
 from tests.fusion.graphs import blocks_of, plan_of
 from tests.helpers import FLOAT, make_model
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from onnx import helper
 
-from dnnfusion.fusion import plan_model
+from dnnfusion.pipeline import plan_model
 from dnnfusion.zoo import demo_model
 from tests.helpers import FLOAT, make_model
 

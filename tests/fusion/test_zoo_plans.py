@@ -5,7 +5,7 @@ DNNFusion never needs more kernels than the fixed-pattern baseline."""
 import onnx
 import pytest
 
-from dnnfusion.fusion import plan_model
+from dnnfusion.pipeline import plan_model
 from dnnfusion.fusion.onnx_blocks import fused_model
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.zoo import export, registry

@@ -9,7 +9,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from dnnfusion.errors import InvalidModelError, ModelLoadError, UnsupportedOpsetError
-from dnnfusion.ir import from_onnx, load, to_onnx
+from dnnfusion.ir import from_onnx, to_onnx
+from dnnfusion.pipeline import load
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.zoo import demo_model
 from tests.helpers import FLOAT, make_model

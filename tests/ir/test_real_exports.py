@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.runtime import ReferenceExecutor
 

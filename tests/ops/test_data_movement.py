@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dnnfusion import ops
 from dnnfusion.errors import InvalidModelError, ShapeError, UnsupportedOperatorError
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.ops import MappingType
 from dnnfusion.runtime import run_reference
 

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from dnnfusion import ops
 from dnnfusion.errors import InvalidModelError, ShapeError, UnsupportedOperatorError
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.runtime import run_reference
 
 RNG = np.random.default_rng(0)

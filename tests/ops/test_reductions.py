@@ -11,7 +11,7 @@ from onnx import TensorProto
 
 from dnnfusion import ops
 from dnnfusion.errors import InvalidModelError, UnsupportedOperatorError
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.ops import MappingType
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.runtime import run_reference

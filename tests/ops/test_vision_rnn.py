@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dnnfusion import ops
 from dnnfusion.errors import InvalidModelError, UnsupportedOperatorError
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.ops import MappingType
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.runtime import run_reference

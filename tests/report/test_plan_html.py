@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from dnnfusion.fusion import Plan, plan_model
+from dnnfusion.fusion import Plan
+from dnnfusion.pipeline import plan_model
 from dnnfusion.ops import MappingType
 from dnnfusion.report import write_plan_html
 from dnnfusion.report.plan_html import BOX_W, MAX_ROWS, block_edges, layout_plan

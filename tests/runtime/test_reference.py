@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dnnfusion.errors import InputDtypeError, InputShapeError, MissingInputError
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.runtime import ReferenceExecutor, random_feeds
 from dnnfusion.zoo import demo_model

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from dnnfusion.cli import main
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.runtime import ReferenceExecutor
 from dnnfusion.zoo import export, registry

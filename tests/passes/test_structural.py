@@ -7,9 +7,10 @@ import pytest
 from onnx import helper
 
 import dnnfusion
-from dnnfusion.ir import from_onnx, infer_shapes
+from dnnfusion.ir import from_onnx
+from dnnfusion.passes import infer_shapes
 from dnnfusion.oracle import compare, run_onnxruntime
-from dnnfusion.rewrite import fold_channel_affine
+from dnnfusion.passes import fold_channel_affine
 from tests.helpers import FLOAT, make_model
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..ir.graph import Graph, Node, Value
-from ..ir.shapes import infer_node
+from ..passes.shapes import infer_node
 from ..ops import lookup
 from .fold import fold_constants
 

@@ -13,8 +13,9 @@ import numpy as np
 import onnx
 
 from ..errors import DnnfusionError, InvalidModelError, ResourceError, ShapeError, UnboundDimensionError
-from .dtypes import tensor_type
-from .graph import Graph, Node
+from ..ir.dtypes import tensor_type
+from ..ir.graph import Graph, Node
+from ..ops import lookup
 
 FOLD_LIMIT_BYTES = 64 << 20   # constants larger than this are left for run time
 
@@ -53,7 +54,6 @@ def bind_inputs(graph: Graph, input_shapes: Mapping[str, Sequence[int]] | None =
 
 def infer_node(node: Node, fold_limit: int = FOLD_LIMIT_BYTES) -> None:
     """Set the types of the node's outputs, and their values when the node can run at compile time."""
-    from ..ops import lookup  # noqa: PLC0415 - ops imports ir; the registry is needed only here
 
     op = lookup(node)
     _check_arity(node)

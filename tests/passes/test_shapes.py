@@ -5,7 +5,7 @@ import pytest
 from onnx import helper
 
 from dnnfusion.errors import ShapeError, UnboundDimensionError
-from dnnfusion.ir import load
+from dnnfusion.pipeline import load
 from dnnfusion.zoo import demo_model
 from tests.helpers import FLOAT, INT64, make_model
 

@@ -11,7 +11,7 @@ import pytest
 
 import dnnfusion
 from dnnfusion.codegen.build import build, load
-from dnnfusion.codegen.mathlib import FLOAT_HELPERS, SOURCE
+from dnnfusion.kir.mathlib import FLOAT_HELPERS, SOURCE
 from dnnfusion.oracle import run_onnxruntime
 from tests.helpers import FLOAT, one_node_model
 

@@ -1,0 +1,26 @@
+"""What identifies this machine to the profile database and the kernel cache: CPU model, the ISA extensions
+that change generated code, and the thread count."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+ISA_FLAGS = ("avx512f", "avx512bw", "avx512vnni", "avx2", "fma", "sse4_2", "neon", "asimd", "sve")
+
+
+def machine_key(threads: int | None = None) -> str:
+    """CPU model, the ISA extensions that change generated code, and the thread count."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags |= set(value.split())
+    except OSError:
+        pass
+    isa = ",".join(f for f in ISA_FLAGS if f in flags)
+    return f"{model} | {platform.machine()} {isa} | threads={threads or os.cpu_count()}"

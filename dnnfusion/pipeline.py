@@ -1,0 +1,50 @@
+"""The compilation pipeline, named once: load (import, bind shapes, fold) -> rewrite -> plan -> generate and build.
+Every entry point (the API, the CLI, the onnx backend, the zoo, the benchmarks) goes through these functions."""
+
+from __future__ import annotations
+
+import time
+from typing import Mapping, Sequence
+
+from .fusion import LEVELS, Plan, PlannerOptions, ProfileDB, plan_graph
+from .ir import Graph, ModelSource, from_onnx
+from .passes import fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents
+from .runtime.compiled import CompiledModel
+
+__all__ = ["LEVELS", "compile_model", "load", "plan_model", "prepare_graph"]
+
+
+def load(source: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None, fold: bool = True) -> Graph:
+    """Import a model, bind its input shapes, propagate static shapes and (by default) fold constants."""
+    graph = infer_shapes(from_onnx(source), input_shapes)
+    if fold:
+        fold_constants(graph)
+    return graph
+
+
+def prepare_graph(graph: Graph, level: str = "O3") -> None:
+    """The rewrites before planning: constant folding and data-dependent extents padded to a static bound at
+    every level, and from O1 up (ORT and TVM do it too) per-channel affine maps such as BatchNormalization
+    folded into the preceding conv/Gemm weights."""
+    fold_constants(graph)
+    pad_dynamic_extents(graph)
+    if level != "O0":
+        fold_channel_affine(graph)
+
+
+def plan_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None, level: str = "O3",
+               db: ProfileDB | None = None, options: PlannerOptions = PlannerOptions()) -> Plan:
+    """Import, bind shapes, count what was loaded (DESIGN §5), rewrite, and plan."""
+    graph = load(model, input_shapes, fold=False)
+    ops_before = len(graph.operators())
+    irs_before = sum(v.nbytes for v in graph.intermediates() if v.is_static)
+    prepare_graph(graph, level)
+    return plan_graph(graph, level, db, options, ops_before, irs_before)
+
+
+def compile_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                  opt_level: str = "O3", threads: int | None = None) -> CompiledModel:
+    """Plan `model` at `opt_level`, generate C for the plan, build and load it."""
+    started = time.perf_counter()
+    plan = plan_model(model, input_shapes, opt_level, ProfileDB(threads=threads))
+    return CompiledModel(plan, threads=threads, compile_started=started)
