@@ -63,6 +63,11 @@ def parallel_for(var: Var, extent: int, body: list[str], work: int) -> list[str]
         ["  " + line for line in body] + ["}"]
 
 
+def indent(lines: list[str]) -> list[str]:
+    """C lines one level deeper."""
+    return ["  " + line for line in lines]
+
+
 def fits_stack(count: int) -> bool:
     """Whether a kernel may declare a stack array of `count` elements (OpenMP threads have a few MiB)."""
     return count <= STACK_ARRAY_MAX

@@ -12,10 +12,11 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..kir.expr import Expr, Index, Lit, Load, cast, ctype, floordiv, linear, lit, mod, numel, unravel
-from ..kir.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, channel_vector, shape_of
-from .matmul import Operand, Product, centered, direct_buffer, indent, layout, product_kernel, strided, widened
+from ..kernels.gemm import Operand, Product, direct_buffer, layout, product_kernel, strided
+from .matmul import centered, widened
 from .registry import register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")

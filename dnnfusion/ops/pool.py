@@ -13,13 +13,14 @@ import numpy as np
 
 from ..kir.expr import Expr, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select
 from ..kir.expr import unravel
-from ..kir.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from ..ir.dtypes import is_float
 from ..ir.graph import Node
 from .arithmetic import SUM_OPS
 from .base import Algebra, Inferred, MappingType, Op, TensorType, const_input, shape_of
 from .conv import Window, covered, int_attrs, table, window_of, window_reuse
-from .matmul import direct_buffer, indent, widened
+from ..kernels.gemm import direct_buffer
+from .matmul import widened
 from .registry import register
 
 

@@ -1,0 +1,260 @@
+"""The matrix-product template every product in a model goes through (MatMul, Gemm, convolutions as im2col
+products, transposed convolutions): operands as strided or packed buffers or as expressions, register tiles of
+accumulators (nn: rows x vectors of B; nt: dot products), panels of B copied when its stride aliases in cache,
+and the result handed to the caller's epilogue per element. Tuning constants live here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..kir.expr import C_TYPES, Expr, Index, Lit, Load, Var, broadcast_index, floordiv, linear
+from ..kir.expr import mod, numel, strides, unravel
+from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
+
+
+TILE_ROWS = 6         # rows of an nn tile: 6 rows x 2 vectors of accumulators keep 12 of 16 AVX2 registers
+TILE_BYTES = 64       # columns of an nn tile: two 256-bit vectors of the accumulation type
+DOT_TILE = (2, 4)     # rows x columns of an nt tile: 8 dot products sharing every vector they load
+PANEL_MIN_ROWS = 32   # rows of A from which copying a plain B into column panels pays for itself...
+PANEL_MIN_DEPTH = 256  # ...when its columns are long enough to overflow the few cache sets they alias to
+ALIASING_BYTES = 1024  # a B row stride that is a multiple of this maps a tile's columns to a few cache sets
+ITEM_SIZE = {c: d.itemsize for d, c in C_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One side of a batched matrix product as generated code reads it: its own batch extents (1 where it
+    broadcasts), rows x cols, and its element in the accumulation type at (own batch index, row, col).
+    `strides` (row, column) is set when that element is a plain load from an array at those strides; `panel`
+    when the array holds column panels of that width, [batch][panel][row][column in panel], so that the
+    columns of an nn tile over all rows are one contiguous run (no cache-set conflicts between rows):
+    `panel_at(batch index, row, first column of a panel, column in it)` then loads without a division."""
+
+    batch: tuple[int, ...]
+    rows: int
+    cols: int
+    element: Callable[[Index, Expr, Expr], Expr]
+    strides: tuple[int, int] | None = None
+    panel: int = 0
+    panel_at: Callable[[Index, Expr, Expr, Expr], Expr] | None = None
+
+
+@dataclass(frozen=True)
+class Product:
+    """out[b, i, j] = sum over k of a[b, i, k] * b[b, k, j] in C type `acc` over the broadcast `batch`; each
+    finished sum goes to `store(batch index, i, column index, sum)`, which returns the C statements that
+    write it. The column index is j unravelled to the shape `columns` (default: j itself), without a division
+    per element, so a store along a row of that shape stays a contiguous, vectorisable loop."""
+
+    batch: tuple[int, ...]
+    a: Operand
+    b: Operand
+    acc: str
+    store: Callable[[Index, Expr, Index, Expr], list[str]]
+    columns: tuple[int, ...] | None = None
+
+
+def direct_buffer(ctx: KernelContext, i: int, shape: Sequence[int], ct: str) -> str | None:
+    """The array input `i` is loaded from when the block reads it as it is (no fused producer, its own
+    row-major layout, already of C type `ct`); None otherwise."""
+    probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
+    e = ctx.read(i, probe)
+    if isinstance(e, Load) and e.ctype == ct and e.index == linear(probe, shape):
+        return e.buffer
+    return None
+
+
+def batch_offset(bidx: Index, batch: Sequence[int], batch_strides: Sequence[int]) -> Expr:
+    """The element offset of a batch entry (broadcast axes contribute nothing)."""
+    offset: Expr = Lit(0)
+    for e, s, d in zip(bidx, batch_strides, batch):
+        if d != 1:
+            offset = offset + e * s
+    return offset
+
+
+def strided(buffer: str, ct: str, batch: tuple[int, ...], batch_strides: Sequence[int], rows: int, cols: int,
+            row_stride: int, col_stride: int) -> Operand:
+    """An operand loaded from `buffer` at the given element strides."""
+    def element(bidx: Index, r: Expr, c: Expr) -> Expr:
+        return Load(buffer, batch_offset(bidx, batch, batch_strides) + r * row_stride + c * col_stride, ct)
+    return Operand(batch, rows, cols, element, (row_stride, col_stride))
+
+
+def panelled(buffer: str, ct: str, batch: tuple[int, ...], rows: int, cols: int, panel: int) -> Operand:
+    """An operand stored in column panels of width `panel` (the last one partly used)."""
+    size = -(-cols // panel) * panel * rows
+    batch_strides = [s * size for s in strides(batch)]
+
+    def panel_at(bidx: Index, r: Expr, first: Expr, c: Expr) -> Expr:
+        return Load(buffer, batch_offset(bidx, batch, batch_strides) + first * rows + r * panel + c, ct)
+
+    def element(bidx: Index, r: Expr, c: Expr) -> Expr:
+        return panel_at(bidx, r, floordiv(c, panel) * panel, mod(c, panel))
+    return Operand(batch, rows, cols, element, panel=panel, panel_at=panel_at)
+
+
+def layout(ctx: KernelContext, batch: tuple[int, ...], rows: int, cols: int, ct: str, panel: int = 0) -> Operand:
+    """A scratch array for an operand: row-major, or in column panels of width `panel`."""
+    if panel and panel < cols:
+        size = -(-cols // panel) * panel * rows
+        return panelled(ctx.scratch(ct, numel(batch) * size), ct, batch, rows, cols, panel)
+    size = rows * cols
+    return strided(ctx.scratch(ct, numel(batch) * size), ct, batch, [s * size for s in strides(batch)], rows, cols,
+                   cols, 1)
+
+
+def pack(ctx: KernelContext, op: Operand, ct: str, panel: int = 0) -> tuple[list[str], Operand]:
+    """C statements that write `op` (fused producers applied once per element) into a scratch array,
+    row-major or in column panels of width `panel`, and the operand that reads it there."""
+    target = layout(ctx, op.batch, op.rows, op.cols, ct, panel)
+    size = numel(op.batch) * op.rows * op.cols
+    if not target.panel:
+        row, col = ctx.var("p"), ctx.var("c")
+        bidx, r = unravel(floordiv(row, op.rows), op.batch), mod(row, op.rows)
+        body = ctx.value("pv", op.element(bidx, r, col)) + [f"{ctx.c(target.element(bidx, r, col))} = pv;"]
+        return parallel_for(row, numel(op.batch) * op.rows, serial_for(col, op.cols, body), size), target
+    panels = -(-op.cols // panel)
+    run, col, width = ctx.var("p"), ctx.var("c"), ctx.var("w")
+    bidx = unravel(floordiv(run, panels * op.rows), op.batch)
+    if op.strides is not None and op.strides[0] == 1:     # a transposed source: down each panel, rows in cache
+        first, r = mod(floordiv(run, op.rows), panels) * panel, mod(run, op.rows)
+    else:                                               # along each row, reading it in order
+        first, r = mod(run, panels) * panel, mod(floordiv(run, panels), op.rows)
+    body = ctx.value("pv", op.element(bidx, r, first + col)) + [f"{ctx.c(target.panel_at(bidx, r, first, col))} = pv;"]
+    tail = op.cols % panel
+    count = f"{ctx.c(first)} + {panel} <= {op.cols} ? {panel} : {tail}" if tail else str(panel)
+    loop = [f"const int64_t {width.name} = {count};", f"for (int64_t {col.name} = 0; {col.name} < {width.name}; "
+            f"++{col.name}) {{", *indent(body), "}"]
+    return parallel_for(run, numel(op.batch) * panels * op.rows, loop, size), target
+
+
+def nn_tile(ct: str, m: int, n: int) -> tuple[int, int]:
+    """Rows and columns of an nn tile of accumulators of C type `ct` for an m x n product."""
+    return min(TILE_ROWS, m), min(max(1, TILE_BYTES // ITEM_SIZE[ct]), n)
+
+
+def product_kernel(ctx: KernelContext, p: Product) -> list[str]:
+    """The loops of a batched matrix product. With B contiguous along its columns (nn), a tile of rows x
+    columns accumulates in registers over k (each A element broadcast against a vector of B); with B
+    contiguous along k (nt: a transposed weight), a tile of dot products runs vectorised along k. An operand
+    that is not a plain array (fused producers, odd strides) is first packed into a scratch array, as is a
+    transposed B when enough rows of A reuse the copy (the nn tiles are faster). B goes into column panels
+    where its rows would alias in the cache (a row stride of a multiple of 1 KiB, as 768 or 1024 floats),
+    copying even a plain B when enough rows of A reuse the panels."""
+    lines: list[str] = []
+    a, b, m, k, n = p.a, p.b, p.a.rows, p.a.cols, p.b.cols
+    tr, tc = nn_tile(p.acc, m, n)
+    aliasing = n > tc and n * ITEM_SIZE[p.acc] % ALIASING_BYTES == 0
+    if b.strides is None and not b.panel:
+        packed, b = pack(ctx, b, p.acc, tc if aliasing else 0)
+        lines += packed
+    elif b.strides is not None:
+        along_columns = n > 1 and b.strides[1] == 1
+        reused = m >= PANEL_MIN_ROWS and k >= PANEL_MIN_DEPTH and n > tc and \
+            b.strides[0] * ITEM_SIZE[p.acc] % ALIASING_BYTES == 0
+        transposed = not along_columns and k > 1 and (b.strides[0] != 1 or m >= PANEL_MIN_ROWS and n > 1)
+        if along_columns and reused or transposed:
+            packed, b = pack(ctx, b, p.acc, tc if aliasing or transposed else 0)
+            lines += packed
+    nn = bool(b.panel) or n > 1 and b.strides[1] == 1
+    if a.strides is None or not nn and k > 1 and a.strides[1] != 1:
+        packed, a = pack(ctx, a, p.acc)
+        lines += packed
+    if not nn:
+        tr, tc = min(DOT_TILE[0], m), min(DOT_TILE[1], n)
+    row_tiles, col_tiles = -(-m // tr), -(-n // tc)
+    t, i0, j0 = ctx.var("t"), ctx.var("i"), ctx.var("j")
+    head = [f"const int64_t {i0.name} = {t.name} % {row_tiles} * {tr};",
+            f"const int64_t {j0.name} = {t.name} / {row_tiles} % {col_tiles} * {tc};"]
+    bidx: Index = tuple(Lit(0) for _ in p.batch)
+    if numel(p.batch) > 1:
+        bq = ctx.var("b")
+        head.append(f"const int64_t {bq.name} = {t.name} / {row_tiles * col_tiles};")
+        bidx = unravel(bq, p.batch)
+    at = Tile(ctx, p, a, b, bidx, i0, j0, tc)
+    tile = at.nn if nn else at.nt
+    body = head + edges(i0, tr, m, lambda rows: edges(j0, tc, n, lambda cols: tile(rows, cols)))
+    return lines + parallel_for(t, numel(p.batch) * row_tiles * col_tiles, body, numel(p.batch) * m * n * k)
+
+
+def edges(start: Var, size: int, extent: int, tile: Callable[[int], list[str]]) -> list[str]:
+    """`tile(size)`, or `tile(extent % size)` for the last, partial tile along an axis of `extent`."""
+    if extent % size == 0:
+        return tile(size)
+    return [f"if ({start.name} + {size} <= {extent}) {{", *indent(tile(size)), "} else {",
+            *indent(tile(extent % size)), "}"]
+
+
+@dataclass
+class Tile:
+    """The code of one output tile at rows i0.. and columns j0.. of batch entry `bidx`."""
+
+    ctx: KernelContext
+    p: Product
+    a: Operand
+    b: Operand
+    bidx: Index
+    i0: Var
+    j0: Var
+    width: int                 # columns of a full tile
+
+    def element(self, op: Operand, r: Expr, c: Expr) -> str:
+        return self.ctx.c(op.element(broadcast_index(self.bidx, self.p.batch, op.batch), r, c))
+
+    def finish(self, rows: int, cols: int, tile: str) -> list[str]:
+        """Hand every element of the finished `tile` array (rows x cols) to the product's store: along each
+        row of the column shape in one run (a tile may span several such rows), vectorized along the columns
+        (each column stores to its own elements, so an epilogue's math runs in SIMD lanes)."""
+        shape = self.p.columns or (self.b.cols,)
+        r, c, last = self.ctx.var("r"), self.ctx.var("c"), shape[-1]
+        if len(shape) == 1:
+            value = Load(tile, r * cols + c, self.p.acc)
+            return serial_for(r, rows, serial_for(c, cols, self.p.store(self.bidx, self.i0 + r, (self.j0 + c,), value),
+                                                  simd=True))
+        q, rest = self.ctx.var("jq"), self.ctx.var("jr")
+        if last % self.width == 0:                      # tiles never cross a row
+            value = Load(tile, r * cols + c, self.p.acc)
+            store = self.p.store(self.bidx, self.i0 + r, (*unravel(q, shape[:-1]), rest + c), value)
+            return [f"const int64_t {q.name} = {self.j0.name} / {last}, {rest.name} = {self.j0.name} % {last};"] + \
+                serial_for(r, rows, serial_for(c, cols, store, simd=True))
+        start, run = self.ctx.var("s"), self.ctx.var("len")
+        value = Load(tile, r * cols + start + c, self.p.acc)
+        store = self.p.store(self.bidx, self.i0 + r, (*unravel(q, shape[:-1]), rest + c), value)
+        j = f"({self.j0.name} + {start.name})"
+        segment = [f"const int64_t {q.name} = {j} / {last}, {rest.name} = {j} % {last};",
+                   f"const int64_t {run.name} = {last} - {rest.name} < {cols} - {start.name} ? "
+                   f"{last} - {rest.name} : {cols} - {start.name};",
+                   "#pragma omp simd",
+                   f"for (int64_t {c.name} = 0; {c.name} < {run.name}; ++{c.name}) {{", *indent(store), "}",
+                   f"{start.name} += {run.name};"]
+        loop = [f"for (int64_t {start.name} = 0; {start.name} < {cols}; ) {{", *indent(segment), "}"]
+        return serial_for(r, rows, loop)
+
+    def nn(self, rows: int, cols: int) -> list[str]:
+        """Accumulators acc[rows][cols] over k: each A element times a contiguous vector of B's row k."""
+        ct, k = self.p.acc, self.a.cols
+        r, c, kk = self.ctx.var("r"), self.ctx.var("c"), self.ctx.var("k")
+        if self.b.panel_at is not None:
+            b = self.ctx.c(self.b.panel_at(broadcast_index(self.bidx, self.p.batch, self.b.batch), kk, self.j0, c))
+        else:
+            b = self.element(self.b, kk, self.j0 + c)
+        update = serial_for(c, cols, [f"acc[{self.ctx.c(r * cols + c)}] += av * {b};"], simd=True)
+        lines = [local_array(ct, "acc", rows * cols)] + serial_for(r, rows * cols, [f"acc[{r.name}] = 0;"])
+        lines += serial_for(kk, k, serial_for(r, rows, [f"const {ct} av = {self.element(self.a, self.i0 + r, kk)};"]
+                                              + update))
+        return ["{"] + indent(lines + self.finish(rows, cols, "acc")) + ["}"]
+
+    def nt(self, rows: int, cols: int) -> list[str]:
+        """rows x cols dot products along k, each a vectorised reduction."""
+        ct, k = self.p.acc, self.a.cols
+        kk = self.ctx.var("k")
+        sums = [f"s{r}_{c}" for r in range(rows) for c in range(cols)]
+        body = [f"const {ct} a{r} = {self.element(self.a, self.i0 + r, kk)};" for r in range(rows)]
+        body += [f"const {ct} b{c} = {self.element(self.b, kk, self.j0 + c)};" for c in range(cols)]
+        body += [f"s{r}_{c} += a{r} * b{c};" for r in range(rows) for c in range(cols)]
+        lines = [f"{ct} " + ", ".join(f"{s} = 0" for s in sums) + ";",
+                 f"#pragma omp simd reduction(+:{', '.join(sums)})"] + serial_for(kk, k, body)
+        lines.append(local_array(f"const {ct}", "tile", rows * cols, f"{{{', '.join(sums)}}}"))
+        return ["{"] + indent(lines + self.finish(rows, cols, "tile")) + ["}"]
