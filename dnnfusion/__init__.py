@@ -13,18 +13,19 @@ import onnx
 
 from .errors import DnnfusionError, InputError, InvalidModelError, ModelLoadError, ShapeError, \
     UnsupportedOperatorError
+from .options import CompileOptions
+from .pipeline import compile_model
 from .runtime.compiled import CompiledModel
 
-__all__ = ["CompiledModel", "DnnfusionError", "InferenceSession", "InputError", "InvalidModelError",
+__all__ = ["CompileOptions", "CompiledModel", "DnnfusionError", "InferenceSession", "InputError", "InvalidModelError",
            "ModelLoadError", "ShapeError", "UnsupportedOperatorError", "compile"]
 
 
 def compile(model: str | bytes | onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,  # noqa: A001
-            opt_level: str = "O3", threads: int | None = None) -> CompiledModel:
-    """Import, bind shapes, fold, plan the fusion at `opt_level` (O0..O3), generate C, build and load it."""
-    from .pipeline import compile_model  # noqa: PLC0415
-
-    return compile_model(model, input_shapes, opt_level, threads)
+            options: CompileOptions | None = None, **fields: Any) -> CompiledModel:
+    """Import, bind shapes, fold, plan the fusion, generate C, build and load it. `options` (default: from the
+    environment) and any CompileOptions field by name: opt_level="O0".."O3", threads=N, profile=True, ..."""
+    return compile_model(model, input_shapes, options, **fields)
 
 
 class _Arg:
@@ -38,8 +39,8 @@ class InferenceSession:
     """onnxruntime's session interface over a compiled model: get_inputs(), get_outputs(), run(names, feeds)."""
 
     def __init__(self, model: str | bytes | onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 opt_level: str = "O3", threads: int | None = None) -> None:
-        self.compiled = compile(model, input_shapes, opt_level, threads)
+                 options: CompileOptions | None = None, **fields: Any) -> None:
+        self.compiled = compile(model, input_shapes, options, **fields)
 
     def _args(self, values) -> list[_Arg]:
         """Name, shape (None where the extent depends on the data) and type of each value."""

@@ -16,7 +16,9 @@ from onnx.backend.base import Backend, BackendRep
 
 from .errors import ShapeError
 from .ir import Graph, from_onnx
+from .options import CompileOptions
 from .passes import fold_constants, infer_shapes
+from .pipeline import compile_graph
 from .runtime import ReferenceExecutor
 from .runtime.compiled import CompiledModel
 
@@ -33,11 +35,12 @@ class DnnfusionRep(BackendRep):
 
     SPECIALIZE_MAX_ELEMENTS = 64
 
-    def __init__(self, model: onnx.ModelProto, executor: str = "compiled") -> None:
+    def __init__(self, model: onnx.ModelProto, executor: str = "compiled", options: CompileOptions | None = None) -> None:
         if executor not in ("compiled", "reference"):
             raise ValueError(f"executor must be 'compiled' or 'reference', not {executor!r}")
         self._source = from_onnx(model)
         self._kind = executor
+        self._options = options
         self._executors: dict[tuple, Executor] = {}
         self._needs_values = False
         self._value_names: set[str] = set()
@@ -84,11 +87,7 @@ class DnnfusionRep(BackendRep):
         if self._kind == "reference":
             fold_constants(graph)
             return ReferenceExecutor(graph)
-        from .fusion import plan_graph  # noqa: PLC0415
-        from .pipeline import prepare_graph  # noqa: PLC0415
-
-        prepare_graph(graph, "O3")
-        return CompiledModel(plan_graph(graph, "O3"))
+        return compile_graph(graph, self._options)
 
     def executors(self) -> list[Executor]:
         """The executors compiled so far (one per input-shape signature or specialization)."""
@@ -110,7 +109,9 @@ class DnnfusionBackend(Backend):
 
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> DnnfusionRep:
-        return DnnfusionRep(model, kwargs.get("executor", "compiled"))
+        """kwargs: executor ('compiled' or 'reference') and options (a CompileOptions; default from the
+        environment)."""
+        return DnnfusionRep(model, kwargs.get("executor", "compiled"), kwargs.get("options"))
 
     @classmethod
     def supports_device(cls, device: str) -> bool:

@@ -182,7 +182,7 @@ def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tu
         from .pipeline import compile_model  # noqa: PLC0415
 
         with step(f"compiling {path.name} at {level}"):
-            executor = compile_model(path, input_shapes, level)
+            executor = compile_model(path, input_shapes, opt_level=level)
         graph = executor.graph
     if feeds is None:
         feeds = random_feeds(graph)
@@ -236,7 +236,7 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: s
 
     path, zoo_shapes = _model_source(model)
     with step(f"compiling {path.name} at {level}"):
-        compiled = compile_model(path, {**zoo_shapes, **parse_shapes(shapes)}, level, threads)
+        compiled = compile_model(path, {**zoo_shapes, **parse_shapes(shapes)}, opt_level=level, threads=threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.c").write_text(compiled.source)
     if compiled.library_path is not None:

@@ -8,10 +8,12 @@ from typing import Mapping, Sequence
 
 from .fusion import LEVELS, Plan, PlannerOptions, ProfileDB, plan_graph
 from .ir import Graph, ModelSource, from_onnx
+from .options import CompileOptions, resolve
 from .passes import fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents
 from .runtime.compiled import CompiledModel
 
-__all__ = ["LEVELS", "compile_model", "load", "plan_model", "prepare_graph"]
+__all__ = ["LEVELS", "CompileOptions", "build_plan", "compile_graph", "compile_model", "load", "plan_model",
+           "prepare_graph"]
 
 
 def load(source: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None, fold: bool = True) -> Graph:
@@ -42,9 +44,26 @@ def plan_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | N
     return plan_graph(graph, level, db, options, ops_before, irs_before)
 
 
-def compile_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                  opt_level: str = "O3", threads: int | None = None) -> CompiledModel:
-    """Plan `model` at `opt_level`, generate C for the plan, build and load it."""
+def compile_graph(graph: Graph, options: CompileOptions | None = None, **fields: object) -> CompiledModel:
+    """Rewrite, plan, generate and build an already loaded and shaped graph (the onnx backend's path)."""
     started = time.perf_counter()
-    plan = plan_model(model, input_shapes, opt_level, ProfileDB(threads=threads))
-    return CompiledModel(plan, threads=threads, compile_started=started)
+    chosen = resolve(options, **fields)
+    prepare_graph(graph, chosen.opt_level)
+    plan = plan_graph(graph, chosen.opt_level, ProfileDB(threads=chosen.threads), chosen.planner)
+    return build_plan(plan, chosen, started)
+
+
+def build_plan(plan: Plan, options: CompileOptions, started: float | None = None) -> CompiledModel:
+    """Generate C for a plan, build it with the options' toolchain and load it."""
+    return CompiledModel(plan, threads=options.threads, compile_started=started, profile=options.profile,
+                         toolchain=options.toolchain)
+
+
+def compile_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                  options: CompileOptions | None = None, **fields: object) -> CompiledModel:
+    """Plan `model`, generate C for the plan, build and load it, as `options` (and any CompileOptions fields
+    given by name, e.g. opt_level="O0") say."""
+    started = time.perf_counter()
+    chosen = resolve(options, **fields)
+    plan = plan_model(model, input_shapes, chosen.opt_level, ProfileDB(threads=chosen.threads), chosen.planner)
+    return build_plan(plan, chosen, started)

@@ -16,9 +16,9 @@ from rich.progress import Progress
 from dnnfusion.bench.breakdown import dnnfusion_breakdown, onnxruntime_breakdown
 from dnnfusion.bench.compare import bench_zoo_model
 from dnnfusion.fusion import ProfileDB
-from dnnfusion.pipeline import plan_model
+from dnnfusion.options import CompileOptions
+from dnnfusion.pipeline import build_plan, plan_model
 from dnnfusion.machine import machine_key
-from dnnfusion.runtime.compiled import CompiledModel
 from dnnfusion.zoo import export
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
@@ -29,7 +29,7 @@ def breakdown_row(name: str, threads: int) -> str:
     """One row of the dense/other split: a profiled O3 build and onnxruntime's node profile on the same input."""
     result = export.export(name)
     plan = plan_model(result.model_path, result.input_shapes, "O3", ProfileDB(threads=threads))
-    ours = dnnfusion_breakdown(CompiledModel(plan, threads=threads, profile=True), result.feeds())
+    ours = dnnfusion_breakdown(build_plan(plan, CompileOptions.from_env(threads=threads, profile=True)), result.feeds())
     ort = onnxruntime_breakdown(str(result.model_path), result.feeds(), threads)
     return (f"| {name} | {ours.dense_seconds * 1e3:.2f} | {ours.other_seconds * 1e3:.2f} | "
             f"{ort.dense_seconds * 1e3:.2f} | {ort.other_seconds * 1e3:.2f} | "

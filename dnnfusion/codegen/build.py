@@ -1,4 +1,4 @@
-"""The C compiler driver: gcc (or $CC) with `-O3 -march=native -fopenmp` unless overridden, a disk cache keyed by
+"""The C compiler driver: a toolchain (gcc with `-O3 -march=native` unless the options say otherwise), a disk cache keyed by
 the source, the flags, the compiler's version and the CPU, atomic writes, a manifest per library (sha256 of the
 library and of its source) checked before reuse, and loading through ctypes."""
 
@@ -8,8 +8,8 @@ import ctypes
 import hashlib
 import json
 import os
-import shlex
 import subprocess
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,27 +17,27 @@ from ..cache import atomic_path, cache_dir
 from ..errors import DnnfusionError
 from ..machine import machine_key
 
-# Always on, whatever $DNNFUSION_CFLAGS says. (A gcc 12 miscompile that deleted calls to out-of-line blocks is
+# Always on, whatever optimisation flags are chosen. (A gcc 12 miscompile that deleted calls to out-of-line blocks is
 # avoided in the source, program.py's BLOCK attribute: -fno-delete-null-pointer-checks avoids it too but made
 # GEMM kernels 2.7x slower.)
 REQUIRED_FLAGS = ("-fopenmp", "-fPIC", "-shared", "-std=gnu11")
-DEFAULT_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math") + REQUIRED_FLAGS
+DEFAULT_OPTIMIZATION = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math")
 
 
 class BuildError(DnnfusionError):
     """The C compiler is missing or rejected the generated source (a dnnfusion bug: please report it)."""
 
 
-def compiler() -> str:
-    return os.environ.get("CC", "gcc")
+@dataclass(frozen=True)
+class Toolchain:
+    """The C compiler and its optimisation flags; REQUIRED_FLAGS are always added after them."""
 
+    cc: str = "gcc"
+    optimization: tuple[str, ...] = DEFAULT_OPTIMIZATION
 
-def flags() -> tuple[str, ...]:
-    """DEFAULT_FLAGS, or $DNNFUSION_CFLAGS (shell-split) replacing the optimisation flags."""
-    extra = os.environ.get("DNNFUSION_CFLAGS")
-    if extra is None:
-        return DEFAULT_FLAGS
-    return tuple(shlex.split(extra)) + REQUIRED_FLAGS
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return tuple(self.optimization) + REQUIRED_FLAGS
 
 
 @lru_cache(maxsize=None)
@@ -48,11 +48,11 @@ def compiler_version(cc: str) -> str:
         raise BuildError(f"C compiler '{cc}' not usable ({e}); install gcc or set CC") from e
 
 
-def build(source: str) -> Path:
+def build(source: str, toolchain: Toolchain = Toolchain()) -> Path:
     """The shared library for `source`, compiled once per (source, flags, compiler, CPU) and cached: a cached one
     is reused only if its manifest vouches for both this source and the library's bytes, else it is discarded and
     rebuilt."""
-    cc, options = compiler(), flags()
+    cc, options = toolchain.cc, toolchain.flags
     key = hashlib.sha256("\0".join([source, " ".join(options), compiler_version(cc), machine_key()]).encode())
     folder = cache_dir("kernels")
     library = folder / f"{key.hexdigest()[:24]}.so"
@@ -119,17 +119,17 @@ def load(library: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(library))
 
 
-def build_and_load(source: str) -> tuple[Path, ctypes.CDLL]:
+def build_and_load(source: str, toolchain: Toolchain = Toolchain()) -> tuple[Path, ctypes.CDLL]:
     """`build` then `load`; a library the loader rejects (corrupt in a way the manifest cannot tell, or removed
     by another process that found it without its manifest while it was being written) is discarded and rebuilt
     once, so a bad cache entry never needs deleting by hand."""
-    library = build(source)
+    library = build(source, toolchain)
     try:
         return library, load(library)
     except OSError:
         pass
     discard(library)
-    library = build(source)
+    library = build(source, toolchain)
     try:
         return library, load(library)
     except OSError as e:

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .. import ops
-from ..codegen.build import build_and_load
+from ..codegen.build import Toolchain, build_and_load
 from ..codegen.program import Program, generate
 from ..fusion import Plan
 from ..ir.graph import Value
@@ -32,7 +32,7 @@ class CompiledModel:
     keeps its own thread count, whatever other models were compiled with."""
 
     def __init__(self, plan: Plan, threads: int | None = None, compile_started: float | None = None,
-                 profile: bool = False) -> None:
+                 profile: bool = False, toolchain: Toolchain = Toolchain()) -> None:
         started = compile_started if compile_started is not None else time.perf_counter()
         self.plan = plan
         self.graph = plan.ecg.graph
@@ -43,7 +43,7 @@ class CompiledModel:
         self.library_path: Path | None = None
         self._entries = {}
         if self.program.native_calls:
-            self.library_path, self.library = build_and_load(self.program.source)
+            self.library_path, self.library = build_and_load(self.program.source, toolchain)
             self._entries = {s.entry: getattr(self.library, s.entry) for s in self.program.segments if s.native}
         self._arenas = [self._new_arena()]
         self._arenas_lock = threading.Lock()

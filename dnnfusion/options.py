@@ -1,0 +1,57 @@
+"""Everything a compilation can be told, in one object: the optimisation level, threads, the planner's limits,
+the C toolchain and whether blocks are timed. The environment is read here only, as defaults (`from_env`):
+CC and DNNFUSION_CFLAGS (optimisation flags, shell-split)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .codegen.build import DEFAULT_OPTIMIZATION, Toolchain
+from .errors import DnnfusionError
+from .fusion import LEVELS, PlannerOptions
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """How to compile: `opt_level` O0 (one kernel per operator), O1 (fixed patterns), O2/O3 (DNNFusion);
+    `threads` for the generated code (None: every core); `planner` limits; `toolchain` compiler and flags;
+    `profile` times each block (CompiledModel.block_seconds)."""
+
+    opt_level: str = "O3"
+    threads: int | None = None
+    planner: PlannerOptions = field(default_factory=PlannerOptions)
+    toolchain: Toolchain = field(default_factory=Toolchain)
+    profile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.opt_level not in LEVELS:
+            raise DnnfusionError(f"unknown optimization level '{self.opt_level}' (use one of {', '.join(LEVELS)})")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise DnnfusionError(f"threads must be a positive integer or None (every core), not {self.threads!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **fields: Any) -> CompileOptions:
+        """Defaults from the environment (CC, DNNFUSION_CFLAGS), then the given fields."""
+        env = os.environ if environ is None else environ
+        cflags = env.get("DNNFUSION_CFLAGS")
+        toolchain = Toolchain(env.get("CC") or "gcc",
+                              tuple(shlex.split(cflags)) if cflags is not None else DEFAULT_OPTIMIZATION)
+        return cls(**{"toolchain": toolchain, **fields})
+
+    def replace(self, **fields: Any) -> CompileOptions:
+        """A copy with some fields changed (unknown names are an error that lists the known ones)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise DnnfusionError(f"unknown compile option {', '.join(map(repr, unknown))}; the options are "
+                                 f"{', '.join(sorted(known))}")
+        return dataclasses.replace(self, **fields)
+
+
+def resolve(options: CompileOptions | None = None, **fields: Any) -> CompileOptions:
+    """`options` (or the environment's defaults) with `fields` applied: what every entry point compiles with."""
+    return (options if options is not None else CompileOptions.from_env()).replace(**fields)
