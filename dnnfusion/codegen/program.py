@@ -5,6 +5,7 @@ generated code) run in Python between segments, on views of the same arena."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,19 @@ class Program:
     @property
     def native_calls(self) -> int:
         return sum(s.native for s in self.segments)
+
+
+def kernel_name(block: Block, k: int) -> str:
+    """A C name that says what block k fuses, as TVM names its kernels: `fused_matmul_add_gelu_17`, or
+    `conv_3` for a single operator. Built from operator types only, reduced to [a-z0-9_], so nothing from the
+    model file reaches the source unsanitised; long chains keep their first four members."""
+    parts: list[str] = []
+    for o in block.ops:
+        part = re.sub(r"[^a-z0-9]", "", o.node.op_type.lower())
+        if part and (not parts or parts[-1] != part):
+            parts.append(part)
+    members = parts[:4] + (["etc"] if len(parts) > 4 else [])
+    return ("fused_" if len(block.ops) > 1 else "") + "_".join(members or ["block"]) + f"_{k}"
 
 
 def is_native(block: Block) -> bool:
@@ -130,7 +144,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
             temps[id(v)] = (v, buffer)
             return buffer
 
-        lowering = BlockLowering(block, f"block{k}", buffers, temp)
+        lowering = BlockLowering(block, kernel_name(block, k), buffers, temp)
         functions.append((k, lowering.lower()))
         helpers.update(lowering.helpers)
 
@@ -141,7 +155,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
     for k, body in functions:
         names = sorted({b.name for _, b in declared.values()} & set(_identifiers(body)))
         by_name = {b.name: (key, v, b) for key, (v, b) in declared.items()}
-        header = [f"static BLOCK void block{k}(char* restrict arena, const char* restrict weights, "
+        header = [f"static BLOCK void {kernel_name(plan.blocks[k], k)}(char* restrict arena, const char* restrict weights, "
                   f"const void* const* restrict in, void* const* restrict out) {{"]
         for name in names:
             key, v, b = by_name[name]
@@ -164,7 +178,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
             segments.append(Segment(native[k], [block]))
     for n, segment in enumerate(s for s in segments if s.native):
         segment.entry = f"df_segment{n}"
-        calls = "\n".join(_call(position[id(b.ops[0].node)], profile) for b in segment.blocks)
+        calls = "\n".join(_call(b, position[id(b.ops[0].node)], profile) for b in segment.blocks)
         source.append(f"int {segment.entry}(char* arena, const char* weights, const void* const* in, "
                       f"void* const* out, int threads) {{\n{THREADS}\n{calls}\n{RESTORE}\n  return 0;\n}}\n")
     if profile:
@@ -177,10 +191,11 @@ def generate(plan: Plan, profile: bool = False) -> Program:
                    offsets, weight_offsets, fallback)
 
 
-def _call(k: int, profile: bool) -> str:
+def _call(block: Block, k: int, profile: bool) -> str:
+    name = kernel_name(block, k)
     if not profile:
-        return f"  block{k}(arena, weights, in, out);"
-    return (f"  {{ double t = omp_get_wtime(); block{k}(arena, weights, in, out); "
+        return f"  {name}(arena, weights, in, out);"
+    return (f"  {{ double t = omp_get_wtime(); {name}(arena, weights, in, out); "
             f"df_block_seconds[{k}] += omp_get_wtime() - t; }}")
 
 

@@ -1,9 +1,11 @@
 """The compile pipeline end to end: dnnfusion.compile / CompiledModel / InferenceSession, the statistics, the arena
 plan, the build cache, input checking, and that nothing from the model file reaches the generated C."""
 
+import re
+
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 
 import dnnfusion
 from dnnfusion.codegen import build as build_module
@@ -143,3 +145,15 @@ def test_an_unravelled_offset_folds_back_into_itself():
         assert linear(unravel(s, shape), shape) == s
     inner = unravel(s, (7, 6, 5))[1:]                       # (s / 5 % 6, s % 5): the trailing 30 elements
     assert Emitter().c(linear(inner, (6, 5))) == "(s % 30)"
+
+
+def test_kernels_are_named_after_what_they_fuse_and_model_text_never_reaches_the_names():
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"], name="*/ evil"), helper.make_node("Add", ["a", "b"], ["c"]),
+             helper.make_node("Relu", ["c"], ["d"]), helper.make_node("Softmax", ["d"], ["y"])]
+    model = make_model(nodes, [("x", FLOAT, [4, 8])], ["y"])
+    model.graph.initializer.extend([numpy_helper.from_array(np.ones((8, 8), np.float32), "w"),
+                                    numpy_helper.from_array(np.ones(8, np.float32), "b")])
+    source = dnnfusion.compile(model).source
+    assert re.findall(r"static BLOCK void (\w+)", source) == ["matmul_0", "fused_add_relu_softmax_1"]
+    assert re.findall(r"^  (\w+)\(arena", source, re.M) == ["matmul_0", "fused_add_relu_softmax_1"]
+    assert "evil" not in source
