@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from typing import Mapping, Sequence
 
+from .codegen.build import build_and_load
+from .codegen.program import Program, generate
 from .fusion import LEVELS, Plan, PlannerOptions, ProfileDB, plan_graph
 from .ir import Graph, ModelSource, from_onnx
 from .options import CompileOptions, resolve
 from .passes import fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents
 from .runtime.compiled import CompiledModel
+from .runtime.limits import check_memory, size_text
 
 __all__ = ["LEVELS", "CompileOptions", "build_plan", "compile_graph", "compile_model", "load", "plan_model",
            "prepare_graph"]
@@ -54,9 +57,25 @@ def compile_graph(graph: Graph, options: CompileOptions | None = None, **fields:
 
 
 def build_plan(plan: Plan, options: CompileOptions, started: float | None = None) -> CompiledModel:
-    """Generate C for a plan, build it with the options' toolchain and load it."""
-    return CompiledModel(plan, threads=options.threads, compile_started=started, profile=options.profile,
-                         toolchain=options.toolchain)
+    """Generate C for a plan, check that it fits in memory, build it with the options' toolchain and load it."""
+    started = started if started is not None else time.perf_counter()
+    program = generate(plan, options.profile)
+    check_program_memory(program)
+    library_path, library = build_and_load(program.source, options.toolchain) if program.native_calls else (None, None)
+    return CompiledModel(program, library_path, library, options.threads, time.perf_counter() - started)
+
+
+def check_program_memory(program: Program) -> None:
+    """The arena, one set of outputs and the weights must fit in this machine's memory."""
+    graph = program.plan.ecg.graph
+    outputs = [v for v in graph.outputs if v.is_static]
+    values = outputs + [v for n in graph.nodes for v in n.outputs if v is not None and v.is_static]
+    biggest = max(values, key=lambda v: v.nbytes, default=None)
+    largest = "none" if biggest is None else f"'{biggest.name}'" + (
+        f" of {biggest.producer.op_type} node '{biggest.producer.name}'" if biggest.producer else "") + \
+        f", {size_text(biggest.nbytes)}"
+    check_memory({"arena": program.arena_bytes, "outputs": sum(v.nbytes for v in outputs),
+                  "weights": int(program.weights.size)}, largest)
 
 
 def compile_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None,

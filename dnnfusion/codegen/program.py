@@ -60,6 +60,7 @@ class Program:
     arena_offsets: dict[int, int]            # id(Value) -> byte offset
     weight_offsets: dict[int, int]
     fallback_ops: list[str] = field(default_factory=list)
+    profiled: bool = False                   # every block call is timed (df_profile)
 
     @property
     def native_calls(self) -> int:
@@ -188,7 +189,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
     fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
                 for o in b.ops]
     return Program(plan, "\n".join(source), segments, arena_bytes, np.frombuffer(bytes(blob), np.uint8),
-                   offsets, weight_offsets, fallback)
+                   offsets, weight_offsets, fallback, profile)
 
 
 def _call(block: Block, k: int, profile: bool) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -15,55 +14,39 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .. import ops
-from ..codegen.build import Toolchain, build_and_load
-from ..codegen.program import Program, generate
-from ..fusion import Plan
+from ..codegen.program import Program
 from ..ir.graph import Value
 from .feeds import check_feeds
-from .limits import check_memory, size_text
 from .reference import _checked
 
 
 class CompiledModel:
-    """`run(feeds) -> {output name: array}`; `stats` and `source` describe what was built (`report.write_plan_html(model.plan, path)` draws the plan).
+    """`run(feeds) -> {output name: array}`; `stats` and `source` describe what was built
+    (`report.write_plan_html(model.plan, path)` draws the plan).
 
     `run` is safe to call from several threads at once: each call takes an arena of its own from a small pool
     (one per concurrent caller, kept for reuse), so concurrent runs share only the read-only weights. Each model
     keeps its own thread count, whatever other models were compiled with."""
 
-    def __init__(self, plan: Plan, threads: int | None = None, compile_started: float | None = None,
-                 profile: bool = False, toolchain: Toolchain = Toolchain()) -> None:
-        started = compile_started if compile_started is not None else time.perf_counter()
-        self.plan = plan
-        self.graph = plan.ecg.graph
-        self.profiled = profile
-        self.program: Program = generate(plan, profile)
-        self._check_memory()
+    def __init__(self, program: Program, library_path: Path | None = None, library: ctypes.CDLL | None = None,
+                 threads: int | None = None, compile_seconds: float = 0.0) -> None:
+        """Run a generated program: `library` is its built native code (None when every block is a fallback).
+        `pipeline.build_plan` makes one; nothing here generates or compiles code."""
+        self.program = program
+        self.plan = program.plan
+        self.graph = self.plan.ecg.graph
+        self.profiled = program.profiled
         self.threads = threads or os.cpu_count() or 1
-        self.library_path: Path | None = None
-        self._entries = {}
-        if self.program.native_calls:
-            self.library_path, self.library = build_and_load(self.program.source, toolchain)
-            self._entries = {s.entry: getattr(self.library, s.entry) for s in self.program.segments if s.native}
+        self.library_path, self.library = library_path, library
+        self._entries = {s.entry: getattr(library, s.entry) for s in program.segments if s.native} \
+            if library is not None else {}
         self._arenas = [self._new_arena()]
         self._arenas_lock = threading.Lock()
-        self._weights = np.ascontiguousarray(self.program.weights) if self.program.weights.size else \
-            np.zeros(64, np.uint8)
+        self._weights = np.ascontiguousarray(program.weights) if program.weights.size else np.zeros(64, np.uint8)
         for entry in self._entries.values():
             entry.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
             entry.restype = ctypes.c_int
-        self.compile_seconds = time.perf_counter() - started
-
-    def _check_memory(self) -> None:
-        """The arena, one set of outputs and the weights must fit in this machine's memory."""
-        outputs = [v for v in self.graph.outputs if v.is_static]
-        values = outputs + [v for n in self.graph.nodes for v in n.outputs if v is not None and v.is_static]
-        biggest = max(values, key=lambda v: v.nbytes, default=None)
-        largest = "none" if biggest is None else f"'{biggest.name}'" + (
-            f" of {biggest.producer.op_type} node '{biggest.producer.name}'" if biggest.producer else "") + \
-            f", {size_text(biggest.nbytes)}"
-        check_memory({"arena": self.program.arena_bytes, "outputs": sum(v.nbytes for v in outputs),
-                      "weights": int(self.program.weights.size)}, largest)
+        self.compile_seconds = compile_seconds
 
     @property
     def source(self) -> str:
