@@ -285,7 +285,8 @@ def nest(index: tuple[Var, ...], shape: tuple[int, ...], body: list[str]) -> lis
         body = serial_for(loops[k][0], loops[k][1], body, simd=k == len(loops) - 1)
     var, extent = loops[0]
     if numel(shape) >= PARALLEL_GRAIN:
-        collapse = " collapse(2)" if len(loops) > 1 and extent < 16 else ""
+        # collapsed only with a loop that is not the SIMD one: gcc rejects a pragma between collapsed loops
+        collapse = " collapse(2)" if len(loops) > 2 and extent < 16 else ""
         head = [f"#pragma omp parallel for schedule(static){collapse}"]
     else:
         head = []

@@ -124,3 +124,11 @@ def test_dropout_inference_and_prelu():
     feeds = {"x": rng.standard_normal((2, 3, 4)).astype(np.float32)}
     compiled_matches(nodes, [("x", FLOAT, [2, 3, 4])], feeds, FLOAT, {"slope": np.array([0.1, 0.2, 0.3], np.float32)
                                                                      .reshape(3, 1)})
+
+
+def test_a_short_outer_axis_before_a_long_simd_axis_builds():
+    """(5, 8192, 1): two loops after the size-1 axis drops, a short parallel one and the SIMD one; collapsing
+    them put a simd pragma between collapsed loops, which gcc rejects (found by the fuzzer)."""
+    x = np.random.default_rng(3).standard_normal((5, 8192, 1)).astype(np.float32)
+    nodes = [node("Exp", ["x"], "a"), node("Sigmoid", ["a"], "y")]
+    compiled_matches(nodes, [("x", FLOAT, [5, 8192, 1])], {"x": x}, FLOAT)
