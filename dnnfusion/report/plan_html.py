@@ -1,7 +1,8 @@
 """Draw a fusion plan as one self-contained HTML page: the block DAG laid out top to bottom in inline SVG, the
 plan statistics, the rejected merges, and a side panel with a block's operators and tensors.
 
-Everything is inline (CSS, JS, SVG, the block data as JSON), so the page works offline. Model text (node, op
+Everything is inline (CSS and JS from plan.css/plan.js, SVG, the block data as JSON), so the page works offline;
+the layout is computed in layout.py. Model text (node, op
 and tensor names) is untrusted: it is HTML-escaped in the markup and `<`-escaped in the JSON blob, and the
 script only ever writes it with `textContent`."""
 
@@ -10,14 +11,16 @@ from __future__ import annotations
 import html
 import json
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from functools import lru_cache
+from importlib import resources
+from typing import Any
 
 from ..fusion.ecg import OpInfo
 from ..fusion.plan import Block, Plan, Reason, Rejection
 from ..ir.graph import Value
 from ..ops import MappingType
+from .layout import BOX_W, HEAD_H, MAX_ROWS, PAD, ROW_H, PlanLayout, layout_plan
 
 COLORS: dict[MappingType, tuple[str, str]] = {     # (strong: header/chip, light: box fill)
     MappingType.ONE_TO_ONE: ("#2e8b57", "#e7f5ec"),
@@ -29,30 +32,15 @@ COLORS: dict[MappingType, tuple[str, str]] = {     # (strong: header/chip, light
 CHIPS = {MappingType.ONE_TO_ONE: "1:1", MappingType.REORGANIZE: "Reorg", MappingType.SHUFFLE: "Shuf",
          MappingType.ONE_TO_MANY: "1:N", MappingType.MANY_TO_MANY: "M:N"}
 
-BOX_W = 280          # block box width (px)
-HEAD_H = 22          # block header height
-ROW_H = 16           # one operator row
-PAD = 5              # padding below the header and at the bottom of a box
-MAX_ROWS = 12        # operator rows listed per box; longer blocks end with "+N more"
-DUMMY_W = 6          # width reserved for an edge passing through a layer
-GAP_X = 30           # horizontal space between neighbours in a layer
-GAP_Y = 48           # vertical space between layers
-MARGIN = 20
 MAX_REJECTIONS = 300  # listed per reason; the rest are counted
 STAT_KEYS = ("ops_before", "ops_after_folding", "blocks", "fusion_rate", "largest_block", "irs_bytes_before",
              "irs_bytes_after", "irs_reduction", "yellow_fused", "yellow_rejected", "plan_seconds")
 
 
-@dataclass
-class PlanLayout:
-    """Where the blocks go: centre x and top y per block (by run position), and one polyline per block edge."""
-
-    x: list[float]
-    y: list[float]
-    heights: list[float]
-    edges: dict[tuple[int, int], list[tuple[float, float]]]   # (from, to) positions -> points, bottom-to-top
-    width: float
-    height: float
+@lru_cache(maxsize=None)
+def asset(name: str) -> str:
+    """The page's stylesheet or script, shipped beside this module as package data."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
 def write_plan_html(plan: Plan, path: Path, title: str = "") -> Path:
@@ -71,12 +59,12 @@ def render_plan_html(plan: Plan, title: str = "") -> str:
     return "".join([
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        f"<title>{_esc(title)}</title><style>{CSS}</style></head>\n<body>\n",
+        f"<title>{_esc(title)}</title><style>{asset('plan.css')}</style></head>\n<body>\n",
         _header_html(plan, title),
         f"<main id=\"graph\">{_svg(plan, layout, tensors)}</main>\n",
         PANEL_HTML,
         f"<script type=\"application/json\" id=\"plan-data\">{_json_for_script(_block_data(plan))}</script>\n",
-        f"<script>{JS}</script>\n</body></html>\n",
+        f"<script>{asset('plan.js')}</script>\n</body></html>\n",
     ])
 
 
@@ -102,144 +90,6 @@ def _shared_values(producer: OpInfo, consumer: OpInfo) -> list[Value]:
     """Outputs of `producer` that `consumer` reads."""
     outs = {id(v) for v in producer.node.outputs if v is not None}
     return [v for v in consumer.node.inputs if v is not None and id(v) in outs]
-
-
-def box_height(block: Block) -> float:
-    """A block box's height: header plus one row per listed operator (capped, with a "+N more" row)."""
-    return HEAD_H + PAD * 2 + min(len(block.ops), MAX_ROWS) * ROW_H
-
-
-def layout_plan(plan: Plan, edges: Collection[tuple[int, int]]) -> PlanLayout:
-    """A layered top-to-bottom layout: longest-path layers, dummy nodes on long edges, barycenter ordering,
-    then x positions pulled towards neighbours without overlaps."""
-    n = len(plan.blocks)
-    layer = longest_path_layers(n, edges)
-    widths = [float(BOX_W)] * n
-    heights = [box_height(b) for b in plan.blocks]
-    chains = _add_dummies(edges, layer, widths)
-    up: list[list[int]] = [[] for _ in layer]
-    down: list[list[int]] = [[] for _ in layer]
-    for chain in chains.values():
-        for u, v in zip(chain, chain[1:]):
-            down[u].append(v)
-            up[v].append(u)
-    layers: list[list[int]] = [[] for _ in range(max(layer, default=-1) + 1)]
-    for node, rank in enumerate(layer):
-        layers[rank].append(node)
-    order_layers(layers, up, down)
-    x = place_x(layers, widths, up, down)
-    tops, bottoms = _layer_bands(layers, heights, n)
-    points = {key: _route(chain, x, layer, tops, bottoms, heights) for key, chain in chains.items()}
-    return PlanLayout(x[:n], [tops[layer[i]] for i in range(n)], heights, points,
-                      max((x[i] + widths[i] / 2 for i in range(len(x))), default=0.0) + MARGIN,
-                      (bottoms[-1] if bottoms else 0.0) + MARGIN)
-
-
-def _add_dummies(edges: Collection[tuple[int, int]], layer: list[int], widths: list[float]
-                 ) -> dict[tuple[int, int], list[int]]:
-    """Split every edge longer than one layer with a dummy node per layer it crosses (appended to `layer`
-    and `widths`), so long edges take part in ordering and spacing; returns each edge's node chain."""
-    chains: dict[tuple[int, int], list[int]] = {}
-    for a, b in sorted(edges):
-        chain = [a]
-        for rank in range(layer[a] + 1, layer[b]):
-            layer.append(rank)
-            widths.append(float(DUMMY_W))
-            chain.append(len(layer) - 1)
-        chains[(a, b)] = chain + [b]
-    return chains
-
-
-def longest_path_layers(n: int, edges: Collection[tuple[int, int]]) -> list[int]:
-    """Layer of each node = longest path from a source; nodes must be numbered in a topological order."""
-    preds: dict[int, list[int]] = defaultdict(list)
-    for a, b in edges:
-        preds[b].append(a)
-    layer = [0] * n
-    for node in range(n):
-        layer[node] = max((layer[p] + 1 for p in preds[node]), default=0)
-    return layer
-
-
-def order_layers(layers: list[list[int]], up: list[list[int]], down: list[list[int]], sweeps: int = 2) -> None:
-    """Reorder each layer in place by the barycenter of its neighbours, down then up, to cut edge crossings."""
-    pos = _normalised_positions(layers)
-    for _ in range(sweeps):
-        for rank in range(1, len(layers)):
-            _sort_by_barycenter(layers[rank], up, pos)
-        for rank in range(len(layers) - 2, -1, -1):
-            _sort_by_barycenter(layers[rank], down, pos)
-
-
-def _normalised_positions(layers: list[list[int]]) -> dict[int, float]:
-    """Position of each node within its layer, scaled to 0..1 so layers of different sizes compare."""
-    return {v: (i + 0.5) / len(layer) for layer in layers for i, v in enumerate(layer)}
-
-
-def _sort_by_barycenter(layer: list[int], neighbours: list[list[int]], pos: dict[int, float]) -> None:
-    """Sort one layer by the mean position of each node's neighbours (nodes without any keep their place)."""
-    def key(v: int) -> tuple[float, float]:
-        near = neighbours[v]
-        return (sum(pos[u] for u in near) / len(near) if near else pos[v], pos[v])
-    layer.sort(key=key)
-    for i, v in enumerate(layer):
-        pos[v] = (i + 0.5) / len(layer)
-
-
-def place_x(layers: list[list[int]], widths: list[float], up: list[list[int]], down: list[list[int]],
-            rounds: int = 4) -> list[float]:
-    """Centre x of every node: packed per layer, then repeatedly pulled towards its neighbours' mean."""
-    x = [0.0] * len(widths)
-    for layer in layers:
-        left = 0.0
-        for v in layer:
-            x[v] = left + widths[v] / 2
-            left += widths[v] + GAP_X
-    for _ in range(rounds):
-        for layer in layers[1:]:
-            _align(layer, up, x, widths)
-        for layer in reversed(layers[:-1]):
-            _align(layer, down, x, widths)
-    shift = MARGIN - min((x[v] - widths[v] / 2 for v in range(len(x))), default=0.0)
-    return [c + shift for c in x]
-
-
-def _align(layer: list[int], neighbours: list[list[int]], x: list[float], widths: list[float]) -> None:
-    """Move one layer's nodes towards their neighbours' mean x, keeping order and spacing: the mean of a
-    left-to-right and a right-to-left greedy placement (both keep the spacing, so their mean does too)."""
-    want = [sum(x[u] for u in neighbours[v]) / len(neighbours[v]) if neighbours[v] else x[v] for v in layer]
-    gap = [(widths[a] + widths[b]) / 2 + GAP_X for a, b in zip(layer, layer[1:])]
-    left = want[:]
-    for i in range(1, len(layer)):
-        left[i] = max(want[i], left[i - 1] + gap[i - 1])
-    right = want[:]
-    for i in range(len(layer) - 2, -1, -1):
-        right[i] = min(want[i], right[i + 1] - gap[i])
-    for v, a, b in zip(layer, left, right):
-        x[v] = (a + b) / 2
-
-
-def _layer_bands(layers: list[list[int]], heights: list[float], n: int) -> tuple[list[float], list[float]]:
-    """Top and bottom y of each layer (the tallest block sets a layer's height)."""
-    tops, bottoms, y = [], [], float(MARGIN)
-    for layer in layers:
-        tops.append(y)
-        y += max((heights[v] for v in layer if v < n), default=0.0)
-        bottoms.append(y)
-        y += GAP_Y
-    return tops, bottoms
-
-
-def _route(chain: list[int], x: list[float], layer: list[int], tops: list[float], bottoms: list[float],
-           heights: list[float]) -> list[tuple[float, float]]:
-    """Points of one edge: the source box's bottom, then the top and bottom of each layer it passes through,
-    then the target box's top."""
-    first, last = chain[0], chain[-1]
-    points = [(x[first], tops[layer[first]] + heights[first])]
-    for dummy in chain[1:-1]:
-        points += [(x[dummy], tops[layer[dummy]]), (x[dummy], bottoms[layer[dummy]])]
-    points.append((x[last], tops[layer[last]]))
-    return points
 
 
 # --- SVG ------------------------------------------------------------------------------------------------------
@@ -458,177 +308,7 @@ def _human_bytes(n: int) -> str:
     return f"{size:.3g} GiB"
 
 
-CSS = """
-*{box-sizing:border-box}
-body{margin:0;font:13px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2430;background:#f6f7f9}
-header{padding:12px 18px;background:#fff;border-bottom:1px solid #dde1e7}
-h1{font-size:18px;margin:0 0 4px}
-.meta{margin:2px 0 8px;color:#566070}
-table.stats{border-collapse:collapse;margin:6px 0;font-size:12px}
-table.stats th,table.stats td{border:1px solid #dde1e7;padding:3px 8px;text-align:center}
-table.stats th{background:#f0f2f5;font-weight:600;color:#3a4150}
-ul.notes{margin:6px 0;padding-left:20px;color:#6b5200}
-.legend{display:flex;flex-wrap:wrap;gap:6px 16px;align-items:center;margin:8px 0;font-size:12px}
-.legend .item{display:inline-flex;align-items:center;gap:5px}
-.swatch{display:inline-block;width:18px;height:12px;border:1.5px solid;border-radius:3px}
-.chip{display:inline-block;color:#fff;border-radius:7px;padding:0 6px;font-size:10px;font-weight:600}
-details.rejections{margin:6px 0;font-size:12px}
-details.rejections details{margin:2px 0 2px 14px}
-details.rejections ol{margin:2px 0;max-height:260px;overflow:auto}
-details.rejections .detail{color:#7a8291}
-details.rejections code{font-weight:600}
-summary{cursor:pointer}
-.toolbar{display:flex;gap:4px;margin-top:6px}
-.toolbar button{font:inherit;min-width:34px;padding:1px 8px;border:1px solid #c3c9d3;background:#fff;border-radius:4px;
-cursor:pointer}
-#graph{overflow:auto;padding:8px}
-#plan-svg{display:block;background:#fff;border:1px solid #e3e6eb;border-radius:4px}
-#plan-svg text{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace}
-.edge{fill:none;stroke:#9aa2b1;stroke-width:1.3}
-.edge:hover,.edge.hl{stroke:#1f2430;stroke-width:2.4}
-.block{cursor:pointer}
-.block .box{stroke-width:1.5}
-.block:hover .box{stroke-width:3}
-.block.selected .box{stroke:#111;stroke-width:3.5}
-.block .head{font-size:11.5px;font-weight:700;fill:#fff}
-.op .row{fill:transparent}
-.op:hover .row{fill:rgba(0,0,0,.07)}
-.op .ty{font-size:11px;font-weight:600;fill:#1f2430}
-.op .nm{font-size:10px;fill:#6b7383}
-.op .chip{font-size:9px;font-weight:700;fill:#fff;text-anchor:middle}
-.block .more{font-size:10.5px;font-style:italic;fill:#566070}
-#panel{position:fixed;top:0;right:0;bottom:0;width:min(460px,92vw);overflow:auto;background:#fff;
-border-left:1px solid #c9ced6;box-shadow:-4px 0 16px rgba(0,0,0,.12);padding:12px 14px;font-size:12px}
-#panel[hidden]{display:none}
-#panel h2{font-size:16px;margin:0 0 6px}
-#panel h3{font-size:13px;margin:12px 0 4px}
-#panel-close{position:absolute;top:8px;right:10px;font:inherit;font-size:16px;border:0;background:none;cursor:pointer}
-#panel table{border-collapse:collapse;width:100%}
-#panel td,#panel th{border-bottom:1px solid #eceef2;padding:2px 4px;text-align:left;vertical-align:top}
-#panel .name{overflow-wrap:anywhere}
-#panel .out{color:#6b7383;font-size:11px}
-#panel .chip{white-space:nowrap}
-#panel .const{color:#8a93a3}
-"""
 
 PANEL_HTML = ("<aside id=\"panel\" hidden><button id=\"panel-close\" type=\"button\" title=\"close (Esc)\">"
               "\u2715</button><div id=\"panel-body\"></div></aside>\n")
 
-JS = """
-(function () {
-  "use strict";
-  var data = JSON.parse(document.getElementById("plan-data").textContent);
-  var panel = document.getElementById("panel");
-  var body = document.getElementById("panel-body");
-  var svg = document.getElementById("plan-svg");
-  var scale = 1;
-
-  function el(tag, text, cls) {
-    var node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    if (cls) node.className = cls;
-    return node;
-  }
-
-  function chip(label, color) {
-    var c = el("span", label, "chip");
-    c.style.background = color;
-    return c;
-  }
-
-  function row(table, cells) {
-    var tr = document.createElement("tr");
-    cells.forEach(function (cell) {
-      var td = document.createElement("td");
-      if (typeof cell === "object") td.appendChild(cell); else td.textContent = String(cell);
-      tr.appendChild(td);
-    });
-    table.appendChild(tr);
-  }
-
-  function tensorTable(title, tensors) {
-    body.appendChild(el("h3", title + " (" + tensors.length + ")"));
-    var table = document.createElement("table");
-    tensors.forEach(function (t) {
-      row(table, [el("span", t.name, t.const ? "name const" : "name"), t.shape, t.dtype + (t.const ? " const" : "")]);
-    });
-    body.appendChild(table);
-  }
-
-  function outputsText(op) {
-    return op.outputs.map(function (t) { return t.name + " " + t.shape + " " + t.dtype; }).join("; ") +
-      " \u00b7 IRS " + op.irs.toLocaleString("en-US") + " B";
-  }
-
-  function highlight(id) {
-    Array.prototype.forEach.call(svg.querySelectorAll(".block.selected"), function (g) { g.classList.remove("selected"); });
-    Array.prototype.forEach.call(svg.querySelectorAll(".edge.hl"), function (p) { p.classList.remove("hl"); });
-    if (id === null) return null;
-    Array.prototype.forEach.call(svg.querySelectorAll(".edge"), function (p) {
-      if (p.getAttribute("data-from") === id || p.getAttribute("data-to") === id) p.classList.add("hl");
-    });
-    var group = svg.querySelector('.block[data-block="' + id + '"]');
-    if (group) group.classList.add("selected");
-    return group;
-  }
-
-  function show(id) {
-    var block = data.blocks[id];
-    if (!block) return;
-    body.textContent = "";
-    var h = el("h2", "Block #" + block.id + " ");
-    h.appendChild(chip(block.mapping, block.color));
-    body.appendChild(h);
-    body.appendChild(el("div", block.ops.length + " operator(s), fused type " + block.mapping));
-    body.appendChild(el("h3", "Operators"));
-    var ops = document.createElement("table");
-    row(ops, [el("b", "type"), el("b", "map"), el("b", "name / outputs")]);
-    block.ops.forEach(function (op) {
-      var c = chip(op.chip, op.color), cell = document.createElement("div");
-      c.title = op.mapping;
-      cell.appendChild(el("div", op.name, "name"));
-      cell.appendChild(el("div", outputsText(op), "name out"));
-      row(ops, [op.type, c, cell]);
-    });
-    body.appendChild(ops);
-    tensorTable("Inputs", block.inputs);
-    tensorTable("Outputs", block.outputs);
-    panel.hidden = false;
-    panel.setAttribute("data-block", String(block.id));
-    return highlight(String(block.id));
-  }
-
-  function hide() {
-    panel.hidden = true;
-    panel.removeAttribute("data-block");
-    highlight(null);
-  }
-
-  function zoom(how) {
-    var w = Number(svg.getAttribute("data-width")), hgt = Number(svg.getAttribute("data-height"));
-    if (how === "fit") scale = Math.min(1, (document.getElementById("graph").clientWidth - 24) / w);
-    else if (Number(how) === 0) scale = 1;
-    else scale = Math.max(0.1, Math.min(4, scale * Number(how)));
-    svg.setAttribute("width", String(Math.round(w * scale)));
-    svg.setAttribute("height", String(Math.round(hgt * scale)));
-  }
-
-  svg.addEventListener("click", function (ev) {
-    var g = ev.target.closest ? ev.target.closest(".block") : null;
-    if (g) show(g.getAttribute("data-block"));
-  });
-  document.getElementById("panel-close").addEventListener("click", hide);
-  document.addEventListener("keydown", function (ev) { if (ev.key === "Escape") hide(); });
-  Array.prototype.forEach.call(document.querySelectorAll(".toolbar button"), function (b) {
-    b.addEventListener("click", function () { zoom(b.getAttribute("data-zoom")); });
-  });
-
-  var wanted = /^#block-(\\d+)$/.exec(window.location.hash);
-  if (wanted) {
-    var group = show(wanted[1]);
-    if (group && group.scrollIntoView) group.scrollIntoView({block: "center"});
-  }
-  document.getElementById("block-count").textContent = String(Object.keys(data.blocks).length);
-  document.body.setAttribute("data-ready", "1");
-})();
-"""

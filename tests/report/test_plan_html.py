@@ -17,7 +17,8 @@ from dnnfusion.fusion import Plan
 from dnnfusion.pipeline import plan_model
 from dnnfusion.ops import MappingType
 from dnnfusion.report import write_plan_html
-from dnnfusion.report.plan_html import BOX_W, MAX_ROWS, block_edges, layout_plan
+from dnnfusion.report.layout import BOX_W, MAX_ROWS, layout_plan
+from dnnfusion.report.plan_html import block_edges
 from tests.helpers import FLOAT, make_model
 
 EVIL = "<script>alert(1)</script>"
