@@ -11,7 +11,7 @@ from ..errors import ResourceError
 
 def available_bytes() -> int:
     """Memory a new allocation can get now: MemAvailable plus free swap (Linux), else all physical memory; no
-    more than the process's address-space limit (ulimit -v) where one is set."""
+    more than what the process's address-space limit (ulimit -v) leaves above its current size."""
     try:
         with open("/proc/meminfo") as f:
             fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:]}
@@ -19,7 +19,19 @@ def available_bytes() -> int:
     except (OSError, KeyError, ValueError, IndexError):
         machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-    return machine if limit == resource.RLIM_INFINITY else min(machine, limit)
+    return machine if limit == resource.RLIM_INFINITY else min(machine, max(limit - address_space_used(), 0))
+
+
+def address_space_used() -> int:
+    """This process's virtual size (VmSize, Linux; 0 elsewhere): what ulimit -v counts against its limit."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def size_text(nbytes: int) -> str:
