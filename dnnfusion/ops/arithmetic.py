@@ -77,9 +77,9 @@ def constant_operand(node: Node) -> tuple[int, np.ndarray] | None:
     return None
 
 
-@register
-class Add(Binary):
-    op_type = "Add"
+class Adding:
+    """What Add and the variadic Sum share: a + b (integers wrap), and x + c as a per-channel affine map."""
+
     algebra = Algebra(associative=True, commutative=True)
 
     def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,6 +91,11 @@ class Add(Binary):
     def channel_affine(self, node: Node) -> ChannelAffine | None:
         found = constant_operand(node)
         return ChannelAffine(found[0], np.ones_like(found[1]), found[1]) if found else None
+
+
+@register
+class Add(Adding, Binary):
+    op_type = "Add"
 
 
 @register
@@ -192,19 +197,8 @@ class Mod(Binary):
 
 
 @register
-class Sum(Variadic):
+class Sum(Adding, Variadic):
     op_type = "Sum"
-    algebra = Algebra(associative=True, commutative=True)
-
-    def fn(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return a + b
-
-    def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
-        return wrapping("+", a, b)
-
-    def channel_affine(self, node: Node) -> ChannelAffine | None:
-        found = constant_operand(node)
-        return ChannelAffine(found[0], np.ones_like(found[1]), found[1]) if found else None
 
 
 @register
