@@ -1,6 +1,7 @@
 """Pooling: AveragePool, MaxPool, LpPool, GlobalAveragePool, GlobalMaxPool and MaxUnpool (Many-to-Many).
 
-The window geometry (kernel, strides, dilations, pads, auto_pad, ceil_mode) is conv.py's `window_of`."""
+The window geometry (kernel, strides, dilations, pads, auto_pad, ceil_mode) is conv.py's `window_of`, the Window
+itself kernels/window.py; the pooling template is still `WindowPool.kernel` here."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from typing import Callable
 
 import numpy as np
 
+from ..ir.dtypes import is_float
+from ..ir.graph import Node
+from ..kernels.gemm import direct_buffer
+from ..kernels.window import Window, covered, table, window_reuse
 from ..kir.expr import Expr, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select
 from ..kir.expr import unravel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
-from ..ir.dtypes import is_float
-from ..ir.graph import Node
 from .arithmetic import SUM_OPS
 from .base import Algebra, Inferred, MappingType, Op, TensorType, const_input, shape_of
-from .conv import Window, covered, int_attrs, table, window_of, window_reuse
-from ..kernels.gemm import direct_buffer
+from .conv import int_attrs, window_of
 from .matmul import widened
 from .registry import register
 

@@ -1,0 +1,208 @@
+"""Convolution templates: im2col columns into the gemm template (many output channels per group), direct
+loops that sweep a row of outputs per tap without bounds checks (few), and transposed convolution as a product
+into per-tap contributions that a row then gathers."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ..ir.graph import Node
+from ..kir.expr import Expr, Index, Lit, Load, cast, ctype, floordiv, linear, lit, mod, numel, unravel
+from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
+from .gemm import Operand, Product, direct_buffer, layout, product_kernel, strided
+from .window import Window, covered, range_tables
+
+
+PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
+
+
+
+def source(ctx: KernelContext, i: int, shape: Sequence[int], ct: str) -> tuple[list[str], str]:
+    """The row-major array of C type `ct` that a kernel reading input `i` many times over loads from: the
+    input's own, or (when producers are fused into it) a scratch copy written once with them applied; and
+    the statements that write that copy."""
+    buffer = direct_buffer(ctx, i, shape, ct)
+    if buffer is not None:
+        return [], buffer
+    name = ctx.scratch(ct, numel(shape))
+    row, col = ctx.var("p"), ctx.var("c")
+    rows, cols = numel(shape[:-1]), shape[-1]
+    value = cast(ctx.read(i, (*unravel(row, shape[:-1]), col)), ct)
+    body = ctx.value("pv", value) + [f"{name}[{ctx.c(row * cols + col)}] = pv;"]
+    return parallel_for(row, rows, serial_for(col, cols, body), numel(shape)), name
+
+
+
+def reader(buffer: str, shape: Sequence[int], ct: str) -> Callable[[Index], Expr]:
+    """Loads from a row-major array of `shape`."""
+    return lambda index: Load(buffer, linear(index, shape), ct)
+
+
+
+def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str]:
+    """Per image and group, (M/G x C/G*k) weights times the (C/G*k x out) columns of the input's windows;
+    a 1x1 unstrided, unpadded convolution reads its input as the columns directly."""
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    images, channels, spatial, kernel = x.shape[0], x.shape[1], tuple(x.shape[2:]), window.kernel
+    cg, mg = channels // group, w.shape[0] // group
+    depth, out, count = cg * numel(kernel), window.out, numel(window.out)
+    batch = (images, group)
+    weights = direct_buffer(ctx, 1, w.shape, ct)
+    if weights is not None:
+        a = strided(weights, ct, (1, group), (0, mg * depth), mg, depth, depth, 1)
+    else:
+        a = Operand((1, group), mg, depth, lambda bidx, r, c: cast(
+            ctx.read(1, (bidx[1] * mg + r, *unravel(c, (cg, *kernel)))), ct))
+    if numel(kernel) == 1 and out == spatial and set(window.strides) == {1} and not any(window.pads_begin):
+        lines, pixels = source(ctx, 0, x.shape, ct)
+        b = strided(pixels, ct, batch, (channels * count, cg * count), depth, count, count, 1)
+    else:
+        lines, b = im2col(ctx, x.shape, window, group, ct)
+    bias = node.input(2)
+
+    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        m = bidx[1] * mg + i
+        if bias is not None:
+            value = value + cast(ctx.read(2, (m,)), ct)
+        return ctx.store(0, (bidx[0], m, *j), cast(value, ctype(y.dtype)))
+
+    return lines + product_kernel(ctx, Product(batch, a, b, ct, store, out))
+
+
+
+def im2col(ctx: KernelContext, shape: Sequence[int], window: Window, group: int, ct: str) -> tuple[list[str], Operand]:
+    """C statements that write the window columns of each image and group, (C/G * k) x out and zero in the
+    padding, to a row-major scratch array; and the operand they form. Along the last axis each tap is a
+    contiguous (vectorisable) copy over the range of outputs where it lands inside the input."""
+    images, channels, spatial, kernel, out = shape[0], shape[1], tuple(shape[2:]), window.kernel, window.out
+    depth, last = channels // group * numel(kernel), len(out) - 1
+    lines, pixels = source(ctx, 0, shape, ct)
+    read = reader(pixels, shape, ct)
+    target = layout(ctx, (images, group), depth, numel(out), ct)
+    row, at = ctx.var("row"), [ctx.var("o") for _ in out]
+    n, channel, *taps = unravel(row, (images, channels, *kernel))
+    bidx, r = unravel(floordiv(row, depth), (images, group)), mod(row, depth)
+    pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps, window.dilations)]
+
+    def slot(d: int, extra: Expr = Lit(0)) -> str:
+        """The scratch element of column `extra` past the start of output positions at[:d + 1]."""
+        column = sum((at[i] * numel(out[i + 1:]) for i in range(d + 1)), Lit(0)) + extra
+        return ctx.c(target.element(bidx, r, column))
+
+    def fill(start: str, stop: str, value: Expr) -> list[str]:
+        o = at[last].name
+        return [f"for (int64_t {o} = {start}; {o} < {stop}; ++{o}) {slot(last)} = {ctx.c(value)};"]
+
+    lo, hi = f"lo_tab[{ctx.c(taps[last])}]", f"hi_tab[{ctx.c(taps[last])}]"
+    body = fill("0", lo, lit(0, ct)) + fill(lo, hi, read((n, channel, *pos))) + fill(hi, str(out[last]), lit(0, ct))
+    for d in range(last - 1, -1, -1):
+        low, high = may_leave(window, d, spatial[d])
+        checks = ([f"{ctx.c(pos[d])} < 0"] if low else []) + ([f"{ctx.c(pos[d])} >= {spatial[d]}"] if high else [])
+        if checks:
+            z = ctx.var("z")
+            clear = serial_for(z, numel(out[d + 1:]), [f"{slot(d, z)} = 0;"])
+            body = [f"if ({' || '.join(checks)}) {{", *indent(clear), "  continue;", "}"] + body
+        body = serial_for(at[d], out[d], body)
+    lines += sweep_tables(window, spatial)
+    size = images * channels * numel(kernel)
+    return lines + parallel_for(row, size, body, size * numel(out)), target
+
+
+
+def sweep_tables(window: Window, spatial: Sequence[int]) -> list[str]:
+    """The range of positions along the last output axis where each tap lands inside the input."""
+    d = len(spatial) - 1
+    return range_tables([covered(window.out[d], k * window.dilations[d] - window.pads_begin[d], window.strides[d],
+                                 0, spatial[d]) for k in range(window.kernel[d])])
+
+
+
+def may_leave(window: Window, d: int, size: int) -> tuple[bool, bool]:
+    """Whether the window can reach below 0 and at or past `size` along spatial axis d."""
+    return window.pads_begin[d] > 0, \
+        (window.out[d] - 1) * window.strides[d] - window.pads_begin[d] + window.extent[d] > size
+
+
+
+def conv_direct(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str]:
+    """A row of outputs per (image, channel, outer position), accumulated over the group's input channels and
+    the window's taps; along the last axis each tap covers a range of outputs known at compile time, which a
+    vectorised loop sweeps without bounds checks."""
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    images, channels, spatial, kernel = x.shape[0], x.shape[1], tuple(x.shape[2:]), window.kernel
+    cg, mg, out, last = channels // group, w.shape[0] // group, window.out, len(x.shape) - 3
+    lines, pixels = source(ctx, 0, x.shape, ct)
+    read = reader(pixels, x.shape, ct)
+    t, ci, ow = ctx.var("t"), ctx.var("ci"), ctx.var("o")
+    n, m, *outer = unravel(t, (images, w.shape[0], *out[:-1]))
+    taps = [ctx.var("kt") for _ in kernel]
+    pos = [o * s - p + k * dl for o, s, p, k, dl in zip((*outer, ow), window.strides, window.pads_begin, taps,
+                                                        window.dilations)]
+    pixel = read((n, floordiv(m, mg) * cg + ci, *pos))
+    sweep = [f"const {ct} wv = {ctx.c(cast(ctx.read(1, (m, ci, *taps)), ct))};", "#pragma omp simd",
+             f"for (int64_t {ow.name} = lo_tab[{taps[last].name}]; {ow.name} < hi_tab[{taps[last].name}]; "
+             f"++{ow.name}) {{", f"  row[{ow.name}] += wv * {ctx.c(pixel)};", "}"]
+    body = serial_for(taps[last], kernel[last], sweep)
+    for d in range(last - 1, -1, -1):
+        low, high = may_leave(window, d, spatial[d])
+        checks = ([f"{ctx.c(pos[d])} < 0"] if low else []) + ([f"{ctx.c(pos[d])} >= {spatial[d]}"] if high else [])
+        body = serial_for(taps[d], kernel[d], ([f"if ({' || '.join(checks)}) continue;"] if checks else []) + body)
+    value = Load("row", ow, ct)
+    if node.input(2) is not None:
+        value = value + cast(ctx.read(2, (m,)), ct)
+    task = [local_array(ct, "row", out[last])]
+    task += serial_for(ow, out[last], [f"row[{ow.name}] = 0;"]) + serial_for(ci, cg, body)
+    task += serial_for(ow, out[last], ctx.store(0, (n, m, *outer, ow), cast(value, ctype(y.dtype))))
+    work = y.numel * cg * numel(kernel)
+    return lines + sweep_tables(window, spatial) + parallel_for(t, images * w.shape[0] * numel(out[:-1]), task, work)
+
+
+
+def conv_transpose(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str]:
+    """Per image and group, the (M/G * k x C/G) transposed weights times the (C/G x in) input give every
+    input pixel's contribution to each tap (a register-tiled product into a scratch array); a row of outputs
+    then gathers them: output (in * stride - pad + tap * dilation) from input `in` for each tap, over the
+    ranges of `in` that land inside the output (tables), before one vectorisable loop stores the row."""
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    images, spatial, kernel, out = x.shape[0], tuple(x.shape[2:]), window.kernel, window.out
+    cg, mg, taps, pixels = x.shape[1] // group, w.shape[1], numel(window.kernel), numel(x.shape[2:])
+    batch = (images, group)
+    weights = direct_buffer(ctx, 1, w.shape, ct)
+    if weights is not None:
+        a = strided(weights, ct, (1, group), (0, cg * mg * taps), mg * taps, cg, 1, mg * taps)
+    else:
+        a = Operand((1, group), mg * taps, cg, lambda bidx, r, c: cast(
+            ctx.read(1, (bidx[1] * cg + c, *unravel(r, (mg, *kernel)))), ct))
+    lines, inputs = source(ctx, 0, x.shape, ct)
+    b = strided(inputs, ct, batch, (x.shape[1] * pixels, cg * pixels), cg, pixels, pixels, 1)
+    parts = layout(ctx, batch, mg * taps, pixels, ct)
+
+    def keep(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        return [f"{ctx.c(parts.element(bidx, i, j[0]))} = {ctx.c(value)};"]
+
+    lines += product_kernel(ctx, Product(batch, a, b, ct, keep))
+    t, ow, q = ctx.var("t"), ctx.var("o"), ctx.var("q")
+    n, m, *outer = unravel(t, (images, y.shape[1], *out[:-1]))
+    tap, at = [ctx.var("kt") for _ in kernel], [ctx.var("q") for _ in kernel[:-1]] + [q]
+    last = len(kernel) - 1
+    part = parts.element((n, floordiv(m, mg)), mod(m, mg) * taps + linear(tap, kernel), linear(at, spatial))
+    target = q * window.strides[last] - window.pads_begin[last] + tap[last] * window.dilations[last]
+    tables = range_tables([covered(spatial[last], k * window.dilations[last] - window.pads_begin[last],
+                                   window.strides[last], 0, out[last]) for k in range(kernel[last])])
+    lo, hi = f"lo_tab[{tap[last].name}]", f"hi_tab[{tap[last].name}]"
+    body = serial_for(tap[last], kernel[last], [
+        f"for (int64_t {q.name} = {lo}; {q.name} < {hi}; ++{q.name}) row[{ctx.c(target)}] += {ctx.c(part)};"])
+    for d in range(last - 1, -1, -1):
+        num = ctx.var("num")
+        offset = outer[d] + window.pads_begin[d] - tap[d] * window.dilations[d]
+        skip = f"{num.name} < 0" + (f" || {num.name} % {window.strides[d]} != 0" if window.strides[d] > 1 else "")
+        body = serial_for(tap[d], kernel[d], [
+            f"const int64_t {num.name} = {ctx.c(offset)};", f"if ({skip}) continue;",
+            f"const int64_t {at[d].name} = {ctx.c(floordiv(num, window.strides[d]))};",
+            f"if ({at[d].name} >= {spatial[d]}) continue;"] + body)
+    value = Load("row", ow, ct)
+    if node.input(2) is not None:
+        value = value + cast(ctx.read(2, (m,)), ct)
+    task = [local_array(ct, "row", out[last])] + serial_for(ow, out[last], [f"row[{ow.name}] = 0;"]) + body
+    task += serial_for(ow, out[last], ctx.store(0, (n, m, *outer, ow), cast(value, ctype(y.dtype))))
+    return lines + tables + parallel_for(t, images * y.shape[1] * numel(out[:-1]), task, y.numel * taps)
