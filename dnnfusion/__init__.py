@@ -13,6 +13,7 @@ import onnx
 
 from .errors import DnnfusionError, InputError, InvalidModelError, ModelLoadError, ShapeError, \
     UnsupportedOperatorError
+from .ir import dtypes
 from .options import CompileOptions
 from .pipeline import compile_model
 from .runtime.compiled import CompiledModel
@@ -44,8 +45,6 @@ class InferenceSession:
 
     def _args(self, values) -> list[_Arg]:
         """Name, shape (None where the extent depends on the data) and type of each value."""
-        from .ir import dtypes  # noqa: PLC0415
-
         padded = self.compiled.graph.padded_outputs
         return [_Arg(v.name, [None if v.name in padded and k == padded[v.name][0] else d for k, d in enumerate(v.shape)],
                      f"tensor({onnx.TensorProto.DataType.Name(dtypes.to_onnx(v.dtype)).lower()})") for v in values]

@@ -201,8 +201,6 @@ def _call(block: Block, k: int, profile: bool) -> str:
 
 
 def _identifiers(body: str) -> set[str]:
-    import re  # noqa: PLC0415
-
     return set(re.findall(r"\bx_(?:in|out|w|a)\d+\b", body))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InvalidModelError, ShapeError, UnsupportedOperatorError
 from ..ir.graph import Graph, Node, Value
 
-from ..kir.expr import Expr, Index, Load, Var, ctype, linear
+from ..kir.expr import Expr, Index, Load, Var, broadcast_index, ctype, linear
 from ..kir.kernel import KernelContext, Reader
 
 
@@ -288,8 +288,6 @@ class Binary(Op):
         return None
 
     def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr | None:
-        from ..kir.expr import broadcast_index  # noqa: PLC0415 - codegen builds on ops, not the reverse
-
         shape = node.outputs[0].shape
         a, b = (read(i, broadcast_index(index, shape, node.inputs[i].shape)) for i in (0, 1))
         return self.expr(node, a, b)
@@ -325,8 +323,6 @@ class Variadic(Op):
         return acc
 
     def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr | None:
-        from ..kir.expr import broadcast_index  # noqa: PLC0415
-
         shape = node.outputs[0].shape
         terms = [read(i, broadcast_index(index, shape, v.shape)) for i, v in enumerate(node.inputs) if v is not None]
         acc = terms[0]
