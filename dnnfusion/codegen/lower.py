@@ -163,12 +163,34 @@ class BlockLowering:
             self.placeholders.clear()
             loads = [e for e in walk(expr) if isinstance(e, Load) and e.buffer.startswith(PLACEHOLDER)]
             if not loads:
+                if self._reaches(value, kernel):    # simplified away (Where(c, x, x)), yet its inputs are read
+                    return None
                 continue                                   # independent of the kernel: its own loop
             if len(kernel.outputs) != 1 or tuple(value.shape) != tuple(kernel.outputs[0].shape) or \
                     any(e.index != linear(index, value.shape) for e in loads):
                 return None
             targets.append(value)
         return targets
+
+    def _reads_of(self, value: Value) -> list[Value]:
+        producer = value.producer
+        if producer is None or id(producer) not in self.inside:
+            return []
+        return [v for v in producer.inputs if v is not None]
+
+    def _reaches(self, value: Value, kernel: Node) -> bool:
+        """Whether computing `value` inside the block reads one of the kernel's outputs, directly or through
+        fused producers (an explicit stack: chains can be long)."""
+        outputs = {id(o) for o in kernel.outputs if o is not None}
+        stack, seen = [value], set()
+        while stack:
+            v = stack.pop()
+            if id(v) in outputs:
+                return True
+            if id(v) not in seen:
+                seen.add(id(v))
+                stack.extend(self._reads_of(v))
+        return False
 
     def kernel_code(self, kernel: Node) -> list[str]:
         op = ops.lookup(kernel)

@@ -123,8 +123,8 @@ class Emitter:
             if e.ctype == "bool":
                 return f"({args[0]} != 0)"
             return f"(({e.ctype})({args[0]}))"
-        if isinstance(e, Unary):
-            return f"({e.op}{args[0]})"
+        if isinstance(e, Unary):     # -(-1.5f), never --1.5f (a decrement)
+            return f"({e.op}({args[0]}))" if args[0][:1] in "+-" else f"({e.op}{args[0]})"
         if isinstance(e, Select):
             return f"({args[0]} ? {args[1]} : {args[2]})"
         if isinstance(e, Bin):

@@ -13,7 +13,9 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
+import dnnfusion
 from dnnfusion import ops
 from dnnfusion.errors import InvalidModelError, ShapeError
 from dnnfusion.pipeline import load
@@ -347,3 +349,18 @@ def test_max_unpool_needs_kernel_shape():
     feeds = {"y": x_of(1, 1, 2, 2), "i": np.zeros((1, 1, 2, 2), np.int64)}
     with pytest.raises((InvalidModelError, ShapeError), match="kernel_shape"):
         load(one_node("MaxUnpool", feeds, [("z", FLOAT)]), {k: v.shape for k, v in feeds.items()})
+
+
+def test_same_upper_dilated_max_pool_on_one_pixel_follows_the_spec_not_onnxruntime():
+    """kernel 2, dilation 2, SAME_UPPER over one pixel: ceil(1 / 1) = 1 output, as ONNX shape inference and the
+    reference evaluator say; onnxruntime 1.2x gives an empty output (found by the fuzzer, an onnxruntime bug).
+    Both taps land in the padding, so the window holds no input: its maximum is -inf, max's identity (the
+    reference evaluator gives NaN, the spec says nothing)."""
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("MaxPool", ["x"], ["y"], auto_pad="SAME_UPPER", dilations=[2], kernel_shape=[2])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 20)])
+    x = np.array([[[0.75]]], np.float32)
+    assert ReferenceEvaluator(model).run(None, {"x": x})[0].shape == (1, 1, 1)
+    for level in ("O0", "O3"):
+        np.testing.assert_array_equal(dnnfusion.compile(model, opt_level=level).run({"x": x})["y"], [[[-np.inf]]])
