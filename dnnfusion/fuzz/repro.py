@@ -1,5 +1,6 @@
-"""Reproducers written under the fuzz output folder: the minimal model (.onnx), its inputs (.npz) and a pytest
-file a human can move into tests/fuzz/regressions/."""
+"""Reproducers written under the fuzz output folder: the minimal model (.onnx), its inputs (.npz) and a
+standalone pytest file. To keep a case, move its .onnx (and .npz) into tests/fuzz/regressions/, where
+tests/fuzz/test_regressions.py runs every file, and say there what it found."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import onnx
 GRAPH_TEST = '''"""Fuzz regression {key}: {kind} at {level}: {message}
 
 Found by `python -m dnnfusion.fuzz --seed {seed}` (graph seed {graph_seed}), shrunk to: {ops}.
-Move this file, fuzz_{key}.onnx and fuzz_{key}.npz into tests/fuzz/regressions/.
+To keep it: move fuzz_{key}.onnx and fuzz_{key}.npz into tests/fuzz/regressions/ (test_regressions.py runs them).
 """
 
 from pathlib import Path
@@ -49,8 +50,8 @@ MUTANT_TEST = '''"""Fuzz regression {key}: a corrupted model file ({mutation}) r
 
 Found by `python -m dnnfusion.fuzz --seed {seed}`; dnnfusion must load, compile and run it or raise a
 DnnfusionError, within a time and memory limit (the file runs in a worker process, so a segfault, a hang or a
-runaway allocation fails this test instead of the test run). Move this file and mutant_{key}.onnx into
-tests/fuzz/regressions/.
+runaway allocation fails this test instead of the test run). To keep it: move mutant_{key}.onnx into
+tests/fuzz/regressions/ (test_regressions.py runs it).
 """
 
 from pathlib import Path
