@@ -1,41 +1,26 @@
 """Pooling: AveragePool, MaxPool, LpPool, GlobalAveragePool, GlobalMaxPool and MaxUnpool (Many-to-Many).
 
 The window geometry (kernel, strides, dilations, pads, auto_pad, ceil_mode) is conv.py's `window_of`, the Window
-itself kernels/window.py; the pooling template is still `WindowPool.kernel` here."""
+itself kernels/window.py; each pool says what it folds (`Fold`) and kernels/pool.py generates the loops."""
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from ..ir.dtypes import is_float
 from ..ir.graph import Node
-from ..kernels.gemm import direct_buffer
-from ..kernels.window import Window, covered, table, window_reuse
-from ..kir.expr import Expr, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select
-from ..kir.expr import unravel
-from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
+from ..kernels.pool import Fold, global_pool, window_pool
+from ..kernels.window import Window, window_reuse
+from ..kir.expr import Expr, Lit, binary, call, cast, ctype, lit, select
+from ..kir.kernel import KernelContext
 from .arithmetic import SUM_OPS
 from .base import Algebra, Inferred, MappingType, Op, TensorType, const_input, shape_of
 from .conv import int_attrs, window_of
 from .matmul import widened
 from .registry import register
-
-
-@dataclass(frozen=True)
-class Fold:
-    """How a pool accumulates its taps in generated code: the start value, one step with a tap, and the
-    result from the accumulator and the number of taps counted (inside the input, or with the pads too)."""
-
-    init: Expr
-    step: Callable[[Expr, Expr], Expr]
-    finish: Callable[[Expr, Expr], Expr] = lambda acc, count: acc
-    count_pads: bool = False
-    sums: bool = False          # a plain sum, vectorised as an OpenMP reduction
 
 
 def larger(v: Expr, acc: Expr) -> Expr:
@@ -84,51 +69,9 @@ class WindowPool(Op):
         raise NotImplementedError
 
     def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
-        """Per output element, fold the taps that land on the input (their ranges per axis and output position
-        are tables known at compile time, so the loops need no bounds checks; an axis where no window is clipped
-        gets constant bounds, and with constant bounds on every axis a row of outputs is folded in SIMD lanes);
-        the row of results is then stored in one vectorisable loop."""
-        x, y = node.inputs[0], node.outputs[0]
-        window, ct = self.window(node, x.shape), ctype(widened(x.dtype))
-        if not all(fits_stack(o) for o in window.out):     # the row buffer, and the per-axis tables built here
-            return None
-        spec, spatial, last = self.fold(node, ct), x.shape[2:], len(x.shape) - 3
-        t, ow = ctx.var("t"), ctx.var("o")
-        n, c, *at = (*unravel(t, y.shape[:-1]), ow)
-        taps = [ctx.var("kt") for _ in spatial]
-        tables, count, bounds = [], Lit(1), []
-        for d, size in enumerate(spatial):
-            start = [o * window.strides[d] - window.pads_begin[d] for o in range(window.out[d])]
-            spans = [covered(window.kernel[d], s, window.dilations[d], 0, size) for s in start]
-            full = all(span == (0, window.kernel[d]) for span in spans)     # no window clipped along this axis
-            if full:
-                bounds.append(("0", str(window.kernel[d])))
-            else:
-                tables += [table(f"klo{d}", [a for a, _ in spans]), table(f"khi{d}", [b for _, b in spans])]
-                bounds.append((f"klo{d}[{ctx.c(at[d])}]", f"khi{d}[{ctx.c(at[d])}]"))
-            if spec.count_pads:
-                padded = [covered(window.kernel[d], s, window.dilations[d], -window.pads_begin[d],
-                                  size + window.pads_end[d]) for s in start]
-                tables.append(table(f"kcnt{d}", [b - a for a, b in padded]))
-                count = count * Load(f"kcnt{d}", at[d], "int64_t")
-            elif full:
-                count = count * window.kernel[d]
-            else:
-                count = count * (Load(f"khi{d}", at[d], "int64_t") - Load(f"klo{d}", at[d], "int64_t"))
-        pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps,
-                                                             window.dilations)]
-        acc, out_ct = Var("acc", ct), ctype(y.dtype)
-        body = ctx.value("xv", cast(ctx.read(0, (n, c, *pos)), ct)) + [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"]
-        for d in range(len(spatial) - 1, -1, -1):
-            k, (lo, hi) = taps[d].name, bounds[d]
-            body = [f"for (int64_t {k} = {lo}; {k} < {hi}; ++{k}) {{", *indent(body), "}"]
-        fold = [f"{ct} acc = {ctx.c(spec.init)};"] + body + \
-            [f"row[{ow.name}] = {ctx.c(cast(spec.finish(acc, count), out_ct))};"]
-        constant_taps = not tables or spec.count_pads and len(tables) == len(spatial)
-        task = [local_array(out_ct, "row", window.out[last])]
-        task += serial_for(ow, window.out[last], fold, simd=constant_taps)
-        task += serial_for(ow, window.out[last], ctx.store(0, (n, c, *at), Load("row", ow, out_ct)))
-        return tables + parallel_for(t, y.numel // window.out[last], task, y.numel * numel(window.kernel))
+        x = node.inputs[0]
+        ct = ctype(widened(x.dtype))
+        return window_pool(ctx, node, self.window(node, x.shape), self.fold(node, ct), ct)
 
 
 def kernel_axes(window: Window) -> tuple[int, ...]:
@@ -264,24 +207,8 @@ class GlobalPool(Op):
         raise NotImplementedError
 
     def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
-        """Per (image, channel), fold its spatial plane (a vectorised sum for the average)."""
-        x = node.inputs[0]
-        shape, ct = x.shape, ctype(widened(x.dtype))
-        size, channels = numel(shape[2:]), shape[1]
-        spec = self.fold(node, ct)
-        t, s = ctx.var("t"), ctx.var("s")
-        buffer = direct_buffer(ctx, 0, shape, ctype(x.dtype))
-        value = Load(buffer, t * size + s, ctype(x.dtype)) if buffer is not None else \
-            ctx.read(0, (floordiv(t, channels), mod(t, channels), *unravel(s, shape[2:])))
-        acc = Var("acc", ct)
-        loop = serial_for(s, size, ctx.value("xv", cast(value, ct)) +
-                          [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"])
-        if spec.sums:
-            loop = ["#pragma omp simd reduction(+:acc)"] + loop
-        out = (floordiv(t, channels), mod(t, channels), *(Lit(0),) * (len(shape) - 2))
-        task = [f"{ct} acc = {ctx.c(spec.init)};"] + loop + \
-            ctx.store(0, out, cast(spec.finish(acc, Lit(size)), ctype(node.outputs[0].dtype)))
-        return parallel_for(t, shape[0] * channels, task, x.numel)
+        ct = ctype(widened(node.inputs[0].dtype))
+        return global_pool(ctx, node, self.fold(node, ct), ct)
 
 
 @register

@@ -1,0 +1,93 @@
+"""Pooling templates: a window pool folds each output's taps through bound tables known at compile time (no
+bounds checks; SIMD over a row when no window is clipped), a global pool folds each (image, channel) plane.
+What a pool folds (max, sum, p-norm) is the operator's `Fold`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..ir.graph import Node
+from ..kir.expr import Expr, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
+from .gemm import direct_buffer
+from .window import Window, covered, table
+
+
+@dataclass(frozen=True)
+class Fold:
+    """How a pool accumulates its taps in generated code: the start value, one step with a tap, and the
+    result from the accumulator and the number of taps counted (inside the input, or with the pads too)."""
+
+    init: Expr
+    step: Callable[[Expr, Expr], Expr]
+    finish: Callable[[Expr, Expr], Expr] = lambda acc, count: acc
+    count_pads: bool = False
+    sums: bool = False          # a plain sum, vectorised as an OpenMP reduction
+
+
+def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str) -> list[str] | None:
+    """Per output element, fold the taps that land on the input (their ranges per axis and output position
+    are tables known at compile time, so the loops need no bounds checks; an axis where no window is clipped
+    gets constant bounds, and with constant bounds on every axis a row of outputs is folded in SIMD lanes);
+    the row of results is then stored in one vectorisable loop."""
+    x, y = node.inputs[0], node.outputs[0]
+    if not all(fits_stack(o) for o in window.out):     # the row buffer, and the per-axis tables built here
+        return None
+    spatial, last = x.shape[2:], len(x.shape) - 3
+    t, ow = ctx.var("t"), ctx.var("o")
+    n, c, *at = (*unravel(t, y.shape[:-1]), ow)
+    taps = [ctx.var("kt") for _ in spatial]
+    tables, count, bounds = [], Lit(1), []
+    for d, size in enumerate(spatial):
+        start = [o * window.strides[d] - window.pads_begin[d] for o in range(window.out[d])]
+        spans = [covered(window.kernel[d], s, window.dilations[d], 0, size) for s in start]
+        full = all(span == (0, window.kernel[d]) for span in spans)     # no window clipped along this axis
+        if full:
+            bounds.append(("0", str(window.kernel[d])))
+        else:
+            tables += [table(f"klo{d}", [a for a, _ in spans]), table(f"khi{d}", [b for _, b in spans])]
+            bounds.append((f"klo{d}[{ctx.c(at[d])}]", f"khi{d}[{ctx.c(at[d])}]"))
+        if spec.count_pads:
+            padded = [covered(window.kernel[d], s, window.dilations[d], -window.pads_begin[d],
+                              size + window.pads_end[d]) for s in start]
+            tables.append(table(f"kcnt{d}", [b - a for a, b in padded]))
+            count = count * Load(f"kcnt{d}", at[d], "int64_t")
+        elif full:
+            count = count * window.kernel[d]
+        else:
+            count = count * (Load(f"khi{d}", at[d], "int64_t") - Load(f"klo{d}", at[d], "int64_t"))
+    pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps,
+                                                         window.dilations)]
+    acc, out_ct = Var("acc", ct), ctype(y.dtype)
+    body = ctx.value("xv", cast(ctx.read(0, (n, c, *pos)), ct)) + [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"]
+    for d in range(len(spatial) - 1, -1, -1):
+        k, (lo, hi) = taps[d].name, bounds[d]
+        body = [f"for (int64_t {k} = {lo}; {k} < {hi}; ++{k}) {{", *indent(body), "}"]
+    fold = [f"{ct} acc = {ctx.c(spec.init)};"] + body + \
+        [f"row[{ow.name}] = {ctx.c(cast(spec.finish(acc, count), out_ct))};"]
+    constant_taps = not tables or spec.count_pads and len(tables) == len(spatial)
+    task = [local_array(out_ct, "row", window.out[last])]
+    task += serial_for(ow, window.out[last], fold, simd=constant_taps)
+    task += serial_for(ow, window.out[last], ctx.store(0, (n, c, *at), Load("row", ow, out_ct)))
+    return tables + parallel_for(t, y.numel // window.out[last], task, y.numel * numel(window.kernel))
+
+
+def global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str) -> list[str]:
+    """Per (image, channel), fold its spatial plane (a vectorised sum for the average)."""
+    x = node.inputs[0]
+    shape = x.shape
+    size, channels = numel(shape[2:]), shape[1]
+    t, s = ctx.var("t"), ctx.var("s")
+    buffer = direct_buffer(ctx, 0, shape, ctype(x.dtype))
+    value = Load(buffer, t * size + s, ctype(x.dtype)) if buffer is not None else \
+        ctx.read(0, (floordiv(t, channels), mod(t, channels), *unravel(s, shape[2:])))
+    acc = Var("acc", ct)
+    loop = serial_for(s, size, ctx.value("xv", cast(value, ct)) +
+                      [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"])
+    if spec.sums:
+        loop = ["#pragma omp simd reduction(+:acc)"] + loop
+    out = (floordiv(t, channels), mod(t, channels), *(Lit(0),) * (len(shape) - 2))
+    task = [f"{ct} acc = {ctx.c(spec.init)};"] + loop + \
+        ctx.store(0, out, cast(spec.finish(acc, Lit(size)), ctype(node.outputs[0].dtype)))
+    return parallel_for(t, shape[0] * channels, task, x.numel)
