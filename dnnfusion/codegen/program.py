@@ -87,13 +87,46 @@ def is_native(block: Block) -> bool:
 def generate(plan: Plan, profile: bool = False) -> Program:
     """Lower every block, plan the arena, pack the weights, and write the C source; with `profile`, every block
     call is timed into `df_block_seconds[]` (read with `df_profile`), for per-kernel breakdowns."""
-    graph = plan.ecg.graph
     native = [is_native(b) for b in plan.blocks]
-    position = {id(o.node): k for k, b in enumerate(plan.blocks) for o in b.ops}
-    inputs = {id(v): k for k, v in enumerate(graph.inputs)}
-    outputs = {id(v): k for k, v in enumerate(graph.outputs)}
+    storage = _storage(plan, native)
+    functions, helpers = _lower_blocks(plan, native, storage)
+    offsets, arena_bytes = plan_arena(storage.intervals)
+    source = [PRELUDE] + list(helpers.values())
+    source += [_function(kernel_name(plan.blocks[k], k), body, storage, offsets) for k, body in functions]
+    segments = _segments(plan, native)
+    source += [_entry(segment, plan, profile) for segment in segments if segment.native]
+    if profile:
+        source.insert(1, _profiler(len(plan.blocks)))
+    fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
+                for o in b.ops]
+    return Program(plan, "\n".join(source), segments, arena_bytes, np.frombuffer(bytes(storage.blob), np.uint8),
+                   offsets, storage.weight_offsets, fallback, profile)
 
-    # Which values need storage a native block can see, and how long each lives.
+
+@dataclass
+class Storage:
+    """Where each value a native block sees lives: a graph input or output, the weight blob, or the arena (an
+    interval of block positions the memory planner packs); temporaries are added while blocks are lowered."""
+
+    values: dict[int, Value] = field(default_factory=dict)
+    buffers: dict[int, Buffer] = field(default_factory=dict)
+    weight_offsets: dict[int, int] = field(default_factory=dict)
+    blob: bytearray = field(default_factory=bytearray)
+    intervals: list[Interval] = field(default_factory=list)
+    temps: dict[int, tuple[Value, Buffer]] = field(default_factory=dict)
+
+    def arena_buffer(self, v: Value, first: int, last: int, ct: str) -> Buffer:
+        self.intervals.append(Interval(id(v), v.nbytes, first, last))
+        return Buffer(f"x_a{len(self.intervals) - 1}", ct)
+
+    def declared(self) -> dict[int, tuple[Value, Buffer]]:
+        return {**{key: (self.values[key], b) for key, b in self.buffers.items()}, **self.temps}
+
+
+def _lifetimes(plan: Plan) -> tuple[dict[int, Value], dict[int, int], dict[int, int]]:
+    """The values that cross a block boundary (or leave the graph), with the first and last block positions
+    that touch each."""
+    outputs = {id(v) for v in plan.ecg.graph.outputs}
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     values: dict[int, Value] = {}
@@ -110,67 +143,76 @@ def generate(plan: Plan, profile: bool = False) -> Program:
                     values[id(v)] = v
                     first[id(v)] = k
                     last.setdefault(id(v), k)
-    touched_natively = {id(v) for k, block in enumerate(plan.blocks) if native[k] for o in block.ops
-                        for v in list(o.node.inputs) + list(o.node.outputs) if v is not None}
+    return values, first, last
 
-    buffers: dict[int, Buffer] = {}
-    weight_offsets: dict[int, int] = {}
-    blob = bytearray()
-    intervals: list[Interval] = []
+
+def _storage(plan: Plan, native: list[bool]) -> Storage:
+    """A buffer for every value a native block reads or writes; constants packed into the weight blob."""
+    graph = plan.ecg.graph
+    inputs = {id(v): k for k, v in enumerate(graph.inputs)}
+    outputs = {id(v): k for k, v in enumerate(graph.outputs)}
+    values, first, last = _lifetimes(plan)
+    touched = {id(v) for k, block in enumerate(plan.blocks) if native[k] for o in block.ops
+               for v in list(o.node.inputs) + list(o.node.outputs) if v is not None}
+    storage = Storage(values)
     for key, v in values.items():
-        ct = ctype(v.dtype) if v.dtype is not None else None
+        ct = (ctype(v.dtype) if v.dtype is not None else None) or "void"
         if key in inputs:
-            buffers[key] = Buffer(f"x_in{inputs[key]}", ct or "void")
+            storage.buffers[key] = Buffer(f"x_in{inputs[key]}", ct)
         elif key in outputs:
-            buffers[key] = Buffer(f"x_out{outputs[key]}", ct or "void")
+            storage.buffers[key] = Buffer(f"x_out{outputs[key]}", ct)
         elif v.const is not None:
-            if key in touched_natively and not (v.numel == 1):
-                weight_offsets[key] = len(blob)
-                blob += np.ascontiguousarray(v.const).tobytes()
-                blob += bytes(-len(blob) % ALIGN)
-                buffers[key] = Buffer(f"x_w{len(weight_offsets) - 1}", ct or "void")
-        elif key in touched_natively and v.is_static:
-            intervals.append(Interval(key, v.nbytes, first.get(key, 0), last[key]))
-            buffers[key] = Buffer(f"x_a{len(intervals) - 1}", ct or "void")
+            if key in touched and not (v.numel == 1):
+                storage.weight_offsets[key] = len(storage.blob)
+                storage.blob += np.ascontiguousarray(v.const).tobytes()
+                storage.blob += bytes(-len(storage.blob) % ALIGN)
+                storage.buffers[key] = Buffer(f"x_w{len(storage.weight_offsets) - 1}", ct)
+        elif key in touched and v.is_static:
+            storage.buffers[key] = storage.arena_buffer(v, first.get(key, 0), last[key], ct)
+    return storage
 
-    functions, temps = [], {}
-    helpers: dict[str, str] = {}
+
+def _lower_blocks(plan: Plan, native: list[bool], storage: Storage) -> tuple[list[tuple[int, str]], dict[str, str]]:
+    """Each native block's C body (by position), and the file-scope helpers their templates asked for."""
+    functions, helpers = [], {}
     for k, block in enumerate(plan.blocks):
         if not native[k]:
             continue
 
         def temp(v: Value, k: int = k) -> Buffer:
-            intervals.append(Interval(id(v), v.nbytes, k, k))
-            buffer = Buffer(f"x_a{len(intervals) - 1}", ctype(v.dtype))
-            temps[id(v)] = (v, buffer)
+            buffer = storage.arena_buffer(v, k, k, ctype(v.dtype))
+            storage.temps[id(v)] = (v, buffer)
             return buffer
 
-        lowering = BlockLowering(block, kernel_name(block, k), buffers, temp)
+        lowering = BlockLowering(block, kernel_name(block, k), storage.buffers, temp)
         functions.append((k, lowering.lower()))
         helpers.update(lowering.helpers)
+    return functions, helpers
 
-    offsets, arena_bytes = plan_arena(intervals)
-    declared = {**{key: (values[key], b) for key, b in buffers.items()}, **temps}
 
-    source = [PRELUDE] + list(helpers.values())
-    for k, body in functions:
-        names = sorted({b.name for _, b in declared.values()} & set(_identifiers(body)))
-        by_name = {b.name: (key, v, b) for key, (v, b) in declared.items()}
-        header = [f"static BLOCK void {kernel_name(plan.blocks[k], k)}(char* restrict arena, const char* restrict weights, "
-                  f"const void* const* restrict in, void* const* restrict out) {{"]
-        for name in names:
-            key, v, b = by_name[name]
-            if name.startswith("x_in"):
-                header.append(f"  const {b.ctype}* restrict {name} = (const {b.ctype}*)in[{name[4:]}];")
-            elif name.startswith("x_out"):
-                header.append(f"  {b.ctype}* restrict {name} = ({b.ctype}*)out[{name[5:]}];")
-            elif name.startswith("x_w"):
-                header.append(f"  const {b.ctype}* restrict {name} = (const {b.ctype}*)(weights + {weight_offsets[key]});")
-            else:
-                header.append(f"  {b.ctype}* restrict {name} = ({b.ctype}*)(arena + {offsets[key]});")
-        header.append("  (void)arena; (void)weights; (void)in; (void)out;")
-        source.append("\n".join(header) + "\n" + _indent(body) + "\n}\n")
+def _function(name: str, body: str, storage: Storage, offsets: dict[int, int]) -> str:
+    """One block's C function: a pointer for each buffer its body names, then the body."""
+    declared = storage.declared()
+    by_name = {b.name: (key, b) for key, (_, b) in declared.items()}
+    header = [f"static BLOCK void {name}(char* restrict arena, const char* restrict weights, "
+              f"const void* const* restrict in, void* const* restrict out) {{"]
+    for used in sorted(set(by_name) & _identifiers(body)):
+        key, b = by_name[used]
+        if used.startswith("x_in"):
+            header.append(f"  const {b.ctype}* restrict {used} = (const {b.ctype}*)in[{used[4:]}];")
+        elif used.startswith("x_out"):
+            header.append(f"  {b.ctype}* restrict {used} = ({b.ctype}*)out[{used[5:]}];")
+        elif used.startswith("x_w"):
+            header.append(f"  const {b.ctype}* restrict {used} = "
+                          f"(const {b.ctype}*)(weights + {storage.weight_offsets[key]});")
+        else:
+            header.append(f"  {b.ctype}* restrict {used} = ({b.ctype}*)(arena + {offsets[key]});")
+    header.append("  (void)arena; (void)weights; (void)in; (void)out;")
+    return "\n".join(header) + "\n" + _indent(body) + "\n}\n"
 
+
+def _segments(plan: Plan, native: list[bool]) -> list[Segment]:
+    """Runs of consecutive native (or fallback) blocks; native ones get an entry point each."""
     segments: list[Segment] = []
     for k, block in enumerate(plan.blocks):
         if segments and segments[-1].native == native[k]:
@@ -179,17 +221,22 @@ def generate(plan: Plan, profile: bool = False) -> Program:
             segments.append(Segment(native[k], [block]))
     for n, segment in enumerate(s for s in segments if s.native):
         segment.entry = f"df_segment{n}"
-        calls = "\n".join(_call(b, position[id(b.ops[0].node)], profile) for b in segment.blocks)
-        source.append(f"int {segment.entry}(char* arena, const char* weights, const void* const* in, "
-                      f"void* const* out, int threads) {{\n{THREADS}\n{calls}\n{RESTORE}\n  return 0;\n}}\n")
-    if profile:
-        source.insert(1, f"static double df_block_seconds[{max(len(plan.blocks), 1)}];\n"
-                         "void df_profile(double* out, int reset) { for (int k = 0; k < "
-                         f"{len(plan.blocks)}; ++k) {{ out[k] = df_block_seconds[k]; if (reset) df_block_seconds[k] = 0; }} }}\n")
-    fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
-                for o in b.ops]
-    return Program(plan, "\n".join(source), segments, arena_bytes, np.frombuffer(bytes(blob), np.uint8),
-                   offsets, weight_offsets, fallback, profile)
+    return segments
+
+
+def _entry(segment: Segment, plan: Plan, profile: bool) -> str:
+    """A native segment's exported function: set the thread count, call its blocks, restore the caller's."""
+    position = {id(o.node): k for k, b in enumerate(plan.blocks) for o in b.ops}
+    calls = "\n".join(_call(b, position[id(b.ops[0].node)], profile) for b in segment.blocks)
+    return (f"int {segment.entry}(char* arena, const char* weights, const void* const* in, "
+            f"void* const* out, int threads) {{\n{THREADS}\n{calls}\n{RESTORE}\n  return 0;\n}}\n")
+
+
+def _profiler(blocks: int) -> str:
+    """Per-block time accumulators and `df_profile` to read (and reset) them."""
+    return (f"static double df_block_seconds[{max(blocks, 1)}];\n"
+            "void df_profile(double* out, int reset) { for (int k = 0; k < "
+            f"{blocks}; ++k) {{ out[k] = df_block_seconds[k]; if (reset) df_block_seconds[k] = 0; }} }}\n")
 
 
 def _call(block: Block, k: int, profile: bool) -> str:
