@@ -59,7 +59,8 @@ def tensor_to_array(tensor: onnx.TensorProto, base_dir: Path | None) -> np.ndarr
     try:
         return numpy_helper.to_array(tensor)
     except Exception as e:  # numpy_helper raises bare ValueError/TypeError on malformed payloads
-        raise InvalidModelError(f"tensor '{tensor.name}' has malformed data ({e})") from e
+        label = f"tensor '{tensor.name}'" if tensor.name else "an unnamed tensor (in an attribute or a sparse tensor)"
+        raise InvalidModelError(f"{label} has malformed data ({e})") from e
 
 
 def _external_array(tensor: onnx.TensorProto, base_dir: Path | None) -> np.ndarray:
@@ -185,13 +186,17 @@ def _inlined(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
     """A sparse initializer as a dense array (indices are linear [NNZ] or coordinates [NNZ, rank])."""
-    values = numpy_helper.to_array(sparse.values)
-    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    values = tensor_to_array(sparse.values, None)
+    indices = tensor_to_array(sparse.indices, None).astype(np.int64)
     shape = tuple(sparse.dims)
-    dense = np.zeros(shape, values.dtype)
-    if indices.ndim == 2:
-        indices = np.ravel_multi_index(tuple(indices.T), shape)
-    dense.reshape(-1)[indices] = values
+    try:
+        dense = np.zeros(shape, values.dtype)
+        if indices.ndim == 2:
+            indices = np.ravel_multi_index(tuple(indices.T), shape)
+        dense.reshape(-1)[indices] = values
+    except (ValueError, IndexError, TypeError) as e:
+        raise InvalidModelError(f"sparse tensor '{sparse.values.name}' has indices or values that do not fit its "
+                                f"shape {list(shape)} ({e})") from e
     return dense
 
 

@@ -84,7 +84,7 @@ def infer_node(node: Node, fold_limit: int = FOLD_LIMIT_BYTES) -> None:
 
 
 def _check_arity(node: Node) -> None:
-    """The node has as many inputs as its ONNX schema allows at its opset, each of a type the schema accepts
+    """The node has as many inputs and outputs as its ONNX schema allows at its opset, inputs of types it accepts
     (internal operators of our own domains, which have no schema, are checked by their own rules)."""
     try:
         schema = onnx.defs.get_schema(node.op_type, max(node.opset, 1), node.domain)
@@ -102,6 +102,12 @@ def _check_count(node: Node, schema: onnx.defs.OpSchema) -> None:
     if given < schema.min_input or given > schema.max_input:
         raise InvalidModelError(f"{node.op_type} node '{node.name}' has {given} inputs; opset {node.opset} allows "
                                 f"{schema.min_input} to {schema.max_input}: the model is malformed")
+    produced = len(node.outputs)
+    while produced and node.outputs[produced - 1] is None:
+        produced -= 1
+    if produced < min(schema.min_output, 1) or produced > schema.max_output:
+        raise InvalidModelError(f"{node.op_type} node '{node.name}' has {produced} outputs; opset {node.opset} "
+                                f"allows {schema.min_output} to {schema.max_output}: the model is malformed")
     required = [k for k in range(min(given, schema.min_input)) if node.inputs[k] is None]
     if required:
         raise InvalidModelError(f"{node.op_type} node '{node.name}' leaves required input {required[0]} empty: "

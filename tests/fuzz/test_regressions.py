@@ -15,13 +15,16 @@ from dnnfusion.oracle import run_onnxruntime
 
 HERE = Path(__file__).resolve().parent / "regressions"
 
-FOUND = {   # what each kept case found when it was kept (python -m dnnfusion.fuzz --seed 2026)
+FOUND = {   # what each kept case found when it was kept (python -m dnnfusion.fuzz --seed 2026, then 2027)
     "fuzz_d4387785b6": "Where -> Sigmoid at O3: a negated negative literal emitted '--1.8f', a decrement gcc refused",
     "fuzz_eef18f8277": "LayerNormalization -> GreaterOrEqual -> Where(c, x, x) at O3: the select simplified the "
                        "kernel output away, which was then read without a buffer",
     "mutant_e4bddc3795": "input (5, 1048576, 1): collapse(2) over a simd-marked loop, which gcc refused",
     "mutant_21416b2ab8": "a 3.75 GiB Tile output passed the memory check in a 4 GiB address space (mapped memory "
                          "not counted) and failed inside numpy",
+    "mutant_79bd3f0fee": "Split renamed Identity, keeping 2 outputs: output counts were not checked against the "
+                         "schema, and running it raised KeyError",
+    "mutant_8276e12b8e": "a sparse tensor attribute whose values have no element type raised onnx's TypeError",
 }
 
 
