@@ -17,7 +17,7 @@ from .. import ops
 from ..codegen.program import Program
 from ..ir.graph import Value
 from .feeds import check_feeds
-from .reference import _checked
+from .reference import _checked, computed
 
 
 class CompiledModel:
@@ -120,7 +120,7 @@ class CompiledModel:
                 args.append(env[id(v)])
             else:
                 args.append(self._view(arena, v))
-        results = ops.lookup(node).compute(node, *args)
+        results = computed(ops.lookup(node), node, args)
         for v, array in zip(node.outputs, results):
             if v is None:
                 continue

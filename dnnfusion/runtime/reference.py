@@ -6,13 +6,14 @@ released after their last use, so peak memory stays close to what the graph need
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DnnfusionError, InvalidModelError, ShapeError
 from ..ir.graph import Graph, Node, Value
 from ..ops import lookup
+from ..ops.base import Op
 from .feeds import check_feeds
 
 
@@ -37,12 +38,7 @@ class ReferenceExecutor:
         env: dict[int, np.ndarray] = {id(v): a for v, a in zip(self.graph.inputs, check_feeds(self.graph, feeds).values())}
         for node, op, release in zip(self.graph.nodes, self.ops, self._release):
             args = [None if v is None else (v.const if v.const is not None else env[id(v)]) for v in node.inputs]
-            try:
-                results = op.compute(node, *args)
-            except DnnfusionError:
-                raise
-            except Exception as e:  # a numpy failure inside an op is a model/data problem at this node
-                raise InvalidModelError(f"{node.op_type} node '{node.name}' failed at run time: {type(e).__name__}: {e}") from e
+            results = computed(op, node, args)
             for v, array in zip(node.outputs, results):
                 if v is not None:
                     env[id(v)] = _checked(node, v, np.asarray(array))
@@ -54,6 +50,17 @@ class ReferenceExecutor:
 def run_reference(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """One-shot convenience: execute `graph` on `feeds` with the reference semantics."""
     return ReferenceExecutor(graph).run(feeds)
+
+
+def computed(op: Op, node: Node, args: Sequence[np.ndarray | None]) -> Sequence[np.ndarray]:
+    """The node's numpy reference on these inputs; a numpy failure inside it (a data-dependent extent that does
+    not broadcast, an index out of range) is the model's or the data's problem at this node, named as such."""
+    try:
+        return op.compute(node, *args)
+    except DnnfusionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - numpy raises many types; each means this node cannot run on this data
+        raise InvalidModelError(f"{node.op_type} node '{node.name}' failed at run time: {type(e).__name__}: {e}") from e
 
 
 def _checked(node: Node, value: Value, array: np.ndarray) -> np.ndarray:

@@ -25,6 +25,8 @@ FOUND = {   # what each kept case found when it was kept (python -m dnnfusion.fu
     "mutant_79bd3f0fee": "Split renamed Identity, keeping 2 outputs: output counts were not checked against the "
                          "schema, and running it raised KeyError",
     "mutant_8276e12b8e": "a sparse tensor attribute whose values have no element type raised onnx's TypeError",
+    "mutant_b239e09f6e": "Unique's data-dependent extent (12) then broadcast against 2 in a fallback Sub: numpy's "
+                         "ValueError escaped the compiled model's run",
 }
 
 
