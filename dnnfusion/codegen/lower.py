@@ -12,7 +12,7 @@ from ..errors import DnnfusionError
 from ..fusion.plan import Block
 from ..ir.graph import Node, Value
 from ..kir.emit import Emitter, children
-from ..kir.expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel, operands
+from ..kir.expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder
 from ..kir.kernel import PARALLEL_GRAIN, KernelContext, Reader, serial_for
 
 
@@ -268,20 +268,9 @@ def walk(e: Expr):
 def substitute(e: Expr, buffer: str, local: str) -> Expr:
     """Replace every load from the placeholder `buffer` by the C local `local` (shared sub-trees once; children
     first with an explicit stack, so a deep epilogue chain does not recurse)."""
-    done: dict[int, Expr] = {}
-    stack: list[tuple[Expr, bool]] = [(e, False)]
-    while stack:
-        x, ready = stack.pop()
-        if id(x) in done:
-            continue
-        if isinstance(x, Load) and x.buffer == buffer:
-            done[id(x)] = Var(local, x.ctype)
-        elif ready:
-            done[id(x)] = _rebuilt(x, done)
-        else:
-            stack.append((x, True))
-            stack.extend((k, False) for k in operands(x) if id(k) not in done)
-    return done[id(e)]
+    def leaf(x: Expr) -> Expr | None:
+        return Var(local, x.ctype) if isinstance(x, Load) and x.buffer == buffer else None
+    return postorder(e, leaf, _rebuilt)
 
 
 def _rebuilt(e: Expr, done: dict[int, Expr]) -> Expr:

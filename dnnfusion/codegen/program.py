@@ -88,13 +88,16 @@ def generate(plan: Plan, profile: bool = False) -> Program:
     """Lower every block, plan the arena, pack the weights, and write the C source; with `profile`, every block
     call is timed into `df_block_seconds[]` (read with `df_profile`), for per-kernel breakdowns."""
     native = [is_native(b) for b in plan.blocks]
+    names = [kernel_name(b, k) for k, b in enumerate(plan.blocks)]
     storage = _storage(plan, native)
-    functions, helpers = _lower_blocks(plan, native, storage)
+    functions, helpers = _lower_blocks(plan, native, names, storage)
     offsets, arena_bytes = plan_arena(storage.intervals)
     source = [PRELUDE] + list(helpers.values())
-    source += [_function(kernel_name(plan.blocks[k], k), body, storage, offsets) for k, body in functions]
+    source += [_function(names[k], body, storage, offsets) for k, body in functions]
     segments = _segments(plan, native)
-    source += [_entry(segment, plan, profile) for segment in segments if segment.native]
+    position = {id(b): k for k, b in enumerate(plan.blocks)}
+    source += [_entry(segment, [position[id(b)] for b in segment.blocks], names, profile)
+               for segment in segments if segment.native]
     if profile:
         source.insert(1, _profiler(len(plan.blocks)))
     fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
@@ -172,7 +175,8 @@ def _storage(plan: Plan, native: list[bool]) -> Storage:
     return storage
 
 
-def _lower_blocks(plan: Plan, native: list[bool], storage: Storage) -> tuple[list[tuple[int, str]], dict[str, str]]:
+def _lower_blocks(plan: Plan, native: list[bool], names: list[str],
+                  storage: Storage) -> tuple[list[tuple[int, str]], dict[str, str]]:
     """Each native block's C body (by position), and the file-scope helpers their templates asked for."""
     functions, helpers = [], {}
     for k, block in enumerate(plan.blocks):
@@ -184,7 +188,7 @@ def _lower_blocks(plan: Plan, native: list[bool], storage: Storage) -> tuple[lis
             storage.temps[id(v)] = (v, buffer)
             return buffer
 
-        lowering = BlockLowering(block, kernel_name(block, k), storage.buffers, temp)
+        lowering = BlockLowering(block, names[k], storage.buffers, temp)
         functions.append((k, lowering.lower()))
         helpers.update(lowering.helpers)
     return functions, helpers
@@ -224,10 +228,10 @@ def _segments(plan: Plan, native: list[bool]) -> list[Segment]:
     return segments
 
 
-def _entry(segment: Segment, plan: Plan, profile: bool) -> str:
-    """A native segment's exported function: set the thread count, call its blocks, restore the caller's."""
-    position = {id(o.node): k for k, b in enumerate(plan.blocks) for o in b.ops}
-    calls = "\n".join(_call(b, position[id(b.ops[0].node)], profile) for b in segment.blocks)
+def _entry(segment: Segment, positions: list[int], names: list[str], profile: bool) -> str:
+    """A native segment's exported function (its blocks at `positions` in the plan): set the thread count, call
+    its blocks, restore the caller's."""
+    calls = "\n".join(_call(names[k], k, profile) for k in positions)
     return (f"int {segment.entry}(char* arena, const char* weights, const void* const* in, "
             f"void* const* out, int threads) {{\n{THREADS}\n{calls}\n{RESTORE}\n  return 0;\n}}\n")
 
@@ -239,8 +243,7 @@ def _profiler(blocks: int) -> str:
             f"{blocks}; ++k) {{ out[k] = df_block_seconds[k]; if (reset) df_block_seconds[k] = 0; }} }}\n")
 
 
-def _call(block: Block, k: int, profile: bool) -> str:
-    name = kernel_name(block, k)
+def _call(name: str, k: int, profile: bool) -> str:
     if not profile:
         return f"  {name}(arena, weights, in, out);"
     return (f"  {{ double t = omp_get_wtime(); {name}(arena, weights, in, out); "

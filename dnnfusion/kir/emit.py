@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from typing import Iterable
 
-from .expr import Bin, Call, Cast, Expr, Lit, Load, Select, Unary, Var
+from .expr import Bin, Call, Cast, Expr, Lit, Load, Select, Unary, Var, postorder
 from .mathlib import FLOAT_HELPERS
 
 FLOAT_FUNCTIONS = {   # generic name -> (float version, double version); exp, tanh, erf: vectorizable helpers
@@ -89,21 +89,8 @@ class Emitter:
 
     def c(self, e: Expr) -> str:
         """The C text of `e`, using the locals named so far (children first, with an explicit stack)."""
-        texts: dict[int, str] = {}
-        stack: list[tuple[Expr, bool]] = [(e, False)]
-        while stack:
-            x, ready = stack.pop()
-            if id(x) in texts:
-                continue
-            leaf = self._leaf(x)
-            if leaf is not None:
-                texts[id(x)] = leaf
-            elif ready:
-                texts[id(x)] = self._format(x, [texts[id(k)] for k in children(x)])
-            else:
-                stack.append((x, True))
-                stack.extend((k, False) for k in children(x) if id(k) not in texts)
-        return texts[id(e)]
+        return postorder(e, self._leaf, lambda x, texts: self._format(x, [texts[id(k)] for k in children(x)]),
+                         children)
 
     def _leaf(self, e: Expr) -> str | None:
         """The text of a named local, a variable or a literal; None for anything built from children."""

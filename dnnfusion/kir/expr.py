@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -84,6 +84,31 @@ def operands(e: Expr) -> list[Expr]:
         elif isinstance(v, tuple):
             out.extend(x for x in v if isinstance(x, Expr))
     return out
+
+
+T = TypeVar("T")
+
+
+def postorder(root: Expr, leaf: Callable[[Expr], T | None], combine: Callable[[Expr, dict[int, T]], T],
+              kids: Callable[[Expr], Sequence[Expr]] = operands) -> T:
+    """Fold a shared expression tree children first, each distinct node once, with an explicit stack (an inlined
+    chain of thousands of operators must not recurse): `leaf(x)` gives a node's result without looking inside
+    (None: look inside), `combine(x, results)` builds it from its children's results (by id)."""
+    results: dict[int, T] = {}
+    stack: list[tuple[Expr, bool]] = [(root, False)]
+    while stack:
+        x, ready = stack.pop()
+        if id(x) in results:
+            continue
+        value = leaf(x)
+        if value is not None:
+            results[id(x)] = value
+        elif ready:
+            results[id(x)] = combine(x, results)
+        else:
+            stack.append((x, True))
+            stack.extend((k, False) for k in kids(x) if id(k) not in results)
+    return results[id(root)]
 
 
 def _hash_tree(root: Expr) -> None:
