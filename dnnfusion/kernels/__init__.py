@@ -1,2 +1,2 @@
-"""Hand-tuned kernel templates that operators call through the kernel IR: the matrix product (gemm). Tuning
-constants and ISA choices live here, not in the operator files."""
+"""Hand-tuned kernel templates that operators call through the kernel IR: the matrix product (gemm),
+convolutions, pools and row reductions. Tuning constants and ISA choices live here, not in the operator files."""

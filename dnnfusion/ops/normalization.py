@@ -12,7 +12,8 @@ from ..kir.kernel import KernelContext, serial_for
 from ..ir import dtypes
 from ..ir.graph import Node
 from .base import ChannelAffine, Inferred, MappingType, Op, TensorType, normalize_axis, same_as_input, shape_of
-from .reduce import FLOAT_C, fold, map_row, normalize_axes, over_rows, reduced_shape
+from ..kernels.rows import FLOAT_C, fold, map_row, over_rows
+from .reduce import normalize_axes, reduced_shape
 from .registry import register
 
 

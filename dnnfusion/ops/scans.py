@@ -12,7 +12,7 @@ from ..kir.expr import Unary as ExprUnary
 from ..kir.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, broadcast, normalize_axis, same_as_input, shape_of
-from .reduce import FLOAT_C, beats, over_row, over_rows
+from ..kernels.rows import FLOAT_C, beats, over_row, over_rows
 from .registry import register
 
 

@@ -14,7 +14,7 @@ from ..kir.expr import Expr, Index, Load, Var, binary, call, ctype, linear, lit,
 from ..kir.kernel import KernelContext, local_array
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, normalize_axis, same_as_input, shape_of
-from .reduce import FLOAT_C, arg_fold, fold, map_row, over_row, over_rows
+from ..kernels.rows import FLOAT_C, arg_fold, fold, map_row, over_row, over_rows
 from .registry import register
 
 SINGLE_AXIS_SINCE = 13
