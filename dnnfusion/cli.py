@@ -601,5 +601,58 @@ def bench(names: tuple[str, ...], levels: str, threads: int, rounds: int, budget
         markdown.write_text("\n".join(lines) + "\n")
 
 
+def _thread_counts(spec: str) -> list[int]:
+    """`1,2` as [1, 2]; anything but positive integers is a usage error."""
+    try:
+        counts = [int(t) for t in spec.split(",") if t.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"'{spec}' is not a comma-separated list of positive integers",
+                                 param_hint="--threads")
+    return counts
+
+
+@main.command("bench-kernels")
+@click.option("--threads", "thread_spec", default="1,2", show_default=True, help="Thread counts, comma-separated.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every raw number here.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
+@click.option("--rounds", type=click.IntRange(min=1),
+              help="Timed runs per shape in each worker  [default: 10; 3 with --quick]")
+@click.option("--blocks", type=click.IntRange(min=1),
+              help="Turns each runtime's worker takes  [default: 3; 1 with --quick]")
+@click.option("--shapes", "names", help="Shape names, comma-separated (default: all; --quick leaves out gpt2_head).")
+@click.option("--quick", is_flag=True, help="Fewer rounds and blocks, and no gpt2_head unless --shapes names it.")
+def bench_kernels(thread_spec: str, json_path: Path | None, markdown: Path | None, rounds: int | None,
+                  blocks: int | None, names: str | None, quick: bool) -> None:
+    """GFLOP/s of dnnfusion, onnxruntime and numpy on the matrix products of real models, each runtime in its own
+    process, against this CPU's measured FP32 FMA peak."""
+    from .bench import kernels  # noqa: PLC0415
+
+    threads = _thread_counts(thread_spec)
+    try:
+        shapes = kernels.select_shapes(names, quick)
+    except DnnfusionError as e:
+        raise click.BadParameter(str(e), param_hint="--shapes")
+    rounds = rounds or (3 if quick else 10)
+    blocks = blocks or (1 if quick else 3)
+    with console.status("benchmarking", spinner="dots") as status:
+        report = kernels.bench_kernels(shapes, threads, rounds, blocks, progress=status.update)
+    table = Table(title="GEMM GFLOP/s (best run), each runtime in its own process", title_justify="left",
+                  caption=kernels.caption(report), caption_justify="left")
+    for col in kernels.HEADERS:                        # two-line headers, so that 120 columns hold the table
+        header = "% of\npeak" if col == "% of peak" else col.replace(" ", "\n", 1)
+        text = col in ("shape", "MxKxN")
+        table.add_column(header, justify="left" if text else "right", no_wrap=text)
+    for row in kernels.table_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    if json_path is not None:
+        report.write_json(json_path)
+    if markdown is not None:
+        markdown.write_text(kernels.markdown(report))
+
+
 if __name__ == "__main__":
     main()

@@ -10,8 +10,8 @@ from pathlib import Path
 ISA_FLAGS = ("avx512f", "avx512bw", "avx512vnni", "avx2", "fma", "sse4_2", "neon", "asimd", "sve")
 
 
-def machine_key(threads: int | None = None) -> str:
-    """CPU model, the ISA extensions that change generated code, and the thread count."""
+def _cpuinfo() -> tuple[str, set[str]]:
+    """The CPU model and its feature flags from /proc/cpuinfo (the platform's names where it is missing)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -22,5 +22,16 @@ def machine_key(threads: int | None = None) -> str:
                 flags |= set(value.split())
     except OSError:
         pass
+    return model, flags
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags (avx512f, avx2, fma, neon, ...); empty where the platform does not say."""
+    return frozenset(_cpuinfo()[1])
+
+
+def machine_key(threads: int | None = None) -> str:
+    """CPU model, the ISA extensions that change generated code, and the thread count."""
+    model, flags = _cpuinfo()
     isa = ",".join(f for f in ISA_FLAGS if f in flags)
     return f"{model} | {platform.machine()} {isa} | threads={threads or os.cpu_count()}"

@@ -12,8 +12,8 @@ from ..errors import DnnfusionError
 from ..fusion.plan import Block
 from ..ir.graph import Node, Value
 from ..kir.emit import Emitter, children
-from ..kir.expr import Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder
-from ..kir.kernel import PARALLEL_GRAIN, KernelContext, Reader, serial_for
+from ..kir.expr import C_TYPES, Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder
+from ..kir.kernel import PARALLEL_GRAIN, KernelContext, Placer, Reader, serial_for
 
 
 class CodegenError(DnnfusionError):
@@ -29,6 +29,7 @@ class Buffer:
 
 
 PLACEHOLDER = "__kernel_output_"
+DTYPES = {c: d for d, c in C_TYPES.items()}          # C type -> numpy dtype of a template's scratch array
 
 
 class _Pending(Exception):
@@ -41,10 +42,11 @@ class _Pending(Exception):
 
 class BlockLowering:
     """Lowers `block` given the buffers of every value it reads from outside or must hand out (`buffers`,
-    keyed by id(Value)) and a function `temp(value)` that gives a block-local buffer for a kernel's result."""
+    keyed by id(Value)), a function `temp(value)` that gives a block-local buffer for a kernel's result (or a
+    template's scratch array), and `place(array)` that puts a template's compile-time array with the weights."""
 
-    def __init__(self, block: Block, name: str, buffers: dict[int, Buffer], temp) -> None:
-        self.block, self.name, self.buffers, self.temp = block, name, buffers, temp
+    def __init__(self, block: Block, name: str, buffers: dict[int, Buffer], temp, place: Placer | None = None) -> None:
+        self.block, self.name, self.buffers, self.temp, self.place = block, name, buffers, temp, place
         self.nodes = [o.node for o in block.ops]
         self.inside = {id(n) for n in self.nodes}
         self.kernels = [o.node for o in block.ops if o.lowering == "kernel"]
@@ -53,6 +55,7 @@ class BlockLowering:
         self.materialized: dict[int, Buffer] = {}          # kernel outputs written to a buffer
         self._memo: dict[tuple, Expr] = {}
         self.placeholders: dict[int, str] = {}             # kernel outputs read as the epilogue's value
+        self.scratch_bytes = 0                               # the kernel template's scratch arrays
 
     # --- reading values -------------------------------------------------------------------------------
     def read_value(self, value: Value, index: Index) -> Expr:
@@ -228,16 +231,16 @@ class BlockLowering:
                 lines.append(f"{buffer.name}[{emitter.c(linear(index, value_.shape))}] = {emitter.c(expr)};")
             return ["{"] + ["  " + line for line in lines] + ["}"]
 
-        ctx = KernelContext(kernel, self.reader(kernel), store, prefix="k")
+        ctx = KernelContext(kernel, self.reader(kernel), store, prefix="k", place=self.place)
         code = op.kernel(kernel, ctx)
         if code is None:
             raise CodegenError(f"{kernel.op_type} node '{kernel.name}' has no kernel template for its attributes")
         self.done = {id(t) for t in targets} | {id(o) for o in kernel.outputs if o is not None}
         self.helpers.update(ctx.helpers)
-        scratch = [f"{ct}* {name} = ({ct}*)malloc(sizeof({ct}) * {max(count, 1)});" for name, ct, count in
-                   ctx.scratch_arrays]
-        free = [f"free({name});" for name, _, _ in ctx.scratch_arrays]
-        return scratch + code + free
+        arrays = [(name, ct, Value(name, DTYPES[ct], (max(count, 1),))) for name, ct, count in ctx.scratch_arrays]
+        self.scratch_bytes = sum(v.nbytes for _, _, v in arrays)
+        scratch = [f"{ct}* restrict {name} = {self.temp(v).name};" for name, ct, v in arrays]
+        return scratch + code
 
     def lower(self) -> str:
         """The block's C function: `static void NAME(char* arena, const char* weights, const void* const* in,

@@ -61,6 +61,7 @@ class Program:
     weight_offsets: dict[int, int]
     fallback_ops: list[str] = field(default_factory=list)
     profiled: bool = False                   # every block call is timed (df_profile)
+    scratch_bytes: int = 0                   # kernel templates' scratch (packed operands), inside the arena
 
     @property
     def native_calls(self) -> int:
@@ -91,6 +92,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
     names = [kernel_name(b, k) for k, b in enumerate(plan.blocks)]
     storage = _storage(plan, native)
     functions, helpers = _lower_blocks(plan, native, names, storage)
+    storage.write_weights(set().union(*(_identifiers(body) for _, body in functions)))
     offsets, arena_bytes = plan_arena(storage.intervals)
     source = [PRELUDE] + list(helpers.values())
     source += [_function(names[k], body, storage, offsets) for k, body in functions]
@@ -103,7 +105,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
     fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
                 for o in b.ops]
     return Program(plan, "\n".join(source), segments, arena_bytes, np.frombuffer(bytes(storage.blob), np.uint8),
-                   offsets, storage.weight_offsets, fallback, profile)
+                   offsets, storage.weight_offsets, fallback, profile, storage.scratch_bytes)
 
 
 @dataclass
@@ -114,9 +116,33 @@ class Storage:
     values: dict[int, Value] = field(default_factory=dict)
     buffers: dict[int, Buffer] = field(default_factory=dict)
     weight_offsets: dict[int, int] = field(default_factory=dict)
+    weights: list[int] = field(default_factory=list)        # keys of the constants, in buffer-name order
+    scratch_bytes: int = 0                                    # templates' scratch arrays, summed over blocks
     blob: bytearray = field(default_factory=bytearray)
     intervals: list[Interval] = field(default_factory=list)
     temps: dict[int, tuple[Value, Buffer]] = field(default_factory=dict)
+
+    def weight_buffer(self, key: int, v: Value, ct: str) -> Buffer:
+        """Name a constant's buffer in the weight blob (its bytes are written by `write_weights`)."""
+        self.values[key] = v
+        self.buffers[key] = Buffer(f"x_w{len(self.weights)}", ct)
+        self.weights.append(key)
+        return self.buffers[key]
+
+    def place(self, array: np.ndarray) -> str:
+        """A template's compile-time array (weights repacked into its layout) as a new weight buffer."""
+        v = Value(f"packed{len(self.weights)}")
+        v.set_const(np.ascontiguousarray(array))
+        return self.weight_buffer(id(v), v, ctype(v.dtype)).name
+
+    def write_weights(self, used: set[str]) -> None:
+        """Lay the weights the generated code names into the blob, 64-byte aligned; a constant that every
+        template reads repacked (or not at all) takes no space."""
+        for key in self.weights:
+            if self.buffers[key].name in used:
+                self.weight_offsets[key] = len(self.blob)
+                self.blob += np.ascontiguousarray(self.values[key].const).tobytes()
+                self.blob += bytes(-len(self.blob) % ALIGN)
 
     def arena_buffer(self, v: Value, first: int, last: int, ct: str) -> Buffer:
         self.intervals.append(Interval(id(v), v.nbytes, first, last))
@@ -150,7 +176,7 @@ def _lifetimes(plan: Plan) -> tuple[dict[int, Value], dict[int, int], dict[int, 
 
 
 def _storage(plan: Plan, native: list[bool]) -> Storage:
-    """A buffer for every value a native block reads or writes; constants packed into the weight blob."""
+    """A buffer for every value a native block reads or writes; constants named in the weight blob."""
     graph = plan.ecg.graph
     inputs = {id(v): k for k, v in enumerate(graph.inputs)}
     outputs = {id(v): k for k, v in enumerate(graph.outputs)}
@@ -166,10 +192,7 @@ def _storage(plan: Plan, native: list[bool]) -> Storage:
             storage.buffers[key] = Buffer(f"x_out{outputs[key]}", ct)
         elif v.const is not None:
             if key in touched and not (v.numel == 1):
-                storage.weight_offsets[key] = len(storage.blob)
-                storage.blob += np.ascontiguousarray(v.const).tobytes()
-                storage.blob += bytes(-len(storage.blob) % ALIGN)
-                storage.buffers[key] = Buffer(f"x_w{len(storage.weight_offsets) - 1}", ct)
+                storage.weight_buffer(key, v, ct)
         elif key in touched and v.is_static:
             storage.buffers[key] = storage.arena_buffer(v, first.get(key, 0), last[key], ct)
     return storage
@@ -188,8 +211,9 @@ def _lower_blocks(plan: Plan, native: list[bool], names: list[str],
             storage.temps[id(v)] = (v, buffer)
             return buffer
 
-        lowering = BlockLowering(block, names[k], storage.buffers, temp)
+        lowering = BlockLowering(block, names[k], storage.buffers, temp, storage.place)
         functions.append((k, lowering.lower()))
+        storage.scratch_bytes += lowering.scratch_bytes
         helpers.update(lowering.helpers)
     return functions, helpers
 

@@ -49,7 +49,8 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
     batch = (images, group)
     weights = direct_buffer(ctx, 1, w.shape, ct)
     if weights is not None:
-        a = strided(weights, ct, (1, group), (0, mg * depth), mg, depth, depth, 1)
+        const = None if w.const is None else w.const.reshape(1, group, mg, depth)
+        a = strided(weights, ct, (1, group), (0, mg * depth), mg, depth, depth, 1, const)
     else:
         a = Operand((1, group), mg, depth, lambda bidx, r, c: cast(
             ctx.read(1, (bidx[1] * mg + r, *unravel(c, (cg, *kernel)))), ct))
@@ -169,7 +170,8 @@ def conv_transpose(ctx: KernelContext, node: Node, window: Window, group: int, c
     batch = (images, group)
     weights = direct_buffer(ctx, 1, w.shape, ct)
     if weights is not None:
-        a = strided(weights, ct, (1, group), (0, cg * mg * taps), mg * taps, cg, 1, mg * taps)
+        const = None if w.const is None else w.const.reshape(1, group, cg, mg * taps).swapaxes(-2, -1)
+        a = strided(weights, ct, (1, group), (0, cg * mg * taps), mg * taps, cg, 1, mg * taps, const)
     else:
         a = Operand((1, group), mg * taps, cg, lambda bidx, r, c: cast(
             ctx.read(1, (bidx[1] * cg + c, *unravel(r, (mg, *kernel)))), ct))

@@ -8,9 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ..kir.expr import C_TYPES, Expr, Index, Lit, Load, Var, broadcast_index, floordiv, linear
 from ..kir.expr import mod, numel, strides, unravel
 from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
+from . import microkernel
+from .microkernel import target_isa
 
 
 TILE_ROWS = 6         # rows of an nn tile: 6 rows x 2 vectors of accumulators keep 12 of 16 AVX2 registers
@@ -19,6 +23,8 @@ DOT_TILE = (2, 4)     # rows x columns of an nt tile: 8 dot products sharing eve
 PANEL_MIN_ROWS = 32   # rows of A from which copying a plain B into column panels pays for itself...
 PANEL_MIN_DEPTH = 256  # ...when its columns are long enough to overflow the few cache sets they alias to
 ALIASING_BYTES = 1024  # a B row stride that is a multiple of this maps a tile's columns to a few cache sets
+PACKED_MIN_COLUMNS = 8  # columns from which the intrinsics microkernels run (fewer: the portable dot products)
+PACKED_MIN_ROWS = 4     # rows of A from which packing a B computed per call pays for the microkernels
 ITEM_SIZE = {c: d.itemsize for d, c in C_TYPES.items()}
 
 
@@ -29,7 +35,8 @@ class Operand:
     `strides` (row, column) is set when that element is a plain load from an array at those strides; `panel`
     when the array holds column panels of that width, [batch][panel][row][column in panel], so that the
     columns of an nn tile over all rows are one contiguous run (no cache-set conflicts between rows):
-    `panel_at(batch index, row, first column of a panel, column in it)` then loads without a division."""
+    `panel_at(batch index, row, first column of a panel, column in it)` then loads without a division.
+    `constant` holds the values when they are weights known at compile time (packed then, not per call)."""
 
     batch: tuple[int, ...]
     rows: int
@@ -38,6 +45,7 @@ class Operand:
     strides: tuple[int, int] | None = None
     panel: int = 0
     panel_at: Callable[[Index, Expr, Expr, Expr], Expr] | None = None
+    constant: np.ndarray | None = None         # the values at compile time, (*batch, rows, cols), when known
 
 
 @dataclass(frozen=True)
@@ -75,11 +83,11 @@ def batch_offset(bidx: Index, batch: Sequence[int], batch_strides: Sequence[int]
 
 
 def strided(buffer: str, ct: str, batch: tuple[int, ...], batch_strides: Sequence[int], rows: int, cols: int,
-            row_stride: int, col_stride: int) -> Operand:
-    """An operand loaded from `buffer` at the given element strides."""
+            row_stride: int, col_stride: int, constant: np.ndarray | None = None) -> Operand:
+    """An operand loaded from `buffer` at the given element strides (holding `constant` when it is known)."""
     def element(bidx: Index, r: Expr, c: Expr) -> Expr:
         return Load(buffer, batch_offset(bidx, batch, batch_strides) + r * row_stride + c * col_stride, ct)
-    return Operand(batch, rows, cols, element, (row_stride, col_stride))
+    return Operand(batch, rows, cols, element, (row_stride, col_stride), constant=constant)
 
 
 def panelled(buffer: str, ct: str, batch: tuple[int, ...], rows: int, cols: int, panel: int) -> Operand:
@@ -96,8 +104,9 @@ def panelled(buffer: str, ct: str, batch: tuple[int, ...], rows: int, cols: int,
 
 
 def layout(ctx: KernelContext, batch: tuple[int, ...], rows: int, cols: int, ct: str, panel: int = 0) -> Operand:
-    """A scratch array for an operand: row-major, or in column panels of width `panel`."""
-    if panel and panel < cols:
+    """A scratch array for an operand: row-major, or in column panels of width `panel` (one partly used
+    panel when `panel` exceeds the columns)."""
+    if panel and panel != cols:
         size = -(-cols // panel) * panel * rows
         return panelled(ctx.scratch(ct, numel(batch) * size), ct, batch, rows, cols, panel)
     size = rows * cols
@@ -130,9 +139,120 @@ def pack(ctx: KernelContext, op: Operand, ct: str, panel: int = 0) -> tuple[list
     return parallel_for(run, numel(op.batch) * panels * op.rows, loop, size), target
 
 
+def zero_tails(ctx: KernelContext, target: Operand, batch: tuple[int, ...], rows: int, cols: int) -> list[str]:
+    """Zero the unused columns of the last column panel of `target` (so a tile that computes them reads
+    numbers, not whatever the arena held)."""
+    panel = target.panel
+    tail = cols % panel if panel else 0
+    if not tail:
+        return []
+    run, col = ctx.var("p"), ctx.var("c")
+    bidx, r = unravel(floordiv(run, rows), batch), mod(run, rows)
+    first = Lit(cols - tail)
+    store = f"{ctx.c(target.panel_at(bidx, r, first, col))} = 0;"
+    return [f"for (int64_t {run.name} = 0; {run.name} < {numel(batch) * rows}; ++{run.name})",
+            f"  for (int64_t {col.name} = {tail}; {col.name} < {panel}; ++{col.name}) {store}"]
+
+
 def nn_tile(ct: str, m: int, n: int) -> tuple[int, int]:
     """Rows and columns of an nn tile of accumulators of C type `ct` for an m x n product."""
     return min(TILE_ROWS, m), min(max(1, TILE_BYTES // ITEM_SIZE[ct]), n)
+
+
+def address(ctx: KernelContext, e: Expr) -> str:
+    """The C pointer to the array element a plain load `e` reads."""
+    assert isinstance(e, Load)
+    return f"({e.buffer} + {ctx.c(e.index)})"
+
+
+def packed_b(ctx: KernelContext, p: Product, width: int) -> tuple[list[str], Callable[[Index, Var], str], str] | None:
+    """B for the microkernels: rows of `width` columns starting at a tile's first column, `ldb` apart. Weights
+    are packed into column panels at compile time; a B whose rows are contiguous and tile exactly is read in
+    place; any other B is packed into panels per call (None when too few rows of A would reuse the copy)."""
+    b, k, n = p.b, p.b.rows, p.b.cols
+    tiles = -(-n // width)
+    if b.constant is not None:
+        padded = np.zeros((*b.batch, k, tiles * width), np.float32)
+        padded[..., :n] = b.constant
+        panels = padded.reshape(*b.batch, k, tiles, width).swapaxes(-3, -2)
+        name = ctx.weight(np.ascontiguousarray(panels))
+        steps = [s * tiles * k * width for s in strides(b.batch)]
+        return [], lambda bidx, jt: f"({name} + {ctx.c(batch_offset(bidx, b.batch, steps) + jt * (k * width))})", \
+            str(width)
+    in_place = b.strides is not None and b.strides[1] == 1 and n % width == 0 and \
+        (k <= 16 or b.strides[0] * 4 % ALIASING_BYTES != 0)
+    if in_place:
+        return [], lambda bidx, jt: address(ctx, b.element(bidx, Lit(0), jt * width)), str(b.strides[0])
+    if p.a.rows < PACKED_MIN_ROWS:
+        return None
+    lines, target = pack(ctx, b, "float", width)
+    lines += zero_tails(ctx, target, b.batch, k, n)
+    def start(bidx: Index, jt: Var) -> str:
+        if target.panel_at is None:                  # a single panel: plain rows of `width` columns
+            return address(ctx, target.element(bidx, Lit(0), Lit(0)))
+        return address(ctx, target.panel_at(bidx, Lit(0), jt * width, Lit(0)))
+    return lines, start, str(width)
+
+
+def packed_a(ctx: KernelContext, a: Operand, rows: int) -> tuple[list[str], Callable[[Index, Var], str]]:
+    """A for the microkernels: per tile of `rows` rows, its columns one after another with the rows of each
+    interleaved (`rows` apart); weights at compile time, anything else per call."""
+    m, k = a.rows, a.cols
+    tiles = -(-m // rows)
+    steps = [s * tiles * k * rows for s in strides(a.batch)]
+    if a.constant is not None:
+        padded = np.zeros((*a.batch, tiles * rows, k), np.float32)
+        padded[..., :m, :] = a.constant
+        name = ctx.weight(np.ascontiguousarray(padded.reshape(*a.batch, tiles, rows, k).swapaxes(-2, -1)))
+        lines: list[str] = []
+    else:
+        name = ctx.scratch("float", numel(a.batch) * tiles * k * rows)
+        row, col = ctx.var("p"), ctx.var("c")
+        bidx, i = unravel(floordiv(row, m), a.batch), mod(row, m)
+        slot = batch_offset(bidx, a.batch, steps) + floordiv(i, rows) * (k * rows) + col * rows + mod(i, rows)
+        body = ctx.value("pv", a.element(bidx, i, col)) + [f"{name}[{ctx.c(slot)}] = pv;"]
+        lines = parallel_for(row, numel(a.batch) * m, serial_for(col, k, body), numel(a.batch) * m * k)
+    return lines, lambda bidx, it: f"({name} + {ctx.c(batch_offset(bidx, a.batch, steps) + it * (k * rows))})"
+
+
+def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
+    """The product on this CPU's intrinsics microkernels (microkernel.py), or None where the portable
+    template serves better (no vector ISA, not float32, too few columns, or a B not worth packing). Each task
+    is one tile: its microkernel leaves the sums in a local tile, and the product's store (the fused
+    epilogue) runs on it vectorized along the columns. Tasks go column tile by column tile, rows fastest,
+    so each thread keeps its columns of B hot in cache while A streams."""
+    isa = target_isa()
+    m, k, n = p.a.rows, p.a.cols, p.b.cols
+    if isa is None or p.acc != "float" or n < PACKED_MIN_COLUMNS or k < 1:
+        return None
+    vectors = min(isa.vectors, -(-n // isa.lanes))
+    rows, width = min(isa.rows, m), vectors * isa.lanes
+    b = packed_b(ctx, p, width)
+    if b is None:
+        return None
+    b_lines, b_at, ldb = b
+    a_lines, a_at = packed_a(ctx, p.a, rows)
+    row_tiles, col_tiles = -(-m // rows), -(-n // width)
+    t, it, jt, i0, j0 = ctx.var("t"), ctx.var("it"), ctx.var("jt"), ctx.var("i"), ctx.var("j")
+    head = [f"const int64_t {it.name} = {t.name} % {row_tiles}, {i0.name} = {it.name} * {rows};",
+            f"const int64_t {jt.name} = {t.name} / {row_tiles} % {col_tiles}, {j0.name} = {jt.name} * {width};",
+            local_array("float", "tile", rows * width)]
+    bidx: Index = tuple(Lit(0) for _ in p.batch)
+    if numel(p.batch) > 1:
+        bq = ctx.var("b")
+        head.insert(0, f"const int64_t {bq.name} = {t.name} / {row_tiles * col_tiles};")
+        bidx = unravel(bq, p.batch)
+    a_ptr = a_at(broadcast_index(bidx, p.batch, p.a.batch), it)
+    b_ptr = b_at(broadcast_index(bidx, p.batch, p.b.batch), jt)
+    at = Tile(ctx, p, p.a, p.b, bidx, i0, j0, width)
+
+    def tile(got: int) -> list[str]:
+        kernel = ctx.helper(microkernel.name(isa, got, vectors, rows), microkernel.code(isa, got, vectors, rows))
+        return [f"{kernel}({k}, {a_ptr}, {b_ptr}, {ldb}, tile);"] + \
+            edges(j0, width, n, lambda cols: at.finish(got, cols, "tile", width))
+    body = head + edges(i0, rows, m, tile)
+    work = numel(p.batch) * m * n * k
+    return b_lines + a_lines + parallel_for(t, numel(p.batch) * row_tiles * col_tiles, body, work)
 
 
 def product_kernel(ctx: KernelContext, p: Product) -> list[str]:
@@ -142,7 +262,11 @@ def product_kernel(ctx: KernelContext, p: Product) -> list[str]:
     that is not a plain array (fused producers, odd strides) is first packed into a scratch array, as is a
     transposed B when enough rows of A reuse the copy (the nn tiles are faster). B goes into column panels
     where its rows would alias in the cache (a row stride of a multiple of 1 KiB, as 768 or 1024 floats),
-    copying even a plain B when enough rows of A reuse the panels."""
+    copying even a plain B when enough rows of A reuse the panels. Where this CPU has intrinsics microkernels,
+    `packed_product` runs the product instead."""
+    fast = packed_product(ctx, p)
+    if fast is not None:
+        return fast
     lines: list[str] = []
     a, b, m, k, n = p.a, p.b, p.a.rows, p.a.cols, p.b.cols
     tr, tc = nn_tile(p.acc, m, n)
@@ -203,24 +327,26 @@ class Tile:
     def element(self, op: Operand, r: Expr, c: Expr) -> str:
         return self.ctx.c(op.element(broadcast_index(self.bidx, self.p.batch, op.batch), r, c))
 
-    def finish(self, rows: int, cols: int, tile: str) -> list[str]:
+    def finish(self, rows: int, cols: int, tile: str, stride: int | None = None) -> list[str]:
         """Hand every element of the finished `tile` array (rows x cols) to the product's store: along each
         row of the column shape in one run (a tile may span several such rows), vectorized along the columns
-        (each column stores to its own elements, so an epilogue's math runs in SIMD lanes)."""
+        (each column stores to its own elements, so an epilogue's math runs in SIMD lanes). The tile's rows
+        are `stride` elements apart (default: `cols`)."""
         shape = self.p.columns or (self.b.cols,)
+        step = cols if stride is None else stride
         r, c, last = self.ctx.var("r"), self.ctx.var("c"), shape[-1]
         if len(shape) == 1:
-            value = Load(tile, r * cols + c, self.p.acc)
+            value = Load(tile, r * step + c, self.p.acc)
             return serial_for(r, rows, serial_for(c, cols, self.p.store(self.bidx, self.i0 + r, (self.j0 + c,), value),
                                                   simd=True))
         q, rest = self.ctx.var("jq"), self.ctx.var("jr")
         if last % self.width == 0:                      # tiles never cross a row
-            value = Load(tile, r * cols + c, self.p.acc)
+            value = Load(tile, r * step + c, self.p.acc)
             store = self.p.store(self.bidx, self.i0 + r, (*unravel(q, shape[:-1]), rest + c), value)
             return [f"const int64_t {q.name} = {self.j0.name} / {last}, {rest.name} = {self.j0.name} % {last};"] + \
                 serial_for(r, rows, serial_for(c, cols, store, simd=True))
         start, run = self.ctx.var("s"), self.ctx.var("len")
-        value = Load(tile, r * cols + start + c, self.p.acc)
+        value = Load(tile, r * step + start + c, self.p.acc)
         store = self.p.store(self.bidx, self.i0 + r, (*unravel(q, shape[:-1]), rest + c), value)
         j = f"({self.j0.name} + {start.name})"
         segment = [f"const int64_t {q.name} = {j} / {last}, {rest.name} = {j} % {last};",

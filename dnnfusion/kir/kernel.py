@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from ..ir.graph import Node
 from .emit import Emitter
 from .expr import Expr, Index, Var
 
 Reader = Callable[[int, Index], Expr]
 Storer = Callable[[int, Index, Expr], list[str]]
+Placer = Callable[[np.ndarray], str]
 
 PARALLEL_GRAIN = 1 << 15          # elements of work below which a loop nest stays serial
 STACK_ARRAY_MAX = 1 << 17         # elements a kernel may keep in one stack array (1 MiB of 8-byte values)
@@ -20,11 +23,13 @@ class KernelContext:
     """Handed to `Op.kernel`: `read(i, index)` gives input i's element (fused producers inlined), `store(out,
     index, value)` the C statements that finish output `out`'s element (fused consumers applied), `var()`
     fresh loop variables, `c(expr)` C text, `scratch(ctype, n)` a named temporary array, `helper(name, code)` a
-    file-scope C definition (a function or macro) the kernel calls."""
+    file-scope C definition (a function or macro) the kernel calls, `weight(array)` a compile-time array (such
+    as weights repacked into a template's layout) placed with the model's weights."""
 
-    def __init__(self, node: Node, read: Reader, store: Storer, prefix: str) -> None:
+    def __init__(self, node: Node, read: Reader, store: Storer, prefix: str, place: Placer | None = None) -> None:
         self.node, self.read, self.store = node, read, store
         self.prefix = prefix
+        self._place = place
         self._vars = 0
         self.scratch_arrays: list[tuple[str, str, int]] = []
         self.helpers: dict[str, str] = {}
@@ -44,11 +49,15 @@ class KernelContext:
         return emitter.lines + [f"const {e.ctype} {name} = {emitter.c(e)};"]
 
     def scratch(self, ctype_: str, count: int) -> str:
-        """A temporary array of `count` elements private to this kernel (allocated per call on the heap)."""
+        """A temporary array of `count` elements private to this kernel call (in the arena)."""
         name = f"{self.prefix}scratch{len(self.scratch_arrays)}"
         self.scratch_arrays.append((name, ctype_, count))
         return name
 
+    def weight(self, array: np.ndarray) -> str:
+        """The C name of a read-only array holding `array` (64-byte aligned, in the weight blob), or a
+        placeholder while the template is only probed."""
+        return self._place(array) if self._place is not None else f"{self.prefix}weight"
 
     def helper(self, name: str, code: str) -> str:
         """Declare a file-scope definition once per program (the same name must always mean the same code)."""

@@ -86,7 +86,11 @@ def matrix_operand(ctx: KernelContext, i: int, node: Node, batch_rank: int, tran
     steps = strides(full)
     row_stride, col_stride = (steps[-1], steps[-2]) if transpose else (steps[-2], steps[-1])
     batch_strides = [0] * (len(batch) - len(full) + 2) + steps[:-2]
-    return strided(buffer, acc, batch, batch_strides, rows, cols, row_stride, col_stride)
+    const = node.inputs[i].const
+    if const is not None:
+        const = const.reshape(*batch, *full[-2:])
+        const = const.swapaxes(-2, -1) if transpose else const
+    return strided(buffer, acc, batch, batch_strides, rows, cols, row_stride, col_stride, const)
 
 
 def matmul_kernel(ctx: KernelContext, node: Node, acc: str,

@@ -55,6 +55,7 @@ class CompiledModel:
     @property
     def stats(self) -> dict[str, Any]:
         return {**self.plan.stats(), "arena_bytes": self.program.arena_bytes,
+                "scratch_bytes": self.program.scratch_bytes,
                 "weight_bytes": int(self.program.weights.size), "compile_seconds": round(self.compile_seconds, 3),
                 "fallback_ops": list(self.program.fallback_ops), "native_calls_per_run": self.program.native_calls,
                 "threads": self.threads}

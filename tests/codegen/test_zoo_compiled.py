@@ -1,6 +1,7 @@
 """Every zoo model's small configuration compiled at O0 and O3: outputs equal onnxruntime's, the arena is smaller
 than the sum of all intermediates, nothing runs as a fallback (the R-CNNs' NonMaxSuppression results are padded
-to a static bound, passes/padded.py), and one native call runs the whole inference."""
+to a static bound, passes/padded.py), and one native call runs the whole inference. The arena also holds the
+kernel templates' scratch (packed operands, im2col columns), which is not an intermediate."""
 
 import pytest
 
@@ -21,4 +22,4 @@ def test_small_zoo_model_compiles_natively(name, level):
     stats = compiled.stats
     assert stats["fallback_ops"] == []
     assert stats["native_calls_per_run"] == 1
-    assert 0 < stats["arena_bytes"] < stats["irs_bytes_before"]
+    assert 0 < stats["arena_bytes"] < stats["irs_bytes_before"] + stats["scratch_bytes"]

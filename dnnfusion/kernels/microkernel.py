@@ -1,0 +1,78 @@
+"""Float32 register-tile microkernels written with intrinsics, one family per vector ISA: a tile of `rows` x
+`vectors` accumulators stays in registers over the whole depth, each step broadcasting one element of a packed
+A column (rows interleaved) against `vectors` loads of a B row. The ISA is chosen from the build target
+(this machine), and each function carries its own `target` attribute, so it compiles whatever flags the user
+gives; other CPUs keep the portable template in `gemm.py`."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from ..machine import cpu_flags
+
+
+@dataclass(frozen=True)
+class Isa:
+    """A vector ISA as the microkernels use it: C vector type and intrinsics, lanes per vector, and the tile
+    of accumulators (rows x vectors) that keeps its FMA units busy without spilling."""
+
+    name: str
+    lanes: int
+    vtype: str
+    target: str
+    prefix: str           # intrinsic prefix: _mm512 / _mm256
+    rows: int             # MR: rows of a full tile
+    vectors: int          # NR / lanes: vectors per row of a full tile
+
+    @property
+    def width(self) -> int:
+        """Columns of a full tile (NR)."""
+        return self.lanes * self.vectors
+
+
+# 12 x 2 zmm: 24 accumulators + 2 B vectors + 1 broadcast of the 32 registers; two loads and 12 broadcasts per
+# 24 FMAs. 6 x 2 ymm on AVX2: 12 accumulators of 16 registers.
+ISAS = {
+    "avx512": Isa("avx512", 16, "__m512", "avx512f", "_mm512", rows=12, vectors=2),
+    "avx2": Isa("avx2", 8, "__m256", "avx2,fma", "_mm256", rows=6, vectors=2),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def target_isa() -> Isa | None:
+    """The widest ISA of ISAS this machine runs (None: the portable template only)."""
+    flags = cpu_flags()
+    if "avx512f" in flags:
+        return ISAS["avx512"]
+    if "avx2" in flags and "fma" in flags:
+        return ISAS["avx2"]
+    return None
+
+
+def name(isa: Isa, rows: int, vectors: int, stride: int) -> str:
+    """The C name of the microkernel for a tile of rows x vectors over A packed `stride` rows per step."""
+    return f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_s{stride}"
+
+
+def code(isa: Isa, rows: int, vectors: int, stride: int) -> str:
+    """`void NAME(int64_t depth, const float* a, const float* b, int64_t ldb, float* c)`: c[r][j] (row stride
+    vectors * lanes) = sum over k < depth of a[k * stride + r] * b[k * ldb + j], for r < rows."""
+    p, v, width = isa.prefix, isa.vtype, vectors * isa.lanes
+    acc = [[f"c{r}_{j}" for j in range(vectors)] for r in range(rows)]
+    lines = [f"static __attribute__((noinline, target(\"{isa.target}\"))) void {name(isa, rows, vectors, stride)}("
+             "int64_t depth, const float* restrict a, const float* restrict b, int64_t ldb, float* restrict c) {"]
+    lines += [f"  {v} {', '.join(row)};" for row in acc]
+    lines += [f"  {name_} = {p}_setzero_ps();" for row in acc for name_ in row]
+    lines += ["  for (int64_t k = 0; k < depth; ++k) {",
+              "    const float* restrict bk = b + k * ldb;",
+              "    const float* restrict ak = a + k * " + str(stride) + ";"]
+    lines += [f"    const {v} b{j} = {p}_loadu_ps(bk + {j * isa.lanes});" for j in range(vectors)]
+    for r in range(rows):
+        lines.append(f"    {{ const {v} x = {p}_set1_ps(ak[{r}]);")
+        lines += [f"      {acc[r][j]} = {p}_fmadd_ps(x, b{j}, {acc[r][j]});" for j in range(vectors)]
+        lines.append("    }")
+    lines.append("  }")
+    lines += [f"  {p}_storeu_ps(c + {r * width + j * isa.lanes}, {acc[r][j]});"
+              for r in range(rows) for j in range(vectors)]
+    return "#include <immintrin.h>\n" + "\n".join(lines) + "\n}\n"
