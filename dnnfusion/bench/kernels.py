@@ -236,10 +236,14 @@ def peak_gflops() -> float:
 # ---------------------------------------------------------------------------------------------- the workers
 
 def worker_env(runtime: str, threads: int) -> dict[str, str]:
-    """The worker's environment: this one, with the BLAS thread count set for numpy's worker."""
+    """The worker's environment: this one, with the BLAS thread count set to `threads` for numpy's worker and
+    to 1 for the others (whose one reference product must not leave OpenBLAS threads spinning on the cores
+    the timed runtime needs)."""
     env = dict(os.environ)
     if runtime == "numpy":
         env.update({name: str(threads) for name in BLAS_THREAD_VARIABLES})
+    else:                             # OMP_NUM_THREADS stays: dnnfusion's OpenMP sets its own count per call
+        env.update({name: "1" for name in BLAS_THREAD_VARIABLES if name != "OMP_NUM_THREADS"})
     return env
 
 

@@ -89,6 +89,7 @@ def test_failing_worker_raises_with_its_stderr(monkeypatch):
 def test_numpy_worker_gets_the_blas_thread_count():
     env = kernels.worker_env("numpy", 3)
     assert all(env[name] == "3" for name in kernels.BLAS_THREAD_VARIABLES)
+    assert kernels.worker_env("dnnfusion", 2)["OPENBLAS_NUM_THREADS"] == "1"
 
 
 @needs_gcc
