@@ -161,6 +161,9 @@ class Div(Binary):
         return ChannelAffine(0, 1.0 / found[1], np.zeros_like(found[1]))
 
 
+SMALL_POWERS = (2, 3, 4)
+
+
 @register
 class Pow(Binary):
     op_type = "Pow"
@@ -171,6 +174,13 @@ class Pow(Binary):
         return np.power(a, b.astype(a.dtype))
 
     def expr(self, node: Node, a: Expr, b: Expr) -> Expr:
+        """A float raised to a literal 2, 3 or 4 is a product (vectorisable, unlike a call to powf; GELU's tanh
+        form cubes every element of the FFN)."""
+        if a.ctype in FLOATS and isinstance(b, Lit) and b.value in SMALL_POWERS:
+            product = a
+            for _ in range(int(b.value) - 1):
+                product = product * a
+            return product
         if a.ctype in FLOATS:
             return call("pow", a, cast(b, a.ctype))
         return cast(call("pow", cast(a, "double"), cast(b, "double")), a.ctype)

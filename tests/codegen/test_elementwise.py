@@ -132,3 +132,21 @@ def test_a_short_outer_axis_before_a_long_simd_axis_builds():
     x = np.random.default_rng(3).standard_normal((5, 8192, 1)).astype(np.float32)
     nodes = [node("Exp", ["x"], "a"), node("Sigmoid", ["a"], "y")]
     compiled_matches(nodes, [("x", FLOAT, [5, 8192, 1])], {"x": x}, FLOAT)
+
+
+@pytest.mark.parametrize("power", [2.0, 3.0, 4.0, 2.5])
+def test_pow_by_a_small_literal_is_a_product(power):
+    """x ** 2, 3, 4 become products (no powf call in the generated C); other exponents keep powf; both match
+    onnxruntime on negatives, zeros, infinities and NaN."""
+    x = np.concatenate([rng.standard_normal(60).astype(np.float32) * 4,
+                        np.array([0.0, -0.0, np.inf, -np.inf], np.float32)]).reshape(8, 8)
+    if power == 2.5:
+        x = np.abs(x)
+    model = make_model([node("Pow", ["x", "p"], "y")], [("x", FLOAT, [8, 8])], ["y"],
+                       {"p": np.array(power, np.float32)}, 17)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    compiled = dnnfusion.compile(model)
+    block = compiled.source.split("static BLOCK")[1]
+    assert ("powf(" in block) == (power == 2.5)
+    ours, theirs = compiled.run({"x": x}), run_onnxruntime(model, {"x": x})
+    assert all(d.ok for d in compare(ours, theirs)), compare(ours, theirs)
