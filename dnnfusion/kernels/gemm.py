@@ -5,6 +5,7 @@ and the result handed to the caller's epilogue per element. Tuning constants liv
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -25,6 +26,8 @@ PANEL_MIN_DEPTH = 256  # ...when its columns are long enough to overflow the few
 ALIASING_BYTES = 1024  # a B row stride that is a multiple of this maps a tile's columns to a few cache sets
 PACKED_MIN_COLUMNS = 8  # columns from which the intrinsics microkernels run (fewer: the portable dot products)
 PACKED_MIN_ROWS = 4     # rows of A from which packing a B computed per call pays for the microkernels
+L1_LINE, L1_SETS = 64, 64   # bytes per cache line and sets of the L1 data cache (32-48 KiB, 8-12 ways)...
+L1_ROWS_PER_SET = 4         # ...so rows of A read in place may share a set this many to a tile
 ITEM_SIZE = {c: d.itemsize for d, c in C_TYPES.items()}
 
 
@@ -194,10 +197,28 @@ def packed_b(ctx: KernelContext, p: Product, width: int) -> tuple[list[str], Cal
     return lines, start, str(width)
 
 
-def packed_a(ctx: KernelContext, a: Operand, rows: int) -> tuple[list[str], Callable[[Index, Var], str]]:
-    """A for the microkernels: per tile of `rows` rows, its columns one after another with the rows of each
-    interleaved (`rows` apart); weights at compile time, anything else per call."""
+def rows_in_place(a: Operand, rows: int) -> bool:
+    """Whether the microkernels read A where it lies: column-major (a tile's rows side by side, as packed), or
+    row-major with rows that spread over L1's sets (at most L1_ROWS_PER_SET of a tile's rows per set)."""
+    if a.strides is None or a.constant is not None:
+        return False
+    row_stride, col_stride = a.strides
+    if row_stride == 1:
+        return True
+    if col_stride != 1:
+        return False
+    lines = row_stride * 4 // L1_LINE if row_stride * 4 % L1_LINE == 0 else 1
+    sets = L1_SETS // math.gcd(L1_SETS, lines)
+    return -(-rows // sets) <= L1_ROWS_PER_SET
+
+
+def packed_a(ctx: KernelContext, a: Operand, rows: int) -> tuple[list[str], Callable[[Index, Var], str], tuple[int, int]]:
+    """A for the microkernels: where it lies (`rows_in_place`), or per tile of `rows` rows with its columns one
+    after another and the rows of each interleaved (weights at compile time, anything else per call). Returns
+    the packing statements, a tile's first element and the steps (row, column) between A's elements."""
     m, k = a.rows, a.cols
+    if rows_in_place(a, rows):
+        return [], lambda bidx, it: address(ctx, a.element(bidx, it * rows, Lit(0))), a.strides
     tiles = -(-m // rows)
     steps = [s * tiles * k * rows for s in strides(a.batch)]
     if a.constant is not None:
@@ -212,7 +233,8 @@ def packed_a(ctx: KernelContext, a: Operand, rows: int) -> tuple[list[str], Call
         slot = batch_offset(bidx, a.batch, steps) + floordiv(i, rows) * (k * rows) + col * rows + mod(i, rows)
         body = ctx.value("pv", a.element(bidx, i, col)) + [f"{name}[{ctx.c(slot)}] = pv;"]
         lines = parallel_for(row, numel(a.batch) * m, serial_for(col, k, body), numel(a.batch) * m * k)
-    return lines, lambda bidx, it: f"({name} + {ctx.c(batch_offset(bidx, a.batch, steps) + it * (k * rows))})"
+    return lines, lambda bidx, it: f"({name} + {ctx.c(batch_offset(bidx, a.batch, steps) + it * (k * rows))})", \
+        (1, rows)
 
 
 def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
@@ -231,7 +253,7 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
     if b is None:
         return None
     b_lines, b_at, ldb = b
-    a_lines, a_at = packed_a(ctx, p.a, rows)
+    a_lines, a_at, a_steps = packed_a(ctx, p.a, rows)
     row_tiles, col_tiles = -(-m // rows), -(-n // width)
     t, it, jt, i0, j0 = ctx.var("t"), ctx.var("it"), ctx.var("jt"), ctx.var("i"), ctx.var("j")
     head = [f"const int64_t {it.name} = {t.name} % {row_tiles}, {i0.name} = {it.name} * {rows};",
@@ -247,7 +269,7 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
     at = Tile(ctx, p, p.a, p.b, bidx, i0, j0, width)
 
     def tile(got: int) -> list[str]:
-        kernel = ctx.helper(microkernel.name(isa, got, vectors, rows), microkernel.code(isa, got, vectors, rows))
+        kernel = ctx.helper(microkernel.name(isa, got, vectors, a_steps), microkernel.code(isa, got, vectors, a_steps))
         return [f"{kernel}({k}, {a_ptr}, {b_ptr}, {ldb}, tile);"] + \
             edges(j0, width, n, lambda cols: at.finish(got, cols, "tile", width))
     body = head + edges(i0, rows, m, tile)

@@ -50,26 +50,29 @@ def target_isa() -> Isa | None:
     return None
 
 
-def name(isa: Isa, rows: int, vectors: int, stride: int) -> str:
-    """The C name of the microkernel for a tile of rows x vectors over A packed `stride` rows per step."""
-    return f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_s{stride}"
+def name(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int]) -> str:
+    """The C name of the microkernel for a tile of rows x vectors reading A at `a_steps` (see `code`)."""
+    return f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_a{a_steps[0]}x{a_steps[1]}"
 
 
-def code(isa: Isa, rows: int, vectors: int, stride: int) -> str:
+def code(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int]) -> str:
     """`void NAME(int64_t depth, const float* a, const float* b, int64_t ldb, float* c)`: c[r][j] (row stride
-    vectors * lanes) = sum over k < depth of a[k * stride + r] * b[k * ldb + j], for r < rows."""
+    vectors * lanes) = sum over k < depth of A(r, k) * b[k * ldb + j] for r < rows, where A(r, k) is
+    a[r * a_steps[0] + k * a_steps[1]]: a packed tile (1, rows), or rows of a row-major array (lda, 1). The
+    steps are compile-time constants, so every broadcast addresses A at a fixed offset from one pointer."""
     p, v, width = isa.prefix, isa.vtype, vectors * isa.lanes
+    row_step, col_step = a_steps
     acc = [[f"c{r}_{j}" for j in range(vectors)] for r in range(rows)]
-    lines = [f"static __attribute__((noinline, target(\"{isa.target}\"))) void {name(isa, rows, vectors, stride)}("
+    lines = [f"static __attribute__((noinline, target(\"{isa.target}\"))) void {name(isa, rows, vectors, a_steps)}("
              "int64_t depth, const float* restrict a, const float* restrict b, int64_t ldb, float* restrict c) {"]
     lines += [f"  {v} {', '.join(row)};" for row in acc]
     lines += [f"  {name_} = {p}_setzero_ps();" for row in acc for name_ in row]
     lines += ["  for (int64_t k = 0; k < depth; ++k) {",
               "    const float* restrict bk = b + k * ldb;",
-              "    const float* restrict ak = a + k * " + str(stride) + ";"]
+              f"    const float* restrict ak = a + k * {col_step};"]
     lines += [f"    const {v} b{j} = {p}_loadu_ps(bk + {j * isa.lanes});" for j in range(vectors)]
     for r in range(rows):
-        lines.append(f"    {{ const {v} x = {p}_set1_ps(ak[{r}]);")
+        lines.append(f"    {{ const {v} x = {p}_set1_ps(ak[{r * row_step}]);")
         lines += [f"      {acc[r][j]} = {p}_fmadd_ps(x, b{j}, {acc[r][j]});" for j in range(vectors)]
         lines.append("    }")
     lines.append("  }")
