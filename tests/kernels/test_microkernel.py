@@ -1,0 +1,92 @@
+"""The intrinsics GEMM path (kernels/microkernel.py through kernels/gemm.packed_product): every way an operand
+reaches it (weights packed at compile time, activations read in place or packed per call, B in place or in
+panels, broadcast batches, transposes, 1x1 convolutions) against onnxruntime, on each ISA this CPU runs,
+with tile edges on both axes; and the weight blob holding only the packed copy."""
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import dnnfusion
+from dnnfusion.kernels import microkernel
+from dnnfusion.machine import cpu_flags
+from dnnfusion.oracle import compare, run_onnxruntime
+from tests.helpers import FLOAT, make_model
+
+rng = np.random.default_rng(11)
+ISAS = [name for name, flags in (("avx512", {"avx512f"}), ("avx2", {"avx2", "fma"})) if flags <= cpu_flags()]
+pytestmark = pytest.mark.skipif(not ISAS, reason="no vector ISA with microkernels on this CPU")
+
+
+@pytest.fixture(params=ISAS)
+def isa(request, monkeypatch):
+    """Generate for one ISA (the widest is the default; narrower ones run here too)."""
+    monkeypatch.setattr(microkernel, "target_isa", lambda: microkernel.ISAS[request.param])
+    monkeypatch.setattr("dnnfusion.kernels.gemm.target_isa", lambda: microkernel.ISAS[request.param])
+    return microkernel.ISAS[request.param]
+
+
+def check(model, feeds):
+    """Compile (no kernel cache reuse across ISAs is needed: the source differs), compare with onnxruntime."""
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    compiled = dnnfusion.compile(model, opt_level="O3")
+    ours, theirs = compiled.run(feeds), run_onnxruntime(model, feeds)
+    diffs = compare(ours, theirs)
+    assert diffs and all(d.ok for d in diffs), diffs
+    return compiled
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 64, 40), (13, 45, 37), (25, 300, 70), (12, 32, 32), (40, 1024, 48)])
+def test_matmul_with_constant_weights(isa, m, k, n):
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", FLOAT, [m, k])], ["y"], {"b": b})
+    compiled = check(model, {"a": rng.standard_normal((m, k)).astype(np.float32)})
+    assert f"df_ukr_{isa.name}_" in compiled.source
+    padded = -(-n // isa.lanes) * isa.lanes if n < isa.width else -(-n // isa.width) * isa.width
+    assert compiled.stats["weight_bytes"] < (k * n + k * padded) * 4      # the unpacked copy is not kept
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((3, 20, 16), (3, 16, 33)), ((2, 1, 9, 24), (5, 24, 64)),
+                                             ((4, 30, 1024), (4, 1024, 40))])
+def test_batched_products_of_two_activations(isa, a_shape, b_shape):
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])],
+                       [("a", FLOAT, list(a_shape)), ("b", FLOAT, list(b_shape))], ["y"])
+    feeds = {"a": rng.standard_normal(a_shape).astype(np.float32),
+             "b": rng.standard_normal(b_shape).astype(np.float32)}
+    assert f"df_ukr_{isa.name}_" in check(model, feeds).source
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 1), (1, 0), (1, 1)])
+def test_gemm_transposes_bias_and_activation_epilogue(isa, trans_a, trans_b):
+    m, k, n = 19, 50, 45
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["a", "w", "c"], ["g"], transA=trans_a, transB=trans_b, alpha=0.5),
+             helper.make_node("Relu", ["g"], ["y"])]
+    model = make_model(nodes, [("a", FLOAT, list(a.shape))], ["y"],
+                       {"w": w, "c": rng.standard_normal(n).astype(np.float32)})
+    compiled = check(model, {"a": a})
+    assert compiled.stats["blocks"] == 1
+
+
+def test_transposed_activation_as_b_is_packed_per_call(isa):
+    """Attention's Q @ K^T: B is a transpose of an input, packed into panels in each call."""
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["y"])]
+    model = make_model(nodes, [("q", FLOAT, [2, 17, 8]), ("k", FLOAT, [2, 23, 8])], ["y"])
+    check(model, {"q": rng.standard_normal((2, 17, 8)).astype(np.float32),
+                  "k": rng.standard_normal((2, 23, 8)).astype(np.float32)})
+
+
+def test_pointwise_convolution_weights_as_a(isa):
+    x = rng.standard_normal((1, 24, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((20, 24, 1, 1)).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w", "b"], ["y"])], [("x", FLOAT, list(x.shape))], ["y"],
+                       {"w": w, "b": rng.standard_normal(20).astype(np.float32)})
+    assert f"df_ukr_{isa.name}_" in check(model, {"x": x}).source
+
+
+def test_microkernel_reads_a_at_its_steps():
+    """The C of a 2-row tile over A rows 7 apart: broadcasts at offsets 0 and 7 from each column."""
+    code = microkernel.code(microkernel.ISAS["avx2"], 2, 1, (7, 1))
+    assert "ak[0]" in code and "ak[7]" in code and "a + k * 1" in code and "_mm256_fmadd_ps" in code
