@@ -132,7 +132,7 @@ class Storage:
     def place(self, array: np.ndarray) -> str:
         """A template's compile-time array (weights repacked into its layout) as a new weight buffer."""
         v = Value(f"packed{len(self.weights)}")
-        v.set_const(np.ascontiguousarray(array))
+        v.set_const(array)
         return self.weight_buffer(id(v), v, ctype(v.dtype)).name
 
     def write_weights(self, used: set[str]) -> None:
@@ -141,7 +141,7 @@ class Storage:
         for key in self.weights:
             if self.buffers[key].name in used:
                 self.weight_offsets[key] = len(self.blob)
-                self.blob += np.ascontiguousarray(self.values[key].const).tobytes()
+                self.blob += self.values[key].const.tobytes()          # C order, whatever the array's
                 self.blob += bytes(-len(self.blob) % ALIGN)
 
     def arena_buffer(self, v: Value, first: int, last: int, ct: str) -> Buffer:

@@ -15,7 +15,6 @@ from ..kir.expr import C_TYPES, Expr, Index, Lit, Load, Var, broadcast_index, fl
 from ..kir.expr import mod, numel, strides, unravel
 from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
 from . import microkernel
-from .microkernel import target_isa
 
 
 TILE_ROWS = 6         # rows of an nn tile: 6 rows x 2 vectors of accumulators keep 12 of 16 AVX2 registers
@@ -175,10 +174,11 @@ def packed_b(ctx: KernelContext, p: Product, width: int) -> tuple[list[str], Cal
     b, k, n = p.b, p.b.rows, p.b.cols
     tiles = -(-n // width)
     if b.constant is not None:
-        padded = np.zeros((*b.batch, k, tiles * width), np.float32)
-        padded[..., :n] = b.constant
-        panels = padded.reshape(*b.batch, k, tiles, width).swapaxes(-3, -2)
-        name = ctx.weight(np.ascontiguousarray(panels))
+        def panels(constant: np.ndarray = b.constant) -> np.ndarray:
+            padded = np.zeros((*b.batch, k, tiles * width), np.float32)
+            padded[..., :n] = constant
+            return padded.reshape(*b.batch, k, tiles, width).swapaxes(-3, -2)
+        name = ctx.weight(panels)
         steps = [s * tiles * k * width for s in strides(b.batch)]
         return [], lambda bidx, jt: f"({name} + {ctx.c(batch_offset(bidx, b.batch, steps) + jt * (k * width))})", \
             str(width)
@@ -222,9 +222,11 @@ def packed_a(ctx: KernelContext, a: Operand, rows: int) -> tuple[list[str], Call
     tiles = -(-m // rows)
     steps = [s * tiles * k * rows for s in strides(a.batch)]
     if a.constant is not None:
-        padded = np.zeros((*a.batch, tiles * rows, k), np.float32)
-        padded[..., :m, :] = a.constant
-        name = ctx.weight(np.ascontiguousarray(padded.reshape(*a.batch, tiles, rows, k).swapaxes(-2, -1)))
+        def interleaved(constant: np.ndarray = a.constant) -> np.ndarray:
+            padded = np.zeros((*a.batch, tiles * rows, k), np.float32)
+            padded[..., :m, :] = constant
+            return padded.reshape(*a.batch, tiles, rows, k).swapaxes(-2, -1)
+        name = ctx.weight(interleaved)
         lines: list[str] = []
     else:
         name = ctx.scratch("float", numel(a.batch) * tiles * k * rows)
@@ -243,7 +245,7 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
     is one tile: its microkernel leaves the sums in a local tile, and the product's store (the fused
     epilogue) runs on it vectorized along the columns. Tasks go column tile by column tile, rows fastest,
     so each thread keeps its columns of B hot in cache while A streams."""
-    isa = target_isa()
+    isa = microkernel.target_isa()
     m, k, n = p.a.rows, p.a.cols, p.b.cols
     if isa is None or p.acc != "float" or n < PACKED_MIN_COLUMNS or k < 1:
         return None

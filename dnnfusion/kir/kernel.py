@@ -23,7 +23,7 @@ class KernelContext:
     """Handed to `Op.kernel`: `read(i, index)` gives input i's element (fused producers inlined), `store(out,
     index, value)` the C statements that finish output `out`'s element (fused consumers applied), `var()`
     fresh loop variables, `c(expr)` C text, `scratch(ctype, n)` a named temporary array, `helper(name, code)` a
-    file-scope C definition (a function or macro) the kernel calls, `weight(array)` a compile-time array (such
+    file-scope C definition (a function or macro) the kernel calls, `weight(build)` a compile-time array (such
     as weights repacked into a template's layout) placed with the model's weights."""
 
     def __init__(self, node: Node, read: Reader, store: Storer, prefix: str, place: Placer | None = None) -> None:
@@ -54,10 +54,10 @@ class KernelContext:
         self.scratch_arrays.append((name, ctype_, count))
         return name
 
-    def weight(self, array: np.ndarray) -> str:
-        """The C name of a read-only array holding `array` (64-byte aligned, in the weight blob), or a
-        placeholder while the template is only probed."""
-        return self._place(array) if self._place is not None else f"{self.prefix}weight"
+    def weight(self, build: Callable[[], np.ndarray]) -> str:
+        """The C name of a read-only array holding `build()` (64-byte aligned, in the weight blob), or a
+        placeholder while the template is only probed (then `build`, a repacking of weights, is not run)."""
+        return self._place(build()) if self._place is not None else f"{self.prefix}weight"
 
     def helper(self, name: str, code: str) -> str:
         """Declare a file-scope definition once per program (the same name must always mean the same code)."""

@@ -22,7 +22,6 @@ pytestmark = pytest.mark.skipif(not ISAS, reason="no vector ISA with microkernel
 def isa(request, monkeypatch):
     """Generate for one ISA (the widest is the default; narrower ones run here too)."""
     monkeypatch.setattr(microkernel, "target_isa", lambda: microkernel.ISAS[request.param])
-    monkeypatch.setattr("dnnfusion.kernels.gemm.target_isa", lambda: microkernel.ISAS[request.param])
     return microkernel.ISAS[request.param]
 
 
