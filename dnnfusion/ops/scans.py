@@ -9,7 +9,9 @@ import numpy as np
 
 from ..kir.expr import Expr, Index, Lit, Load, Var, binary, call, cast, ctype, lit, numel, select, unravel
 from ..kir.expr import Unary as ExprUnary
+from ..kir.expr import strides
 from ..kir.kernel import KernelContext, parallel_for, serial_for
+from ..kernels.gemm import Operand, Product, direct_buffer, product_kernel, strided
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, broadcast, normalize_axis, same_as_input, shape_of
 from ..kernels.rows import FLOAT_C, beats, over_row, over_rows
@@ -219,6 +221,17 @@ class TopK(Op):
             raise self.invalid(node, f"k={k} is not in [0, {extent}], the extent of the axis")
 
 
+def _group_step(names: list[str], extents: dict[str, int], steps: dict[str, int]) -> int | None:
+    """The one element stride that walks indices `names` flattened in order (0 for none), or None when their
+    strides do not nest (a transposed pair)."""
+    if not names:
+        return 0
+    for outer, inner in zip(names, names[1:]):
+        if steps[outer] != steps[inner] * extents[inner] and extents[outer] != 1:
+            return None
+    return steps[names[-1]]
+
+
 @dataclass(frozen=True)
 class Equation:
     """A parsed einsum equation: one term per input and the output term, '...' written as '.'."""
@@ -310,6 +323,9 @@ class Einsum(Op):
         extents = {**extents, **dict(zip(spread, ellipsis))}
         terms = [self._expand(term, len(shape), spread) for term, shape in zip(equation.inputs, shapes)]
         out = self._expand(equation.output, len(spread) + len(equation.output) - ("." in equation.output), spread)
+        contraction = self._contraction(node, ctx, extents, terms, out)
+        if contraction is not None:
+            return contraction
         summed = [n for n in dict.fromkeys(n for term in terms for n in term) if n not in out]
         names = out + summed
         view, contracted = tuple(extents[n] for n in names), range(len(out), len(names))
@@ -331,6 +347,65 @@ class Einsum(Op):
             sums = over_row(ctx, view, contracted, row, add, simd)
             return [f"{ct} {acc.name} = {ctx.c(lit(0, ct))};"] + sums + ctx.store(0, tuple(row.values()), acc)
         return over_rows(ctx, view, contracted, body, numel(view) * len(terms))
+
+    def _contraction(self, node: Node, ctx: KernelContext, extents: dict[str, int], terms: list[list[str]],
+                     out: list[str]) -> list[str] | None:
+        """Two floating-point operands whose indices are each batch (both inputs and the output), rows (A and
+        the output), columns (B and the output) or contracted (A and B only): a batched matrix product on the
+        GEMM template, operands flattened to (batch, rows, depth) and (batch, depth, columns), read in place
+        where each group of indices has one stride. None for any other equation (the generic loops run it)."""
+        if len(terms) != 2 or node.outputs[0].dtype not in (np.float32, np.float64):
+            return None
+        a, b = terms
+        shapes = [tuple(v.shape) for v in node.inputs]
+        if any(len(set(t)) != len(t) for t in terms) or any(
+                extents[n] != d for t, shape in zip(terms, shapes) for n, d in zip(t, shape)):
+            return None                      # a diagonal or a broadcast index: not a plain product
+        if any(n not in out and (n not in a or n not in b) for n in a + b):
+            return None                      # an index summed within one operand
+        batch = [n for n in out if n in a and n in b]
+        rows, cols = [n for n in out if n in a and n not in b], [n for n in out if n in b and n not in a]
+        depth = [n for n in a if n in b and n not in out]
+        if not depth:
+            return None
+        acc = ctype(node.outputs[0].dtype)
+        group = tuple(extents[n] for n in batch)
+        operand_a = self._operand(node, ctx, 0, a, extents, (batch, rows, depth), acc)
+        operand_b = self._operand(node, ctx, 1, b, extents, (batch, depth, cols), acc)
+        row_shape, col_shape = [extents[n] for n in rows], [extents[n] for n in cols]
+
+        def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+            at = {**dict(zip(batch, bidx)), **dict(zip(rows, unravel(i, row_shape))), **dict(zip(cols, j))}
+            return ctx.store(0, tuple(at[n] for n in out), value)
+        return product_kernel(ctx, Product(group, operand_a, operand_b, acc, store, tuple(col_shape) or (1,)))
+
+    @staticmethod
+    def _operand(node: Node, ctx: KernelContext, i: int, term: list[str], extents: dict[str, int],
+                 groups: tuple[list[str], list[str], list[str]], acc: str) -> Operand:
+        """Input `i` (index names `term`) as the product operand (batch, rows, cols), each group of its indices
+        flattened in order; strided when it is a plain array in which each group steps by one stride, with its
+        values when constant."""
+        batch, rows, cols = groups
+        shape = tuple(node.inputs[i].shape)
+        group = tuple(extents[n] for n in batch)
+        row_shape, col_shape = [extents[n] for n in rows], [extents[n] for n in cols]
+        order = [term.index(n) for n in batch + rows + cols]
+        const = node.inputs[i].const
+        if const is not None:
+            const = const.transpose(order).reshape(*group, numel(row_shape), numel(col_shape))
+
+        def element(bidx: Index, r: Expr, c: Expr) -> Expr:
+            at = {**dict(zip(batch, bidx)), **dict(zip(rows, unravel(r, row_shape))),
+                  **dict(zip(cols, unravel(c, col_shape)))}
+            return cast(ctx.read(i, tuple(at[n] for n in term)), acc)
+
+        buffer = direct_buffer(ctx, i, shape, acc)
+        steps = dict(zip(term, strides(shape)))
+        row_step, col_step = _group_step(rows, extents, steps), _group_step(cols, extents, steps)
+        if buffer is None or row_step is None or col_step is None:
+            return Operand(group, numel(row_shape), numel(col_shape), element, constant=const)
+        return strided(buffer, acc, group, [steps[n] for n in batch], numel(row_shape), numel(col_shape),
+                       row_step, col_step, const)
 
     @staticmethod
     def _expand(term: str, rank: int, spread: list[str]) -> list[str]:

@@ -7,6 +7,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import dnnfusion
+from dnnfusion.kernels.gemm import PACKED_MIN_COLUMNS
+from dnnfusion.kernels.microkernel import target_isa
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, INT64, make_model
 
@@ -246,3 +248,35 @@ def _onnxruntime_has(op: str, opset: int) -> bool:
     except Exception:  # noqa: BLE001 - any failure to load or run means it is not available
         return False
     return True
+
+
+@pytest.mark.parametrize("equation, shapes, weight, columns", [
+    ("bij,bjk->bik", [(3, 20, 16), (3, 16, 40)], False, 40),
+    ("bhqd,bhkd->bhqk", [(2, 3, 17, 16), (2, 3, 19, 16)], False, 19),
+    ("ij,kj->ik", [(9, 33), (48, 33)], True, 48),
+    ("abc,cd->abd", [(2, 7, 30), (30, 24)], True, 24),
+    ("ij,jk->ki", [(13, 21), (21, 10)], False, 10),
+    ("...ij,...jk->...ik", [(2, 2, 5, 6), (2, 2, 6, 17)], False, 17),
+    ("bik,bjk->bji", [(2, 12, 8), (2, 31, 8)], False, 31),
+    ("aib,bj->ija", [(3, 5, 11), (11, 16)], True, 16),
+    ("ij,j->i", [(6, 40), (40,)], True, 1),
+])
+def test_einsum_contractions_run_as_matrix_products(equation, shapes, weight, columns):
+    """Two-operand contractions go through the GEMM template (on the microkernels where the CPU has them),
+    with fused producers, transposed and permuted operands, constant weights and permuted outputs."""
+    nodes = [node("Relu", ["x0"], "r"), node("Einsum", ["r", "x1"], "e", equation=equation),
+             node("Tanh", ["e"], "y")]
+    feeds = {"x0": floats(*shapes[0])}
+    consts = {"x1": floats(*shapes[1])} if weight else {}
+    if not weight:
+        feeds["x1"] = floats(*shapes[1])
+    inputs = [(n, FLOAT, list(v.shape)) for n, v in feeds.items()]
+    model = make_model(nodes, inputs, ["y"], consts, 12)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds), rtol=1e-3, atol=1e-4)
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert compiled.stats["blocks"] == 1 and compiled.stats["fallback_ops"] == []
+    assert "reduction(+:acc)" not in compiled.source      # not the generic einsum loops
+    if target_isa() is not None and columns >= PACKED_MIN_COLUMNS:
+        assert "df_ukr_" in compiled.source            # on the intrinsics microkernels
