@@ -11,7 +11,8 @@ from typing import Callable, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
-from ..kir.expr import INDEX, Cast, Expr, Load, Var, binary, call, ctype, floordiv, lit, mod, select
+from ..kernels.gemm import Operand, Product, direct_buffer, product_kernel, strided
+from ..kir.expr import INDEX, Cast, Expr, Index, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, select
 from ..kir.kernel import KernelContext, parallel_for, serial_for
 from ..ir.graph import Node
 from .base import Inferred, MappingType, Op, TensorType, shape_of
@@ -193,9 +194,8 @@ class _Recurrent(Op):
         the final states last."""
         d = self.dims(node)
         width = self.gates * d.hidden
-        xs = ctx.scratch("double", d.seq * d.batch * d.input)
         xw = ctx.scratch("double", d.directions * d.seq * d.batch * width)
-        lines = self._load_input(node, ctx, d, xs) + self._project(node, ctx, d, xs, xw)
+        lines = self._project(node, ctx, d, xw)
         rows = d.directions * d.batch
         sizes = {"h": d.hidden, "c": d.hidden * (self.states - 1), "g": width, "r": d.hidden * self.reset_row}
         kb = ctx.var("kb")
@@ -217,29 +217,36 @@ class _Recurrent(Op):
         recurrent = 2 * d.seq * rows * width * d.hidden
         return lines + parallel_for(kb, rows, body, recurrent)
 
-    def _load_input(self, node: Node, ctx: KernelContext, d: Dims, xs: str) -> list[str]:
-        """X (through its fused producers) into `xs` as double, in [seq, batch, input] order."""
-        tb, i = ctx.var("tb"), ctx.var("i")
-        t, b = floordiv(tb, d.batch), mod(tb, d.batch)
-        x = Cast(ctx.read(0, (b, t, i) if self.layout(node) else (t, b, i)), "double")
-        body = serial_for(i, d.input, ctx.value("rnn_in", x) + [f"{xs}[{tb.name} * {d.input} + {i.name}] = rnn_in;"])
-        return parallel_for(tb, d.seq * d.batch, body, d.seq * d.batch * d.input)
-
-    def _project(self, node: Node, ctx: KernelContext, d: Dims, xs: str, xw: str) -> list[str]:
-        """`xw`[direction, step, batch, row] = X W^T + Wb, one gate row (of one direction) per iteration so
-        that its weights are reused over the whole sequence."""
+    def _project(self, node: Node, ctx: KernelContext, d: Dims, xw: str) -> list[str]:
+        """`xw`[direction, step, batch, row] = X W^T + Wb in double, as one batched matrix product on the GEMM
+        template: X (through its fused producers) is (step, batch) rows by input columns, each direction's
+        W^T its B (packed at compile time when W is a weight). Float32 layers multiply in float32, as
+        onnxruntime does, so that the product runs on the microkernels; the recurrence stays in double."""
         width, steps = self.gates * d.hidden, d.seq * d.batch
-        kr = ctx.var("kr")
-        k, row = floordiv(kr, width), mod(kr, width)
-        bias = Cast(ctx.read(3, (k, row)), "double") if node.input(3) is not None else None
+        acc = "float" if node.inputs[0].dtype == np.float32 else "double"
+        layout = self.layout(node)
 
-        def product(tb: Expr, i: Var) -> Expr:
-            return Load(xs, tb * d.input + i, "double") * Cast(ctx.read(1, (k, row, i)), "double")
+        def x_element(bidx: Index, r: Expr, c: Expr) -> Expr:
+            t, b = floordiv(r, d.batch), mod(r, d.batch)
+            return cast(ctx.read(0, (b, t, c) if layout else (t, b, c)), acc)
 
-        def finish(tb: Expr, acc: Expr) -> list[str]:
-            return [f"{xw}[{ctx.c((k * steps + tb) * width + row)}] = {ctx.c(_plus(acc, bias))};"]
-        return parallel_for(kr, d.directions * width, _dots(ctx, steps, d.input, product, finish),
-                            2 * d.directions * width * steps * d.input)
+        buffer = None if layout else direct_buffer(ctx, 0, (d.seq, d.batch, d.input), acc)
+        x = Operand((1,), steps, d.input, x_element) if buffer is None else \
+            strided(buffer, acc, (1,), [0], steps, d.input, d.input, 1)
+        w = node.inputs[1]
+        weights = None if w.const is None else w.const.swapaxes(-2, -1)
+        if direct_buffer(ctx, 1, tuple(w.shape), acc) is not None:
+            wt = strided(direct_buffer(ctx, 1, tuple(w.shape), acc), acc, (d.directions,), [width * d.input],
+                         d.input, width, 1, d.input, weights)
+        else:
+            wt = Operand((d.directions,), d.input, width,
+                         lambda bidx, r, c: cast(ctx.read(1, (bidx[0], c, r)), acc), constant=weights)
+
+        def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+            k, row = bidx[0], j[0]
+            bias = Cast(ctx.read(3, (k, row)), "double") if node.input(3) is not None else None
+            return [f"{xw}[{ctx.c((k * steps + i) * width + row)}] = {ctx.c(_plus(Cast(value, 'double'), bias))};"]
+        return product_kernel(ctx, Product((d.directions,), x, wt, acc, store))
 
     def _direction_code(self, node: Node, gen: _CellCode, reverse: bool, xw: str) -> list[str]:
         """C for one batch entry of one direction (as `run_direction`), its projected inputs in `xw`."""

@@ -6,6 +6,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import dnnfusion
+from dnnfusion.kernels import microkernel
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, INT64, make_model
 
@@ -93,6 +94,27 @@ def test_lstm_peepholes_clip_and_activations():
 def test_gru_and_rnn_bidirectional(op, gates, attrs):
     model, feeds = recurrent_model(op, "bidirectional", gates, ["y", "y_h"], **attrs)
     compiled_matches_onnxruntime(model, feeds, blocks=1)
+
+
+@pytest.mark.parametrize("weights_given", [False, True])
+@pytest.mark.parametrize("producer", [None, "Sigmoid"])
+def test_lstm_input_projection_is_a_matrix_product(weights_given, producer):
+    """X W^T for the whole sequence runs on the GEMM template (the microkernels where the CPU has them), with
+    W a weight packed at compile time or a graph input read in place, X read in place or through a fused
+    producer."""
+    seq, batch, size, hidden = 9, 2, 40, 12
+    shape = [seq, batch, size]
+    w, r = floats(2, 4 * hidden, size, scale=0.3), floats(2, 4 * hidden, hidden, scale=0.3)
+    nodes = [helper.make_node(producer, ["x"], ["xp"])] if producer else []
+    nodes += [helper.make_node("LSTM", ["xp" if producer else "x", "W", "R", "B"], ["y", "y_h"],
+                               hidden_size=hidden, direction="bidirectional")]
+    inputs = [("x", FLOAT, shape)] + ([("W", FLOAT, list(w.shape))] if weights_given else [])
+    consts = {"R": r, "B": floats(2, 8 * hidden)} | ({} if weights_given else {"W": w})
+    model = typed(make_model(nodes, inputs, ["y", "y_h"], consts, opset=14))
+    feeds = {"x": floats(*shape)} | ({"W": w} if weights_given else {})
+    compiled = compiled_matches_onnxruntime(model, feeds, blocks=1)
+    if microkernel.target_isa() is not None:
+        assert "df_ukr_" in compiled.source
 
 
 # --- GridSample / AffineGrid ---------------------------------------------------------------------------
