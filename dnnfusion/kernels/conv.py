@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ..ir.graph import Node
-from ..kir.expr import Expr, Index, Lit, Load, cast, ctype, floordiv, linear, lit, mod, numel, unravel
+from ..kir.expr import Expr, Index, Lit, Load, broadcast_index, cast, ctype, floordiv, linear, lit, mod, numel
+from ..kir.expr import strides, unravel
 from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
-from .gemm import Operand, Product, direct_buffer, layout, product_kernel, strided
-from .window import Window, covered, range_tables
+from . import microkernel
+from .gemm import Operand, Product, Tile, direct_buffer, edges, layout, packed_a, product_kernel, strided
+from .window import Window, covered, range_tables, table
 
 
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
@@ -54,7 +58,7 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
     else:
         a = Operand((1, group), mg, depth, lambda bidx, r, c: cast(
             ctx.read(1, (bidx[1] * mg + r, *unravel(c, (cg, *kernel)))), ct))
-    if numel(kernel) == 1 and out == spatial and set(window.strides) == {1} and not any(window.pads_begin):
+    if pointwise(window, spatial):
         lines, pixels = source(ctx, 0, x.shape, ct)
         b = strided(pixels, ct, batch, (channels * count, cg * count), depth, count, count, 1)
     else:
@@ -69,6 +73,12 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
 
     return lines + product_kernel(ctx, Product(batch, a, b, ct, store, out))
 
+
+
+def pointwise(window: Window, spatial: Sequence[int]) -> bool:
+    """Whether a convolution's windows are its input pixels themselves (1 x 1, unstrided, unpadded)."""
+    return numel(window.kernel) == 1 and tuple(window.out) == tuple(spatial) and set(window.strides) == {1} and \
+        not any(window.pads_begin)
 
 
 def im2col(ctx: KernelContext, shape: Sequence[int], window: Window, group: int, ct: str) -> tuple[list[str], Operand]:
@@ -208,3 +218,122 @@ def conv_transpose(ctx: KernelContext, node: Node, window: Window, group: int, c
     task = [local_array(ct, "row", out[last])] + serial_for(ow, out[last], [f"row[{ow.name}] = 0;"]) + body
     task += serial_for(ow, out[last], ctx.store(0, (n, m, *outer, ow), cast(value, ctype(y.dtype))))
     return lines + tables + parallel_for(t, images * y.shape[1] * numel(out[:-1]), task, y.numel * taps)
+
+
+def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
+    """A k x k (any rank, stride, dilation, groups of many channels) float32 convolution as an implicit GEMM on
+    the segmented microkernels: the input is copied once, zero-padded and split into stride phases (fused
+    producers applied), so that each tap reads a contiguous run of a grid of output rows padded to the phase
+    width, with no im2col; weights are packed at compile time in (tap, channel) order; the grid's padding
+    columns are computed and never stored. None where this CPU has no microkernels or the type is not float."""
+    isa = microkernel.target_isa()
+    if isa is None or ct != "float":
+        return None
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    images, channels, kernel, out = x.shape[0], x.shape[1], window.kernel, window.out
+    cg, mg, taps, rank = channels // group, w.shape[0] // group, numel(window.kernel), len(window.kernel)
+    phases = _Phases(window, tuple(x.shape[2:]))
+    grid = (out[-2] if rank > 1 else 1, phases.extent[-1])
+    columns = numel(grid)
+    vectors = min(isa.vectors, -(-columns // isa.lanes))
+    rows, width = min(isa.rows, mg), vectors * isa.lanes
+    col_tiles, row_tiles = -(-columns // width), -(-mg // rows)
+    outer = tuple(out[:-2])
+    farthest = sum((o - 1) * s for o, s in zip(outer, phases.steps)) + max(phases.offsets) + col_tiles * width
+    buffer = ctx.scratch(ct, images * channels * phases.block + max(0, farthest - phases.block))
+    lines = phases.copy(ctx, x.shape, ct, buffer)
+    batch = (images, group, *outer)
+    a_batch = (1, group, *(1,) * len(outer))
+    if direct_buffer(ctx, 1, w.shape, ct) is not None and w.const is not None:
+        const = w.const.reshape(group, mg, cg, taps).transpose(0, 1, 3, 2).reshape(*a_batch, mg, taps * cg)
+    else:
+        const = None
+    a = Operand(a_batch, mg, taps * cg, lambda bidx, r, c: cast(
+        ctx.read(1, (bidx[1] * mg + r, mod(c, cg), *unravel(floordiv(c, cg), kernel))), ct), constant=const)
+    a_lines, a_at, a_steps = packed_a(ctx, a, rows)
+    bias = node.input(2)
+
+    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        m = bidx[1] * mg + i
+        if bias is not None:
+            value = value + cast(ctx.read(2, (m,)), ct)
+        return ctx.store(0, (bidx[0], m, *bidx[2:], *(j if rank > 1 else j[1:])), cast(value, ctype(y.dtype)))
+
+    unused = Operand(batch, taps * cg, columns, lambda bidx, r, c: Lit(0))
+    p = Product(batch, a, unused, ct, store, grid, out[-1])
+    t, it, jt, i0, j0, bq = (ctx.var(h) for h in ("t", "it", "jt", "i", "j", "b"))
+    offsets = ctx.var("tap_offsets")
+    head = [f"const int64_t {it.name} = {t.name} % {row_tiles}, {i0.name} = {it.name} * {rows};",
+            f"const int64_t {jt.name} = {t.name} / {row_tiles} % {col_tiles}, {j0.name} = {jt.name} * {width};",
+            f"const int64_t {bq.name} = {t.name} / {row_tiles * col_tiles};",
+            local_array("float", "tile", rows * width)]
+    bidx = unravel(bq, batch)
+    image_channel = (bidx[0] * channels + bidx[1] * cg) * phases.block
+    b_start = image_channel + sum((o * s for o, s in zip(bidx[2:], phases.steps)), Lit(0)) + jt * width
+    a_ptr = a_at(broadcast_index(bidx, batch, a_batch), it)
+    at = Tile(ctx, p, a, unused, bidx, i0, j0, width)
+
+    def tile(got: int) -> list[str]:
+        kernel_name = ctx.helper(microkernel.name(isa, got, vectors, a_steps, True),
+                                 microkernel.code(isa, got, vectors, a_steps, True))
+        return [f"{kernel_name}({cg}, {taps}, {offsets.name}, {a_ptr}, ({buffer} + {ctx.c(b_start)}), "
+                f"{phases.block}, tile);"] + edges(j0, width, columns, lambda cols: at.finish(got, cols, "tile", width))
+    body = head + edges(i0, rows, mg, tile)
+    work = images * group * numel(outer) * mg * columns * taps * cg
+    return lines + a_lines + [table(offsets.name, phases.offsets)] + \
+        parallel_for(t, numel(batch) * row_tiles * col_tiles, body, work)
+
+
+class _Phases:
+    """The zero-padded input split into stride phases: per image and channel a block of prod(strides) phases,
+    each the padded positions p with p % stride == phase along every axis, at p // stride. Output position o
+    then reads tap k at phase (k * dilation) % stride, index o + (k * dilation) // stride: a shift that is the
+    same for every output, so that a tap's inputs for a run of outputs are contiguous."""
+
+    def __init__(self, window: Window, spatial: tuple[int, ...]) -> None:
+        self.window, self.spatial = window, spatial
+        padded = [(o - 1) * s + e for o, s, e in zip(window.out, window.strides, window.extent)]
+        self.extent = tuple(-(-p // s) for p, s in zip(padded, window.strides))
+        self.phase_size = numel(self.extent)
+        self.block = numel(window.strides) * self.phase_size
+        self.steps = strides(self.extent)
+        self.offsets = []
+        for tap in np.ndindex(*window.kernel):
+            shift = [k * d for k, d in zip(tap, window.dilations)]
+            phase = [h % s for h, s in zip(shift, window.strides)]
+            self.offsets.append(linear_offset(phase, window.strides) * self.phase_size +
+                                linear_offset([h // s for h, s in zip(shift, window.strides)], self.extent))
+
+    def copy(self, ctx: KernelContext, shape: Sequence[int], ct: str, base: str) -> list[str]:
+        """Statements that fill `base` with the phased copy of input 0 (through its fused producers), each
+        row of the last axis in three runs: zeros, the input's values where they land, zeros."""
+        window, spatial, extent = self.window, self.spatial, self.extent
+        images, channels, last = shape[0], shape[1], len(spatial) - 1
+        row = ctx.var("row")
+        n, c, *rest = unravel(row, (images, channels, *window.strides, *extent[:-1]))
+        phase, outer = rest[:len(spatial)], rest[len(spatial):]
+        pos = [q * s + h - b for q, s, h, b in zip(outer, window.strides, phase, window.pads_begin)]
+        q = ctx.var("q")
+        source = q * window.strides[last] + phase[last] - window.pads_begin[last]
+        value = cast(ctx.read(0, (n, c, *pos, source)), ct)
+        dst = f"{base}[{ctx.c(row * extent[last])} + {q.name}]"
+        lo, hi = ctx.var("lo_ph"), ctx.var("hi_ph")
+        ranges = [covered(extent[last], h - window.pads_begin[last], window.strides[last], 0, spatial[last])
+                  for h in range(window.strides[last])]
+        fill = [f"for (int64_t {q.name} = 0; {q.name} < {lo.name}[{ctx.c(phase[last])}]; ++{q.name}) {dst} = 0;",
+                f"for (int64_t {q.name} = {lo.name}[{ctx.c(phase[last])}]; {q.name} < {hi.name}[{ctx.c(phase[last])}]; "
+                f"++{q.name}) {{", *indent(ctx.value("pv", value) + [f"{dst} = pv;"]), "}",
+                f"for (int64_t {q.name} = {hi.name}[{ctx.c(phase[last])}]; {q.name} < {extent[last]}; ++{q.name}) "
+                f"{dst} = 0;"]
+        checks = [f"{ctx.c(p)} < 0 || {ctx.c(p)} >= {size}" for p, size in zip(pos, spatial)]
+        if checks:
+            clear = [f"for (int64_t {q.name} = 0; {q.name} < {extent[last]}; ++{q.name}) {dst} = 0;"]
+            fill = [f"if ({' || '.join(checks)}) {{", *indent(clear), "} else {", *indent(fill), "}"]
+        count = images * channels * numel(window.strides) * numel(extent[:-1])
+        tables = [table(lo.name, [a for a, _ in ranges]), table(hi.name, [b for _, b in ranges])]
+        return tables + parallel_for(row, count, fill, count * extent[last])
+
+
+def linear_offset(index: Sequence[int], shape: Sequence[int]) -> int:
+    """The row-major offset of a constant multi-index."""
+    return int(sum(i * s for i, s in zip(index, strides(shape))))

@@ -55,7 +55,8 @@ class Product:
     """out[b, i, j] = sum over k of a[b, i, k] * b[b, k, j] in C type `acc` over the broadcast `batch`; each
     finished sum goes to `store(batch index, i, column index, sum)`, which returns the C statements that
     write it. The column index is j unravelled to the shape `columns` (default: j itself), without a division
-    per element, so a store along a row of that shape stays a contiguous, vectorisable loop."""
+    per element, so a store along a row of that shape stays a contiguous, vectorisable loop. With `valid`,
+    the last axis of `columns` is a padded grid of which only the first `valid` entries are stored."""
 
     batch: tuple[int, ...]
     a: Operand
@@ -63,6 +64,7 @@ class Product:
     acc: str
     store: Callable[[Index, Expr, Index, Expr], list[str]]
     columns: tuple[int, ...] | None = None
+    valid: int | None = None       # only columns whose last index is below this are stored (a padded grid)
 
 
 def direct_buffer(ctx: KernelContext, i: int, shape: Sequence[int], ct: str) -> str | None:
@@ -364,20 +366,23 @@ class Tile:
             return serial_for(r, rows, serial_for(c, cols, self.p.store(self.bidx, self.i0 + r, (self.j0 + c,), value),
                                                   simd=True))
         q, rest = self.ctx.var("jq"), self.ctx.var("jr")
-        if last % self.width == 0:                      # tiles never cross a row
+        valid = last if self.p.valid is None else self.p.valid
+        if last % self.width == 0 and valid == last:    # tiles never cross a row
             value = Load(tile, r * step + c, self.p.acc)
             store = self.p.store(self.bidx, self.i0 + r, (*unravel(q, shape[:-1]), rest + c), value)
             return [f"const int64_t {q.name} = {self.j0.name} / {last}, {rest.name} = {self.j0.name} % {last};"] + \
                 serial_for(r, rows, serial_for(c, cols, store, simd=True))
-        start, run = self.ctx.var("s"), self.ctx.var("len")
+        start, run, kept = self.ctx.var("s"), self.ctx.var("len"), self.ctx.var("kept")
         value = Load(tile, r * step + start + c, self.p.acc)
         store = self.p.store(self.bidx, self.i0 + r, (*unravel(q, shape[:-1]), rest + c), value)
         j = f"({self.j0.name} + {start.name})"
         segment = [f"const int64_t {q.name} = {j} / {last}, {rest.name} = {j} % {last};",
                    f"const int64_t {run.name} = {last} - {rest.name} < {cols} - {start.name} ? "
                    f"{last} - {rest.name} : {cols} - {start.name};",
+                   f"const int64_t {kept.name} = {valid} - {rest.name} < {run.name} ? {valid} - {rest.name} : "
+                   f"{run.name};",
                    "#pragma omp simd",
-                   f"for (int64_t {c.name} = 0; {c.name} < {run.name}; ++{c.name}) {{", *indent(store), "}",
+                   f"for (int64_t {c.name} = 0; {c.name} < {kept.name}; ++{c.name}) {{", *indent(store), "}",
                    f"{start.name} += {run.name};"]
         loop = [f"for (int64_t {start.name} = 0; {start.name} < {cols}; ) {{", *indent(segment), "}"]
         return serial_for(r, rows, loop)

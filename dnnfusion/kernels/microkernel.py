@@ -50,32 +50,46 @@ def target_isa() -> Isa | None:
     return None
 
 
-def name(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int]) -> str:
+def name(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int], segmented: bool = False) -> str:
     """The C name of the microkernel for a tile of rows x vectors reading A at `a_steps` (see `code`)."""
-    return f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_a{a_steps[0]}x{a_steps[1]}"
+    return f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_a{a_steps[0]}x{a_steps[1]}" + ("_seg" if segmented else "")
 
 
-def code(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int]) -> str:
+def code(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int], segmented: bool = False) -> str:
     """`void NAME(int64_t depth, const float* a, const float* b, int64_t ldb, float* c)`: c[r][j] (row stride
     vectors * lanes) = sum over k < depth of A(r, k) * b[k * ldb + j] for r < rows, where A(r, k) is
     a[r * a_steps[0] + k * a_steps[1]]: a packed tile (1, rows), or rows of a row-major array (lda, 1). The
-    steps are compile-time constants, so every broadcast addresses A at a fixed offset from one pointer."""
+    steps are compile-time constants, so every broadcast addresses A at a fixed offset from one pointer.
+
+    `segmented` adds `int64_t segments, const int64_t* offsets` after `depth`: the sum then runs over
+    segments x depth, B's rows of segment s starting at b + offsets[s] (an implicit-GEMM convolution: one
+    segment per tap, its rows the input channels at that tap's shift) while A runs on through all of them."""
     p, v, width = isa.prefix, isa.vtype, vectors * isa.lanes
     row_step, col_step = a_steps
     acc = [[f"c{r}_{j}" for j in range(vectors)] for r in range(rows)]
-    lines = [f"static __attribute__((noinline, target(\"{isa.target}\"))) void {name(isa, rows, vectors, a_steps)}("
-             "int64_t depth, const float* restrict a, const float* restrict b, int64_t ldb, float* restrict c) {"]
+    extra = "int64_t segments, const int64_t* restrict offsets, " if segmented else ""
+    lines = [f"static __attribute__((noinline, target(\"{isa.target}\"))) void "
+             f"{name(isa, rows, vectors, a_steps, segmented)}(int64_t depth, {extra}const float* restrict a, "
+             "const float* restrict b, int64_t ldb, float* restrict c) {"]
     lines += [f"  {v} {', '.join(row)};" for row in acc]
     lines += [f"  {name_} = {p}_setzero_ps();" for row in acc for name_ in row]
+    if segmented:
+        lines += ["  for (int64_t s = 0; s < segments; ++s) {",
+                  "  const float* restrict bs = b + offsets[s];",
+                  f"  const float* restrict as = a + s * depth * {col_step};"]
+    else:
+        lines += ["  const float* restrict bs = b;", "  const float* restrict as = a;"]
     lines += ["  for (int64_t k = 0; k < depth; ++k) {",
-              "    const float* restrict bk = b + k * ldb;",
-              f"    const float* restrict ak = a + k * {col_step};"]
+              "    const float* restrict bk = bs + k * ldb;",
+              f"    const float* restrict ak = as + k * {col_step};"]
     lines += [f"    const {v} b{j} = {p}_loadu_ps(bk + {j * isa.lanes});" for j in range(vectors)]
     for r in range(rows):
         lines.append(f"    {{ const {v} x = {p}_set1_ps(ak[{r * row_step}]);")
         lines += [f"      {acc[r][j]} = {p}_fmadd_ps(x, b{j}, {acc[r][j]});" for j in range(vectors)]
         lines.append("    }")
     lines.append("  }")
+    if segmented:
+        lines.append("  }")
     lines += [f"  {p}_storeu_ps(c + {r * width + j * isa.lanes}, {acc[r][j]});"
               for r in range(rows) for j in range(vectors)]
     return "#include <immintrin.h>\n" + "\n".join(lines) + "\n}\n"

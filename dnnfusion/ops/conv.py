@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_direct, conv_product, conv_transpose
+from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_direct, conv_implicit, conv_product, conv_transpose, pointwise
 from ..kernels.window import Window, window_reuse
 from ..kir.expr import ctype
 from ..kir.kernel import KernelContext, fits_stack
@@ -174,8 +174,10 @@ class Conv(ConvLike):
         group, ct = int(node.attr("group", 1)), ctype(widened(x.dtype))
         window = self.window(node, x.shape, w.shape)
         direct = w.shape[0] // group < PRODUCT_MIN_CHANNELS and fits_stack(window.out[-1])
-        lower = conv_direct if direct else conv_product
-        return lower(ctx, node, window, group, ct)
+        if direct:
+            return conv_direct(ctx, node, window, group, ct)
+        implicit = None if pointwise(window, x.shape[2:]) else conv_implicit(ctx, node, window, group, ct)
+        return implicit if implicit is not None else conv_product(ctx, node, window, group, ct)
 
     def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
         """W[m] * scale[m] and B[m] * scale[m] + shift[m] (BatchNormalization folded into the conv)."""

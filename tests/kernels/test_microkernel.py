@@ -88,4 +88,4 @@ def test_pointwise_convolution_weights_as_a(isa):
 def test_microkernel_reads_a_at_its_steps():
     """The C of a 2-row tile over A rows 7 apart: broadcasts at offsets 0 and 7 from each column."""
     code = microkernel.code(microkernel.ISAS["avx2"], 2, 1, (7, 1))
-    assert "ak[0]" in code and "ak[7]" in code and "a + k * 1" in code and "_mm256_fmadd_ps" in code
+    assert "ak[0]" in code and "ak[7]" in code and "as + k * 1" in code and "_mm256_fmadd_ps" in code
