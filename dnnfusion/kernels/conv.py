@@ -11,13 +11,16 @@ import numpy as np
 from ..ir.graph import Node
 from ..kir.expr import Expr, Index, Lit, Load, broadcast_index, cast, ctype, floordiv, linear, lit, mod, numel
 from ..kir.expr import strides, unravel
-from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
+from ..kir.expr import Var
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from . import microkernel
 from .gemm import Operand, Product, Tile, direct_buffer, edges, layout, packed_a, product_kernel, strided
 from .window import Window, covered, range_tables, table
 
 
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
+UNROLLED_TAPS = 49         # taps of a depthwise window from which its loop is no longer unrolled
+GRID_RUN = 1024            # outputs a depthwise kernel sums in one flattened run (rows on the padded width)
 
 
 
@@ -305,33 +308,116 @@ class _Phases:
                                 linear_offset([h // s for h, s in zip(shift, window.strides)], self.extent))
 
     def copy(self, ctx: KernelContext, shape: Sequence[int], ct: str, base: str) -> list[str]:
-        """Statements that fill `base` with the phased copy of input 0 (through its fused producers), each
-        row of the last axis in three runs: zeros, the input's values where they land, zeros."""
-        window, spatial, extent = self.window, self.spatial, self.extent
-        images, channels, last = shape[0], shape[1], len(spatial) - 1
+        """Statements that fill `base` with the phased copy of input 0 (through its fused producers), every
+        image and channel, one parallel loop over the padded rows of the last axis."""
+        images, channels = shape[0], shape[1]
         row = ctx.var("row")
-        n, c, *rest = unravel(row, (images, channels, *window.strides, *extent[:-1]))
-        phase, outer = rest[:len(spatial)], rest[len(spatial):]
+        n, c, padded_row = unravel(row, (images, channels, self.rows))
+        fill = self.fill_rows(ctx, n, c, padded_row, ct, base, c * self.block + n * (channels * self.block))
+        count = images * channels * self.rows
+        return parallel_for(row, count, fill, count * self.extent[-1] * self.window.strides[-1])
+
+    @property
+    def rows(self) -> int:
+        """Padded rows of the last axis in one image and channel's block: the phases of the other axes times
+        their extents (each padded row fills one row of every phase of the last axis)."""
+        return numel(self.window.strides[:-1]) * numel(self.extent[:-1])
+
+    def fill_rows(self, ctx: KernelContext, n: Expr, c: Expr, padded_row: Expr, ct: str, base: str,
+                  start: Expr) -> list[str]:
+        """Statements that write padded row `padded_row` of image n, channel c into `base` (its block at
+        element `start`): one row in each phase of the last axis, from one pass along the input row (the
+        phases' elements of a position are neighbours there), zeros where the padding is."""
+        window, spatial, extent = self.window, self.spatial, self.extent
+        last, stride, pad = len(spatial) - 1, window.strides[-1], window.pads_begin[-1]
+        rest = unravel(padded_row, (*window.strides[:-1], *extent[:-1]))
+        phase, outer = rest[:last], rest[last:]
         pos = [q * s + h - b for q, s, h, b in zip(outer, window.strides, phase, window.pads_begin)]
+        row_start = start + sum((h * st for h, st in zip(phase, strides(window.strides)[:-1])), Lit(0)) * \
+            self.phase_size + sum((q * st for q, st in zip(outer, self.steps[:-1])), Lit(0))
         q = ctx.var("q")
-        source = q * window.strides[last] + phase[last] - window.pads_begin[last]
-        value = cast(ctx.read(0, (n, c, *pos, source)), ct)
-        dst = f"{base}[{ctx.c(row * extent[last])} + {q.name}]"
-        lo, hi = ctx.var("lo_ph"), ctx.var("hi_ph")
-        ranges = [covered(extent[last], h - window.pads_begin[last], window.strides[last], 0, spatial[last])
-                  for h in range(window.strides[last])]
-        fill = [f"for (int64_t {q.name} = 0; {q.name} < {lo.name}[{ctx.c(phase[last])}]; ++{q.name}) {dst} = 0;",
-                f"for (int64_t {q.name} = {lo.name}[{ctx.c(phase[last])}]; {q.name} < {hi.name}[{ctx.c(phase[last])}]; "
-                f"++{q.name}) {{", *indent(ctx.value("pv", value) + [f"{dst} = pv;"]), "}",
-                f"for (int64_t {q.name} = {hi.name}[{ctx.c(phase[last])}]; {q.name} < {extent[last]}; ++{q.name}) "
-                f"{dst} = 0;"]
+        inside = [covered(extent[-1], h - pad, stride, 0, spatial[-1]) for h in range(stride)]
+        lo, hi = max(a for a, _ in inside), min(b for _, b in inside)
+
+        def put(h: int) -> str:
+            return f"{base}[{ctx.c(row_start + h * self.phase_size + q)}]"
+
+        def element(h: int) -> Expr:
+            return cast(ctx.read(0, (n, c, *pos, q * stride + h - pad)), ct)
+
+        def edge(first: str, stop: str) -> list[str]:
+            body = []
+            for h in range(stride):
+                at = ctx.c(q * stride + h - pad)
+                value = ctx.value(f"pe{h}", element(h))
+                body += [f"if ({at} >= 0 && {at} < {spatial[-1]}) {{", *indent(value + [f"{put(h)} = pe{h};"]),
+                         f"}} else {put(h)} = 0;"]
+            return [f"for (int64_t {q.name} = {first}; {q.name} < {stop}; ++{q.name}) {{", *indent(body), "}"]
+
+        middle = []
+        for h in range(stride):
+            middle += ctx.value(f"pv{h}", element(h)) + [f"{put(h)} = pv{h};"]
+        fill = edge("0", str(lo)) if lo < hi else edge("0", str(extent[-1]))
+        if lo < hi:
+            fill += ["#pragma omp simd", f"for (int64_t {q.name} = {lo}; {q.name} < {hi}; ++{q.name}) {{",
+                     *indent(middle), "}"] + edge(str(hi), str(extent[-1]))
         checks = [f"{ctx.c(p)} < 0 || {ctx.c(p)} >= {size}" for p, size in zip(pos, spatial)]
         if checks:
-            clear = [f"for (int64_t {q.name} = 0; {q.name} < {extent[last]}; ++{q.name}) {dst} = 0;"]
+            clear = [f"for (int64_t {q.name} = 0; {q.name} < {extent[-1]}; ++{q.name}) {{",
+                     *(f"  {put(h)} = 0;" for h in range(stride)), "}"]
             fill = [f"if ({' || '.join(checks)}) {{", *indent(clear), "} else {", *indent(fill), "}"]
-        count = images * channels * numel(window.strides) * numel(extent[:-1])
-        tables = [table(lo.name, [a for a, _ in ranges]), table(hi.name, [b for _, b in ranges])]
-        return tables + parallel_for(row, count, fill, count * extent[last])
+        return fill
+
+
+def conv_depthwise(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
+    """One input channel per group (depthwise, any channel multiplier): per image and group, the channel's
+    zero-padded stride phases are copied into a stack plane (fused producers applied). Each tap then reads a
+    contiguous shifted run of the plane for a run of output rows laid out on the plane's padded width, so one
+    long vectorised loop (taps unrolled, weights in registers) sums a chunk of rows into a small grid, whose
+    valid columns the fused epilogue then stores. None where the plane would not fit the stack or the taps
+    are too many to unroll."""
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    if x.shape[1] != group or numel(window.kernel) > UNROLLED_TAPS:
+        return None
+    images, mg, out, kernel, rank = x.shape[0], w.shape[0] // group, window.out, window.kernel, len(window.kernel)
+    phases = _Phases(window, tuple(x.shape[2:]))
+    size = phases.block + max(phases.offsets) + phases.extent[-1]
+    if not fits_stack(size):
+        return None
+    wq, lines = phases.extent[-1], out[-2] if rank > 1 else 1
+    chunk = max(1, min(lines, GRID_RUN // wq))
+    task, j, ro, hc, rr, gq, ow, z = (ctx.var(h) for h in ("t", "j", "ro", "hc", "rr", "g", "o", "z"))
+    n, g = floordiv(task, group), mod(task, group)
+    padded_row = ctx.var("pr")
+    fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0))
+    body = [local_array(ct, "plane", size)] + serial_for(padded_row, phases.rows, fill)
+    body += [f"for (int64_t {z.name} = {phases.block}; {z.name} < {size}; ++{z.name}) plane[{z.name}] = 0;"]
+    m = g * mg + j
+    weights = []
+    for k, tap in enumerate(np.ndindex(*kernel)):
+        weights += ctx.value(f"wt{k}", cast(ctx.read(1, (m, Lit(0), *(Lit(t) for t in tap))), ct))
+    outer = unravel(ro, out[:-2])
+    start = sum((o * s for o, s in zip(outer, phases.steps)), Lit(0)) + hc * (chunk * wq)
+    total: Expr | None = None
+    for k, offset in enumerate(phases.offsets):
+        term = Var(f"wt{k}", ct) * Load("plane", start + offset + gq, ct)
+        total = term if total is None else total + term
+    here = ctx.var("rows")
+    run = [f"const int64_t {here.name} = {hc.name} * {chunk} + {chunk} <= {lines} ? {chunk} : "
+           f"{lines} - {hc.name} * {chunk};", "#pragma omp simd",
+           f"for (int64_t {gq.name} = 0; {gq.name} < {here.name} * {wq}; ++{gq.name}) "
+           f"grid[{gq.name}] = {ctx.c(total)};"]
+    value = Load("grid", rr * wq + ow, ct)
+    if node.input(2) is not None:
+        value = value + cast(ctx.read(2, (m,)), ct)
+    row = [hc * chunk + rr] if rank > 1 else []
+    store = ctx.store(0, (n, m, *outer, *row, ow), cast(value, ctype(y.dtype)))
+    run += [f"for (int64_t {rr.name} = 0; {rr.name} < {here.name}; ++{rr.name}) {{",
+            *indent(serial_for(ow, out[-1], store, simd=True)), "}"]
+    chunks = serial_for(ro, numel(out[:-2]), serial_for(hc, -(-lines // chunk), run))
+    body += serial_for(j, mg, weights + chunks)
+    body.insert(0, local_array(ct, "grid", chunk * wq))
+    return parallel_for(task, images * group, body, y.numel * numel(kernel))
 
 
 def linear_offset(index: Sequence[int], shape: Sequence[int]) -> int:

@@ -11,8 +11,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_direct, conv_implicit, conv_product, conv_transpose, pointwise
-from ..kernels.window import Window, window_reuse
+from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_depthwise, conv_direct, conv_implicit, conv_product
+from ..kernels.conv import conv_transpose, pointwise
+from ..kernels.window import Window
 from ..kir.expr import ctype
 from ..kir.kernel import KernelContext, fits_stack
 from .base import Inferred, MappingType, Op, TensorType, channel_vector, shape_of
@@ -139,10 +140,6 @@ class ConvLike(Op):
         if b is not None and b.shape is not None and tuple(b.shape) != (channels,):
             raise self.invalid(node, f"bias B has shape {b.shape} but the convolution has {channels} output channels")
 
-    def input_reuse(self, node: Node, i: int) -> float:
-        x = shape_of(node, self.x_index)
-        return window_reuse(self.window(node, x, shape_of(node, self.w_index)), x[2:]) if i == self.x_index else 1.0
-
     def flops(self, node: Node) -> int:
         y, w = node.outputs[0], shape_of(node, self.w_index)
         bias = self.bias_index is not None and node.input(self.bias_index) is not None
@@ -175,7 +172,7 @@ class Conv(ConvLike):
         window = self.window(node, x.shape, w.shape)
         direct = w.shape[0] // group < PRODUCT_MIN_CHANNELS and fits_stack(window.out[-1])
         if direct:
-            return conv_direct(ctx, node, window, group, ct)
+            return conv_depthwise(ctx, node, window, group, ct) or conv_direct(ctx, node, window, group, ct)
         implicit = None if pointwise(window, x.shape[2:]) else conv_implicit(ctx, node, window, group, ct)
         return implicit if implicit is not None else conv_product(ctx, node, window, group, ct)
 

@@ -71,3 +71,23 @@ def test_implicit_gemm_keeps_weights_packed_only():
     assert compiled.stats["weight_bytes"] < 2 * 64 * 32 * 9 * 4
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 16, 14, 12), (16, 1, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 8, 15, 13), (8, 1, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 24, 14, 14), (24, 1, 5, 5), {"strides": [2, 2], "pads": [2, 2, 2, 2]}),
+    ((1, 24, 9, 11), (24, 1, 5, 5), {"pads": [2, 1, 2, 3]}),
+    ((1, 6, 11, 9), (12, 1, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 0, 1]}),
+    ((1, 12, 30), (12, 1, 7), {"pads": [3, 3]}),
+    ((1, 6, 5, 9, 7), (6, 1, 3, 3, 3), {"pads": [1] * 6, "strides": [1, 2, 2]}),
+])
+def test_depthwise_planes(x_shape, w_shape, attrs):
+    """One input channel per group: the padded, phased plane on the stack and unrolled taps, with the
+    producer (Relu) and epilogue (bias, Sigmoid) fused into one block."""
+    model, feeds = conv_model(x_shape, w_shape, group=x_shape[1], **attrs)
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert "plane[" in compiled.source
+    assert compiled.stats["blocks"] == 1
