@@ -20,7 +20,9 @@ from .window import Window, covered, range_tables, table
 
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
 UNROLLED_TAPS = 49         # taps of a depthwise window from which its loop is no longer unrolled
-GRID_RUN = 1024            # outputs a depthwise kernel sums in one flattened run (rows on the padded width)
+GRID_RUN = 1024            # outputs a depthwise kernel keeps in its grid between the sums and the epilogue
+DEPTHWISE_ROWS = 4         # output rows a depthwise kernel computes together, sharing the plane rows they read
+ALIAS_FLOATS = 1024        # 4 KiB: loads from an address that many bytes from a pending store wait for it
 
 
 
@@ -371,43 +373,59 @@ class _Phases:
 
 def conv_depthwise(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
     """One input channel per group (depthwise, any channel multiplier): per image and group, the channel's
-    zero-padded stride phases are copied into a stack plane (fused producers applied). Each tap then reads a
-    contiguous shifted run of the plane for a run of output rows laid out on the plane's padded width, so one
-    long vectorised loop (taps unrolled, weights in registers) sums a chunk of rows into a small grid, whose
-    valid columns the fused epilogue then stores. None where the plane would not fit the stack or the taps
-    are too many to unroll."""
+    zero-padded stride phases are copied into a stack plane (fused producers applied). Output rows are then
+    computed DEPTHWISE_ROWS at a time along the plane's padded width (rounded up to whole vectors), taps
+    unrolled with their weights in registers: each tap is a contiguous shifted run of the plane, and a plane
+    row loaded once serves every output row of the block that needs it. The fused epilogue stores the valid
+    columns. None where the plane would not fit the stack or the taps are too many to unroll."""
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     if x.shape[1] != group or numel(window.kernel) > UNROLLED_TAPS:
         return None
     images, mg, out, kernel, rank = x.shape[0], w.shape[0] // group, window.out, window.kernel, len(window.kernel)
     phases = _Phases(window, tuple(x.shape[2:]))
-    size = phases.block + max(phases.offsets) + phases.extent[-1]
-    if not fits_stack(size):
-        return None
     wq, lines = phases.extent[-1], out[-2] if rank > 1 else 1
-    chunk = max(1, min(lines, GRID_RUN // wq))
-    task, j, ro, hc, rr, gq, ow, z = (ctx.var(h) for h in ("t", "j", "ro", "hc", "rr", "g", "o", "z"))
+    isa = microkernel.target_isa()
+    lanes = isa.lanes if isa is not None else 8
+    wv = -(-out[-1] // lanes) * lanes
+    farthest = sum((o - 1) * st for o, st in zip(out[:-2], phases.steps)) + (lines - 1) * wq + wv + max(phases.offsets)
+    size = max(phases.block, farthest)
+    chunk = max(1, min(lines, GRID_RUN // wv))
+    grid_at = -(-size // ALIAS_FLOATS) * ALIAS_FLOATS + ALIAS_FLOATS // 2   # half a page from the plane's start
+    if not fits_stack(grid_at + chunk * wv):
+        return None
+    task, j, ro, hc, rb, c, ow, rr, z = (ctx.var(h) for h in ("t", "j", "ro", "hc", "rb", "c", "o", "rr", "z"))
     n, g = floordiv(task, group), mod(task, group)
     padded_row = ctx.var("pr")
     fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0))
-    body = [local_array(ct, "plane", size)] + serial_for(padded_row, phases.rows, fill)
+    body = [local_array(ct, "plane", grid_at + chunk * wv), f"{ct}* const grid = plane + {grid_at};"]
+    body += serial_for(padded_row, phases.rows, fill)
     body += [f"for (int64_t {z.name} = {phases.block}; {z.name} < {size}; ++{z.name}) plane[{z.name}] = 0;"]
     m = g * mg + j
     weights = []
     for k, tap in enumerate(np.ndindex(*kernel)):
         weights += ctx.value(f"wt{k}", cast(ctx.read(1, (m, Lit(0), *(Lit(t) for t in tap))), ct))
     outer = unravel(ro, out[:-2])
-    start = sum((o * s for o, s in zip(outer, phases.steps)), Lit(0)) + hc * (chunk * wq)
-    total: Expr | None = None
-    for k, offset in enumerate(phases.offsets):
-        term = Var(f"wt{k}", ct) * Load("plane", start + offset + gq, ct)
-        total = term if total is None else total + term
+    start = ctx.var("at")
+    first = sum((o * st for o, st in zip(outer, phases.steps)), Lit(0)) + hc * (chunk * wq)
+
+    def rows_of(count: int) -> list[str]:
+        """A vectorised loop over the padded width computing `count` output rows from shared plane loads."""
+        shifts = sorted({k * wq + offset for k in range(count) for offset in phases.offsets})
+        loads = [f"const {ct} px{d} = plane[{start.name} + {rb.name} * {wq} + {c.name} + {d}];" for d in shifts]
+        sums = [f"grid[({rb.name} + {k}) * {wv} + {c.name}] = "
+                f"{ctx.c(balanced_sum([Var(f'wt{t}', ct) * Var(f'px{k * wq + offset}', ct) for t, offset in enumerate(phases.offsets)]))};"
+                for k in range(count)]
+        return ["#pragma omp simd", f"for (int64_t {c.name} = 0; {c.name} < {wv}; ++{c.name}) {{",
+                *indent(loads + sums), "}"]
+
     here = ctx.var("rows")
     run = [f"const int64_t {here.name} = {hc.name} * {chunk} + {chunk} <= {lines} ? {chunk} : "
-           f"{lines} - {hc.name} * {chunk};", "#pragma omp simd",
-           f"for (int64_t {gq.name} = 0; {gq.name} < {here.name} * {wq}; ++{gq.name}) "
-           f"grid[{gq.name}] = {ctx.c(total)};"]
-    value = Load("grid", rr * wq + ow, ct)
+           f"{lines} - {hc.name} * {chunk};", f"const int64_t {start.name} = {ctx.c(first)};",
+           f"int64_t {rb.name} = 0;",
+           f"for (; {rb.name} + {DEPTHWISE_ROWS} <= {here.name}; {rb.name} += {DEPTHWISE_ROWS}) {{",
+           *indent(rows_of(DEPTHWISE_ROWS)), "}",
+           f"for (; {rb.name} < {here.name}; ++{rb.name}) {{", *indent(rows_of(1)), "}"]
+    value = Load("grid", rr * wv + ow, ct)
     if node.input(2) is not None:
         value = value + cast(ctx.read(2, (m,)), ct)
     row = [hc * chunk + rr] if rank > 1 else []
@@ -416,8 +434,15 @@ def conv_depthwise(ctx: KernelContext, node: Node, window: Window, group: int, c
             *indent(serial_for(ow, out[-1], store, simd=True)), "}"]
     chunks = serial_for(ro, numel(out[:-2]), serial_for(hc, -(-lines // chunk), run))
     body += serial_for(j, mg, weights + chunks)
-    body.insert(0, local_array(ct, "grid", chunk * wq))
     return parallel_for(task, images * group, body, y.numel * numel(kernel))
+
+
+def balanced_sum(terms: list[Expr]) -> Expr:
+    """The sum of `terms` as a balanced tree: independent additions the CPU overlaps, where a left-to-right
+    chain would wait out every multiply-add's latency in turn."""
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def linear_offset(index: Sequence[int], shape: Sequence[int]) -> int:
