@@ -1,8 +1,9 @@
 """What identifies this machine to the profile database and the kernel cache: CPU model, the ISA extensions
-that change generated code, and the thread count."""
+that change generated code, the thread count; and the cache sizes that tiling is planned for."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
@@ -35,3 +36,17 @@ def machine_key(threads: int | None = None) -> str:
     model, flags = _cpuinfo()
     isa = ",".join(f for f in ISA_FLAGS if f in flags)
     return f"{model} | {platform.machine()} {isa} | threads={threads or os.cpu_count()}"
+
+
+@functools.lru_cache(maxsize=None)
+def l2_bytes() -> int:
+    """The L2 cache of one core, in bytes, from sysfs (512 KiB where the kernel does not say)."""
+    try:
+        for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return 512 << 10

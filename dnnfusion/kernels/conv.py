@@ -14,8 +14,9 @@ from ..kir.expr import strides, unravel
 from ..kir.expr import Var
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from . import microkernel
-from .gemm import Operand, Product, Tile, direct_buffer, edges, layout, packed_a, product_kernel, strided
-from .window import Window, covered, range_tables, table
+from .gemm import Operand, Product, Tile, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, product_kernel
+from .gemm import strided
+from .window import Window, covered, range_tables
 
 
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
@@ -242,7 +243,7 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     columns = numel(grid)
     vectors = min(isa.vectors, -(-columns // isa.lanes))
     rows, width = min(isa.rows, mg), vectors * isa.lanes
-    col_tiles, row_tiles = -(-columns // width), -(-mg // rows)
+    col_tiles = -(-columns // width)
     outer = tuple(out[:-2])
     farthest = sum((o - 1) * s for o, s in zip(outer, phases.steps)) + max(phases.offsets) + col_tiles * width
     buffer = ctx.scratch(ct, images * channels * phases.block + max(0, farthest - phases.block))
@@ -266,27 +267,18 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
 
     unused = Operand(batch, taps * cg, columns, lambda bidx, r, c: Lit(0))
     p = Product(batch, a, unused, ct, store, grid, out[-1])
-    t, it, jt, i0, j0, bq = (ctx.var(h) for h in ("t", "it", "jt", "i", "j", "b"))
-    offsets = ctx.var("tap_offsets")
-    head = [f"const int64_t {it.name} = {t.name} % {row_tiles}, {i0.name} = {it.name} * {rows};",
-            f"const int64_t {jt.name} = {t.name} / {row_tiles} % {col_tiles}, {j0.name} = {jt.name} * {width};",
-            f"const int64_t {bq.name} = {t.name} / {row_tiles * col_tiles};",
-            local_array("float", "tile", rows * width)]
-    bidx = unravel(bq, batch)
-    image_channel = (bidx[0] * channels + bidx[1] * cg) * phases.block
-    b_start = image_channel + sum((o * s for o, s in zip(bidx[2:], phases.steps)), Lit(0)) + jt * width
-    a_ptr = a_at(broadcast_index(bidx, batch, a_batch), it)
-    at = Tile(ctx, p, a, unused, bidx, i0, j0, width)
 
-    def tile(got: int) -> list[str]:
-        kernel_name = ctx.helper(microkernel.name(isa, got, vectors, a_steps, True),
-                                 microkernel.code(isa, got, vectors, a_steps, True))
-        return [f"{kernel_name}({cg}, {taps}, {offsets.name}, {a_ptr}, ({buffer} + {ctx.c(b_start)}), "
-                f"{phases.block}, tile);"] + edges(j0, width, columns, lambda cols: at.finish(got, cols, "tile", width))
-    body = head + edges(i0, rows, mg, tile)
-    work = images * group * numel(outer) * mg * columns * taps * cg
-    return lines + a_lines + [table(offsets.name, phases.offsets)] + \
-        parallel_for(t, numel(batch) * row_tiles * col_tiles, body, work)
+    def finish(bidx: Index, i0: Var, j0: Var, got: int, cols: int, tile: str, stride: int) -> list[str]:
+        return Tile(ctx, p, a, unused, bidx, i0, j0, width).finish(got, cols, tile, stride)
+
+    def b_at(bidx: Index, jt: Var) -> str:
+        start = (bidx[0] * channels + bidx[1] * cg) * phases.block + jt * width + \
+            sum((o * s for o, s in zip(bidx[2:], phases.steps)), Lit(0))
+        return f"({buffer} + {ctx.c(start)})"
+
+    tiling = Tiling(isa, batch, mg, columns, cg, tuple(phases.offsets), rows, vectors, a_steps, phases.block,
+                    lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at, finish)
+    return lines + a_lines + microkernel_tasks(ctx, tiling)
 
 
 class _Phases:

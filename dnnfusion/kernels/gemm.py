@@ -14,6 +14,8 @@ import numpy as np
 from ..kir.expr import C_TYPES, Expr, Index, Lit, Load, Var, broadcast_index, floordiv, linear
 from ..kir.expr import mod, numel, strides, unravel
 from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
+from ..machine import l2_bytes
+from .window import table
 from . import microkernel
 
 
@@ -27,6 +29,11 @@ PACKED_MIN_COLUMNS = 8  # columns from which the intrinsics microkernels run (fe
 PACKED_MIN_ROWS = 4     # rows of A from which packing a B computed per call pays for the microkernels
 L1_LINE, L1_SETS = 64, 64   # bytes per cache line and sets of the L1 data cache (32-48 KiB, 8-12 ways)...
 L1_ROWS_PER_SET = 4         # ...so rows of A read in place may share a set this many to a tile
+PANEL_CACHE_SHARE = 0.75     # of L2: a column tile of B over the whole depth beyond this does not stay there
+DEPTH_CHUNK = 256             # depth per microkernel call when the depth is split (a column tile's B chunk: 32 KiB)
+BLOCK_COLUMN_TILES = 4        # column tiles of a task that splits the depth...
+BLOCK_TILE_FLOATS = 16384     # ...and its sums, at most (64 KiB: the block stays in L2 across chunks)
+MIN_TASKS = 4                 # tasks a split-depth product keeps at least, shrinking its blocks, so threads share it
 ITEM_SIZE = {c: d.itemsize for d, c in C_TYPES.items()}
 
 
@@ -242,11 +249,10 @@ def packed_a(ctx: KernelContext, a: Operand, rows: int) -> tuple[list[str], Call
 
 
 def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
-    """The product on this CPU's intrinsics microkernels (microkernel.py), or None where the portable
-    template serves better (no vector ISA, not float32, too few columns, or a B not worth packing). Each task
-    is one tile: its microkernel leaves the sums in a local tile, and the product's store (the fused
-    epilogue) runs on it vectorized along the columns. Tasks go column tile by column tile, rows fastest,
-    so each thread keeps its columns of B hot in cache while A streams."""
+    """The product on this CPU's intrinsics microkernels (microkernel.py, driven by `microkernel_tasks`), or
+    None where the portable template serves better (no vector ISA, not float32, too few columns, or a B not
+    worth packing). The product's store (the fused epilogue) runs on each finished tile, vectorized along
+    the columns."""
     isa = microkernel.target_isa()
     m, k, n = p.a.rows, p.a.cols, p.b.cols
     if isa is None or p.acc != "float" or n < PACKED_MIN_COLUMNS or k < 1:
@@ -258,27 +264,136 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
         return None
     b_lines, b_at, ldb = b
     a_lines, a_at, a_steps = packed_a(ctx, p.a, rows)
-    row_tiles, col_tiles = -(-m // rows), -(-n // width)
-    t, it, jt, i0, j0 = ctx.var("t"), ctx.var("it"), ctx.var("jt"), ctx.var("i"), ctx.var("j")
-    head = [f"const int64_t {it.name} = {t.name} % {row_tiles}, {i0.name} = {it.name} * {rows};",
-            f"const int64_t {jt.name} = {t.name} / {row_tiles} % {col_tiles}, {j0.name} = {jt.name} * {width};",
-            local_array("float", "tile", rows * width)]
-    bidx: Index = tuple(Lit(0) for _ in p.batch)
-    if numel(p.batch) > 1:
-        bq = ctx.var("b")
-        head.insert(0, f"const int64_t {bq.name} = {t.name} / {row_tiles * col_tiles};")
-        bidx = unravel(bq, p.batch)
-    a_ptr = a_at(broadcast_index(bidx, p.batch, p.a.batch), it)
-    b_ptr = b_at(broadcast_index(bidx, p.batch, p.b.batch), jt)
-    at = Tile(ctx, p, p.a, p.b, bidx, i0, j0, width)
 
-    def tile(got: int) -> list[str]:
-        kernel = ctx.helper(microkernel.name(isa, got, vectors, a_steps), microkernel.code(isa, got, vectors, a_steps))
-        return [f"{kernel}({k}, {a_ptr}, {b_ptr}, {ldb}, tile);"] + \
-            edges(j0, width, n, lambda cols: at.finish(got, cols, "tile", width))
-    body = head + edges(i0, rows, m, tile)
-    work = numel(p.batch) * m * n * k
-    return b_lines + a_lines + parallel_for(t, numel(p.batch) * row_tiles * col_tiles, body, work)
+    def finish(bidx: Index, i0: Var, j0: Var, got: int, cols: int, tile: str, stride: int) -> list[str]:
+        return Tile(ctx, p, p.a, p.b, bidx, i0, j0, width).finish(got, cols, tile, stride)
+
+    tiling = Tiling(isa, p.batch, m, n, k, (0,), rows, vectors, a_steps, int(ldb),
+                    lambda bidx, it: a_at(broadcast_index(bidx, p.batch, p.a.batch), it),
+                    lambda bidx, jt: b_at(broadcast_index(bidx, p.batch, p.b.batch), jt), finish)
+    return b_lines + a_lines + microkernel_tasks(ctx, tiling)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """A product as the microkernels run it: `rows` x `vectors` register tiles over m x n for each entry of
+    `batch`; the depth is `segments` runs of `depth` (A's columns one after another; B's rows `ldb` apart,
+    each run starting `segments[s]` elements past the column tile's B start: one run for a plain product,
+    one per tap for an implicit-GEMM convolution). `a_at(batch index, row tile)` and `b_at(batch index,
+    column tile)` are C pointers to a tile's operands; `finish(batch index, i0, j0, rows, cols, tile, stride)`
+    the statements that hand a finished tile (rows `stride` apart) to the epilogue."""
+
+    isa: microkernel.Isa
+    batch: tuple[int, ...]
+    m: int
+    n: int
+    depth: int
+    segments: tuple[int, ...]
+    rows: int
+    vectors: int
+    a_steps: tuple[int, int]
+    ldb: int
+    a_at: Callable[[Index, Var], str]
+    b_at: Callable[[Index, Var], str]
+    finish: Callable[[Index, Var, Var, int, int, str, int], list[str]]
+
+    @property
+    def width(self) -> int:
+        return self.vectors * self.isa.lanes
+
+    @property
+    def tiles(self) -> tuple[int, int]:
+        """Row tiles and column tiles."""
+        return -(-self.m // self.rows), -(-self.n // self.width)
+
+    def kernel(self, ctx: KernelContext, got: int, segmented: bool = False, accumulate: bool = False) -> str:
+        """The microkernel for a tile of `got` rows, declared once per program."""
+        args = (self.isa, got, self.vectors, self.a_steps, segmented, accumulate)
+        return ctx.helper(microkernel.name(*args), microkernel.code(*args))
+
+
+def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
+    """One parallel loop over the tiles of a product. Where a column tile of B over the whole depth stays in
+    L2 (PANEL_CACHE_SHARE of it), each task is one tile: one microkernel call over the full depth. Deeper
+    products split the depth into chunks of DEPTH_CHUNK and each task owns a block of tiles
+    (BLOCK_TILE_FLOATS of sums): chunk by chunk, every tile of the block adds that chunk's sums, so a chunk
+    of B is reused by all the block's row tiles while it is in L1/L2 and A streams once."""
+    row_tiles, col_tiles = t.tiles
+    depth = t.depth * len(t.segments)
+    work = numel(t.batch) * t.m * t.n * depth
+    i0, j0 = ctx.var("i"), ctx.var("j")
+    task = ctx.var("t")
+    if depth * t.width * 4 <= PANEL_CACHE_SHARE * l2_bytes():
+        it, jt = ctx.var("it"), ctx.var("jt")
+        head = [f"const int64_t {it.name} = {task.name} % {row_tiles}, {i0.name} = {it.name} * {t.rows};",
+                f"const int64_t {jt.name} = {task.name} / {row_tiles} % {col_tiles}, {j0.name} = {jt.name} * {t.width};",
+                local_array("float", "tile", t.rows * t.width)]
+        bidx = _batch_index(ctx, task, t.batch, row_tiles * col_tiles, head)
+        a_ptr, b_ptr = t.a_at(bidx, it), t.b_at(bidx, jt)
+        lines: list[str] = []
+        if len(t.segments) > 1:
+            offsets = ctx.var("seg_offsets")
+            lines.append(table(offsets.name, t.segments))
+
+        def tile(got: int) -> list[str]:
+            if len(t.segments) > 1:
+                call = f"{t.kernel(ctx, got, True)}({t.depth}, {len(t.segments)}, {offsets.name}, {a_ptr}, {b_ptr}, " \
+                       f"{t.ldb}, tile);"
+            else:
+                call = f"{t.kernel(ctx, got)}({t.depth}, {a_ptr}, ({b_ptr} + {t.segments[0]}), {t.ldb}, tile);"
+            return [call] + edges(j0, t.width, t.n, lambda cols: t.finish(bidx, i0, j0, got, cols, "tile", t.width))
+        return lines + parallel_for(task, numel(t.batch) * row_tiles * col_tiles, head + edges(i0, t.rows, t.m, tile),
+                                    work)
+    chunks = [(s * t.depth + k0, offset + k0 * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
+              for s, offset in enumerate(t.segments) for k0 in range(0, t.depth, DEPTH_CHUNK)]
+    col_block = min(col_tiles, BLOCK_COLUMN_TILES)
+    row_block = max(1, min(row_tiles, BLOCK_TILE_FLOATS // (t.rows * col_block * t.width)))
+    while row_block > 1 and numel(t.batch) * -(-row_tiles // row_block) * -(-col_tiles // col_block) < MIN_TASKS:
+        row_block = -(-row_block // 2)
+    row_blocks, col_blocks = -(-row_tiles // row_block), -(-col_tiles // col_block)
+    ldc = col_block * t.width
+    ca, cb, cn = ctx.var("chunk_a"), ctx.var("chunk_b"), ctx.var("chunk_n")
+    tables = [table(ca.name, [a * t.a_steps[1] for a, _, _ in chunks]), table(cb.name, [b for _, b, _ in chunks]),
+              table(cn.name, [n for _, _, n in chunks])]
+    ib, jb, iu, ju, ci, z = (ctx.var(h) for h in ("ib", "jb", "iu", "ju", "ci", "z"))
+    it, jt = ctx.var("it"), ctx.var("jt")
+    head = [f"const int64_t {ib.name} = {task.name} % {row_blocks}, {jb.name} = {task.name} / {row_blocks} % "
+            f"{col_blocks};",
+            f"const int64_t its = {row_tiles} - {ib.name} * {row_block} < {row_block} ? "
+            f"{row_tiles} - {ib.name} * {row_block} : {row_block};",
+            f"const int64_t jts = {col_tiles} - {jb.name} * {col_block} < {col_block} ? "
+            f"{col_tiles} - {jb.name} * {col_block} : {col_block};",
+            local_array("float", "sums", row_block * t.rows * ldc),
+            f"for (int64_t {z.name} = 0; {z.name} < {row_block * t.rows * ldc}; ++{z.name}) sums[{z.name}] = 0;"]
+    bidx = _batch_index(ctx, task, t.batch, row_blocks * col_blocks, head)
+    where = [f"const int64_t {it.name} = {ib.name} * {row_block} + {iu.name}, {i0.name} = {it.name} * {t.rows};",
+             f"const int64_t {jt.name} = {jb.name} * {col_block} + {ju.name}, {j0.name} = {jt.name} * {t.width};",
+             f"float* const block_tile = sums + {iu.name} * {t.rows * ldc} + {ju.name} * {t.width};"]
+
+    def add(got: int) -> list[str]:
+        return [f"{t.kernel(ctx, got, accumulate=True)}({cn.name}[{ci.name}], ({t.a_at(bidx, it)} + "
+                f"{ca.name}[{ci.name}]), ({t.b_at(bidx, jt)} + {cb.name}[{ci.name}]), {t.ldb}, block_tile, {ldc});"]
+
+    def store(got: int) -> list[str]:
+        return edges(j0, t.width, t.n, lambda cols: t.finish(bidx, i0, j0, got, cols, "block_tile", ldc))
+
+    def over_tiles(body: Callable[[int], list[str]]) -> list[str]:
+        inner = [f"for (int64_t {ju.name} = 0; {ju.name} < jts; ++{ju.name}) {{", *indent(where),
+                 *indent(edges(i0, t.rows, t.m, body)), "}"]
+        return [f"for (int64_t {iu.name} = 0; {iu.name} < its; ++{iu.name}) {{", *indent(inner), "}"]
+
+    body = head + [f"for (int64_t {ci.name} = 0; {ci.name} < {len(chunks)}; ++{ci.name}) {{",
+                   *indent(over_tiles(add)), "}"] + over_tiles(store)
+    return tables + parallel_for(task, numel(t.batch) * row_blocks * col_blocks, body, work)
+
+
+def _batch_index(ctx: KernelContext, task: Var, batch: tuple[int, ...], per_entry: int, head: list[str]) -> Index:
+    """The batch index of a task when `per_entry` tasks cover each batch entry (its C line added to `head`)."""
+    if numel(batch) <= 1:
+        return tuple(Lit(0) for _ in batch)
+    bq = ctx.var("b")
+    head.insert(0, f"const int64_t {bq.name} = {task.name} / {per_entry};")
+    return unravel(bq, batch)
 
 
 def product_kernel(ctx: KernelContext, p: Product) -> list[str]:

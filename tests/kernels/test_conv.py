@@ -8,7 +8,7 @@ import pytest
 from onnx import helper
 
 import dnnfusion
-from dnnfusion.kernels import microkernel
+from dnnfusion.kernels import gemm, microkernel
 from dnnfusion.machine import cpu_flags
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
@@ -53,7 +53,8 @@ def test_implicit_gemm_geometries(isa, x_shape, w_shape, attrs):
     compiled = dnnfusion.compile(model)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
-    assert f"df_ukr_{isa.name}_" in compiled.source and "_seg(" in compiled.source
+    assert f"df_ukr_{isa.name}_" in compiled.source
+    assert ("_seg(" in compiled.source) == (np.prod(w_shape[2:]) > 1)     # one segment per tap
 
 
 def test_implicit_gemm_with_weights_from_a_graph_input(isa):
@@ -91,3 +92,18 @@ def test_depthwise_planes(x_shape, w_shape, attrs):
     assert diffs and all(d.ok for d in diffs), diffs
     assert "plane[" in compiled.source
     assert compiled.stats["blocks"] == 1
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 600, 5, 9), (37, 600, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 600, 8, 8), (30, 600, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+])
+def test_deep_convolutions_split_their_depth(isa, x_shape, w_shape, attrs, monkeypatch):
+    """Depth (channels x taps) too deep for a column tile of B to stay in cache (a 256 KiB L2 here): chunks of
+    the depth added into a block of tiles per task (the accumulating microkernels), edges on both axes."""
+    monkeypatch.setattr(gemm, "l2_bytes", lambda: 256 << 10)
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert "_acc(" in compiled.source

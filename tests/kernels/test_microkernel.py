@@ -8,7 +8,7 @@ import pytest
 from onnx import helper
 
 import dnnfusion
-from dnnfusion.kernels import microkernel
+from dnnfusion.kernels import gemm, microkernel
 from dnnfusion.machine import cpu_flags
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
@@ -89,3 +89,16 @@ def test_microkernel_reads_a_at_its_steps():
     """The C of a 2-row tile over A rows 7 apart: broadcasts at offsets 0 and 7 from each column."""
     code = microkernel.code(microkernel.ISAS["avx2"], 2, 1, (7, 1))
     assert "ak[0]" in code and "ak[7]" in code and "as + k * 1" in code and "_mm256_fmadd_ps" in code
+
+
+@pytest.mark.parametrize("m,k,n,constant", [(53, 5000, 70, True), (30, 4500, 48, False)])
+def test_deep_products_split_their_depth(isa, m, k, n, constant, monkeypatch):
+    """A depth whose column tile of B would not stay in cache (a 256 KiB L2 here): the depth in chunks, each
+    added into the task's block of tiles by the accumulating microkernels; constant or run-time B, edges on
+    both axes."""
+    monkeypatch.setattr(gemm, "l2_bytes", lambda: 256 << 10)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    inputs = [("a", FLOAT, [m, k])] + ([] if constant else [("b", FLOAT, [k, n])])
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], inputs, ["y"], {"b": b} if constant else {})
+    feeds = {"a": rng.standard_normal((m, k)).astype(np.float32)} | ({} if constant else {"b": b})
+    assert "_acc(" in check(model, feeds).source
