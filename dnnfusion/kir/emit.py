@@ -10,15 +10,15 @@ from typing import Iterable
 from .expr import Bin, Call, Cast, Expr, Lit, Load, Select, Unary, Var, postorder
 from .mathlib import FLOAT_HELPERS
 
-FLOAT_FUNCTIONS = {   # generic name -> (float version, double version); exp, tanh, erf: vectorizable helpers
+FLOAT_FUNCTIONS = {   # generic name -> (float version, double version); exp, tanh, erf, log, log1p: vectorizable helpers
     "exp": (FLOAT_HELPERS["exp"], "exp"), "tanh": (FLOAT_HELPERS["tanh"], "tanh"), "erf": (FLOAT_HELPERS["erf"], "erf"),
-    "log": ("logf", "log"), "sqrt": ("sqrtf", "sqrt"), "abs": ("fabsf", "fabs"), "floor": ("floorf", "floor"),
+    "log": (FLOAT_HELPERS["log"], "log"), "sqrt": ("sqrtf", "sqrt"), "abs": ("fabsf", "fabs"), "floor": ("floorf", "floor"),
     "ceil": ("ceilf", "ceil"),
     "sin": ("sinf", "sin"), "cos": ("cosf", "cos"), "tan": ("tanf", "tan"), "asin": ("asinf", "asin"),
     "acos": ("acosf", "acos"), "atan": ("atanf", "atan"), "sinh": ("sinhf", "sinh"), "cosh": ("coshf", "cosh"),
     "asinh": ("asinhf", "asinh"), "acosh": ("acoshf", "acosh"), "atanh": ("atanhf", "atanh"),
     "pow": ("powf", "pow"), "fmod": ("fmodf", "fmod"), "round": ("nearbyintf", "nearbyint"),
-    "log1p": ("log1pf", "log1p"), "expm1": ("expm1f", "expm1"), "isnan": ("isnan", "isnan"),
+    "log1p": (FLOAT_HELPERS["log1p"], "log1p"), "expm1": ("expm1f", "expm1"), "isnan": ("isnan", "isnan"),
     "isinf": ("isinf", "isinf"), "signbit": ("signbit", "signbit"), "fmax": ("fmaxf", "fmax"),
     "fmin": ("fminf", "fmin"), "trunc": ("truncf", "trunc"),
 }

@@ -1,18 +1,21 @@
 """Vectorizable float32 math for the generated C: libm's expf/tanhf are calls that stop a loop from being
 vectorized (and glibc's vector variants need -ffast-math), so the prelude defines branch-free versions made
-of arithmetic and selects that gcc inlines and vectorizes under `#pragma omp simd`. Accuracy: exp within 1
-ulp over the float range (subnormal results included), tanh within 2 ulp; NaN and infinities as libm, and
+of arithmetic and selects that gcc inlines and vectorizes under `#pragma omp simd`. Accuracy: exp, log and log1p
+within 1 ulp over the float range (subnormal results included), tanh within 2 ulp; NaN and infinities as libm, and
 saturated tails exact wherever the correctly rounded result is: exp is 0 from -103.972084 down and +inf from
 88.72284 up, tanh is exactly +-1 for |x| > 9.0109129 (an explicit select) and erf for |x| > 3.9192057.
 
 The polynomial coefficients were fitted here (weighted least squares on Chebyshev nodes, numpy float64):
 e^r = 1 + r + r^2 q(r) on |r| <= ln2/2, tanh(x) = x + x^3 t(x^2) on |x| < 0.625, erf(x) = x p(x^2) on
-|x| < 0.9 and erfc(x) = e^(-x^2) c(1 / (1 + x/2)) on 0.9 <= x <= 4 (relative weights); erf within 3 ulp."""
+|x| < 0.9 and erfc(x) = e^(-x^2) c(1 / (1 + x/2)) on 0.9 <= x <= 4 (relative weights); erf within 3 ulp;
+log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f), on -0.34 <= f <= 1 (log and log1p within
+1 ulp: log from the exact mantissa less one, log1p from x itself on that range and with the rounding of 1 + x
+added back elsewhere)."""
 
 from __future__ import annotations
 
 # generic function name -> the float32 helper below that replaces libm's
-FLOAT_HELPERS = {"exp": "df_expf", "tanh": "df_tanhf", "erf": "df_erff"}
+FLOAT_HELPERS = {"exp": "df_expf", "tanh": "df_tanhf", "erf": "df_erff", "log": "df_logf", "log1p": "df_log1pf"}
 
 SOURCE = """\
 static inline float df_expf(float x) {
@@ -38,6 +41,61 @@ static inline float df_expf(float x) {
   const float scaled = y * s1 * s2;
   const float finite = x > hi ? INFINITY : scaled;
   return x != x ? x : finite;
+}
+
+static inline float df_log_reduced(float f) {
+  /* log(1 + f) for f in [-0.34, 1]: f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f), the exact f
+     carrying the leading term. */
+  const float s = f / (2.0f + f);
+  const float z = s * s;
+  const float hf = 0.5f * f * f;
+  float r = 0.24202801287174225f;
+  r = r * z + 0.21454544365406036f;
+  r = r * z + 0.2861436605453491f;
+  r = r * z + 0.39998969435691833f;
+  r = r * z + 0.6666667461395264f;
+  return f - (hf - s * (hf + r * z));
+}
+
+static inline int32_t df_log_split(float w, float* m) {
+  /* w (positive, normal) = m 2^k with m in [sqrt(1/2), sqrt(2)); returns k. */
+  int32_t bits;
+  memcpy(&bits, &w, 4);
+  const int32_t k = ((bits >> 23) & 0xff) - 127;
+  const int32_t mb = (bits & 0x7fffff) | 0x3f800000;
+  float mm;
+  memcpy(&mm, &mb, 4);
+  const int big = mm > 1.41421353816986083984375f;
+  *m = big ? 0.5f * mm : mm;
+  return big ? k + 1 : k;
+}
+
+static inline float df_logf(float x) {
+  /* log x = k ln2 + log(1 + (m - 1)) with x = m 2^k (subnormals scaled by 2^25 first), m - 1 exact and ln2
+     split so that k ln2_hi is exact; -inf at 0, NaN below 0 and for NaN, +inf for +inf. */
+  const int tiny = x < 1.17549435082228750797e-38f;
+  float m;
+  const int32_t k = df_log_split(tiny ? x * 33554432.0f : x, &m) - (tiny ? 25 : 0);
+  const float kf = (float)k;
+  const float y = kf * 0.693145751953125f + (df_log_reduced(m - 1.0f) + kf * 1.428606765330187e-06f);
+  const float finite = x == INFINITY ? x : y;
+  return x > 0.0f ? finite : (x == 0.0f ? -INFINITY : NAN);
+}
+
+static inline float df_log1pf(float x) {
+  /* x in [-0.33984375, 1]: log(1 + x) from x itself (exact). Otherwise w = 1 + x rounded = m 2^k, and log1p x
+     is log w plus (x - (w - 1)) / w (or (1 - (w - x)) / w above), the part of 1 + x that w rounded away.
+     -inf at -1, NaN below and for NaN, +inf for +inf, x for zeros (their sign kept). */
+  const int direct = x >= -0.33984375f && x <= 1.0f;
+  const float w = 1.0f + x;
+  float m;
+  const int32_t k = df_log_split(w > 1.17549435082228750797e-38f ? w : 1.0f, &m);
+  const float kf = direct ? 0.0f : (float)k;
+  const float f = direct ? x : m - 1.0f;
+  const float c = direct ? 0.0f : (k > 0 ? 1.0f - (w - x) : x - (w - 1.0f)) / w;
+  const float y = kf * 0.693145751953125f + (df_log_reduced(f) + (kf * 1.428606765330187e-06f + c));
+  const float finite = x == INFINITY ? x : (x == 0.0f ? x : y);
+  return x > -1.0f ? finite : (x == -1.0f ? -INFINITY : NAN);
 }
 
 static inline float df_tanhf(float x) {

@@ -231,8 +231,13 @@ class Mish(FloatUnary):
         return x * np.tanh(softplus(x))
 
     def expr(self, node: Node, x: Expr) -> Expr:
+        """tanh(softplus x) = n / (n + 2) with n = e^x (e^x + 2): one exp and one division, no log or tanh. The
+        quotient and product are taken in double, so only e^x's rounding (scaled by 2 / (n + 2) < 1) and the
+        final one remain (within 2 ulp). e^x is taken at min(x, 20), where the quotient is already exactly 1."""
         x = real(x)
-        return x * call("tanh", softplus_expr(x))
+        e = cast(call("exp", maximum(x, lit(20, x.ctype), "<=")), "double")
+        n = e * (e + lit(2, "double"))
+        return cast(cast(x, "double") * (n / (n + lit(2, "double"))), x.ctype)
 
 
 @register

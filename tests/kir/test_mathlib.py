@@ -40,7 +40,8 @@ def samples() -> np.ndarray:
 
 
 @pytest.mark.parametrize("name,reference,ulps", [("exp", np.exp, 1.0), ("tanh", np.tanh, 2.0),
-                                                 ("erf", np.vectorize(math.erf, otypes=[float]), 3.0)])
+                                                 ("erf", np.vectorize(math.erf, otypes=[float]), 3.0),
+                                                 ("log", np.log, 1.0), ("log1p", np.log1p, 1.0)])
 def test_helper_accuracy_and_special_values(library, name, reference, ulps):
     x = samples()
     y = np.empty_like(x)
