@@ -21,7 +21,9 @@ from ..machine import machine_key
 # avoided in the source, program.py's BLOCK attribute: -fno-delete-null-pointer-checks avoids it too but made
 # GEMM kernels 2.7x slower.)
 REQUIRED_FLAGS = ("-fopenmp", "-fPIC", "-shared", "-std=gnu11")
-DEFAULT_OPTIMIZATION = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math")
+# -fno-thread-jumps: gcc 12 threads jumps through the selects of a fused chain (Softplus's max(x, 0) beside the
+# prelude's log1p and exp), duplicating paths until if-conversion gives up and the loop stays scalar (20x slower).
+DEFAULT_OPTIMIZATION = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fno-thread-jumps")
 
 
 class BuildError(DnnfusionError):

@@ -92,7 +92,8 @@ static inline float df_log1pf(float x) {
   const int32_t k = df_log_split(w > 1.17549435082228750797e-38f ? w : 1.0f, &m);
   const float kf = direct ? 0.0f : (float)k;
   const float f = direct ? x : m - 1.0f;
-  const float c = direct ? 0.0f : (k > 0 ? 1.0f - (w - x) : x - (w - 1.0f)) / w;
+  const float lost = (k > 0 ? 1.0f - (w - x) : x - (w - 1.0f)) / w;   /* computed always: no branch to vectorize */
+  const float c = direct ? 0.0f : lost;
   const float y = kf * 0.693145751953125f + (df_log_reduced(f) + (kf * 1.428606765330187e-06f + c));
   const float finite = x == INFINITY ? x : (x == 0.0f ? x : y);
   return x > -1.0f ? finite : (x == -1.0f ? -INFINITY : NAN);
