@@ -26,9 +26,9 @@ PRELUDE = """\
 #include <math.h>
 #include <omp.h>
 
-static inline int64_t df_abs(int64_t x) { return x < 0 ? -x : x; }
-static inline int64_t df_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q; }
-static inline int64_t df_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+static inline __attribute__((always_inline)) int64_t df_abs(int64_t x) { return x < 0 ? -x : x; }
+static inline __attribute__((always_inline)) int64_t df_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q; }
+static inline __attribute__((always_inline)) int64_t df_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 
 /* Blocks are kept out of interprocedural analysis: gcc 12 took an out-of-line block whose vectorized store
    address ivopts had rewritten for a NULL access, declared the block pure and deleted its call. */

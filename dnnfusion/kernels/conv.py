@@ -39,7 +39,7 @@ def source(ctx: KernelContext, i: int, shape: Sequence[int], ct: str) -> tuple[l
     rows, cols = numel(shape[:-1]), shape[-1]
     value = cast(ctx.read(i, (*unravel(row, shape[:-1]), col)), ct)
     body = ctx.value("pv", value) + [f"{name}[{ctx.c(row * cols + col)}] = pv;"]
-    return parallel_for(row, rows, serial_for(col, cols, body), numel(shape)), name
+    return parallel_for(row, rows, serial_for(col, cols, body, simd=True), numel(shape)), name
 
 
 

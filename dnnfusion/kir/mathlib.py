@@ -1,6 +1,7 @@
 """Vectorizable float32 math for the generated C: libm's expf/tanhf are calls that stop a loop from being
 vectorized (and glibc's vector variants need -ffast-math), so the prelude defines branch-free versions made
-of arithmetic and selects that gcc inlines and vectorizes under `#pragma omp simd`. Accuracy: exp, log and log1p
+of arithmetic and selects that gcc inlines (always: in a large model's translation unit gcc's growth limits
+stopped inlining them, leaving calls that kept loops scalar) and vectorizes under `#pragma omp simd`. Accuracy: exp, log and log1p
 within 1 ulp over the float range (subnormal results included), tanh within 2 ulp; NaN and infinities as libm, and
 saturated tails exact wherever the correctly rounded result is: exp is 0 from -103.972084 down and +inf from
 88.72284 up, tanh is exactly +-1 for |x| > 9.0109129 (an explicit select) and erf for |x| > 3.9192057.
@@ -18,7 +19,7 @@ from __future__ import annotations
 FLOAT_HELPERS = {"exp": "df_expf", "tanh": "df_tanhf", "erf": "df_erff", "log": "df_logf", "log1p": "df_log1pf"}
 
 SOURCE = """\
-static inline float df_expf(float x) {
+static inline __attribute__((always_inline)) float df_expf(float x) {
   /* e^x = 2^k e^r with r = x - k ln2 (ln2 split in two for exactness); 2^k applied as two halves so that
      subnormal results keep their exponent; selects give +inf above the range and pass NaN through. */
   const float hi = 88.72283935546875f, lo = -103.972084045410156f;
@@ -43,7 +44,7 @@ static inline float df_expf(float x) {
   return x != x ? x : finite;
 }
 
-static inline float df_log_reduced(float f) {
+static inline __attribute__((always_inline)) float df_log_reduced(float f) {
   /* log(1 + f) for f in [-0.34, 1]: f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f), the exact f
      carrying the leading term. */
   const float s = f / (2.0f + f);
@@ -57,7 +58,7 @@ static inline float df_log_reduced(float f) {
   return f - (hf - s * (hf + r * z));
 }
 
-static inline int32_t df_log_split(float w, float* m) {
+static inline __attribute__((always_inline)) int32_t df_log_split(float w, float* m) {
   /* w (positive, normal) = m 2^k with m in [sqrt(1/2), sqrt(2)); returns k. */
   int32_t bits;
   memcpy(&bits, &w, 4);
@@ -70,7 +71,7 @@ static inline int32_t df_log_split(float w, float* m) {
   return big ? k + 1 : k;
 }
 
-static inline float df_logf(float x) {
+static inline __attribute__((always_inline)) float df_logf(float x) {
   /* log x = k ln2 + log(1 + (m - 1)) with x = m 2^k (subnormals scaled by 2^25 first), m - 1 exact and ln2
      split so that k ln2_hi is exact; -inf at 0, NaN below 0 and for NaN, +inf for +inf. */
   const int tiny = x < 1.17549435082228750797e-38f;
@@ -82,7 +83,7 @@ static inline float df_logf(float x) {
   return x > 0.0f ? finite : (x == 0.0f ? -INFINITY : NAN);
 }
 
-static inline float df_log1pf(float x) {
+static inline __attribute__((always_inline)) float df_log1pf(float x) {
   /* x in [-0.33984375, 1]: log(1 + x) from x itself (exact). Otherwise w = 1 + x rounded = m 2^k, and log1p x
      is log w plus (x - (w - 1)) / w (or (1 - (w - x)) / w above), the part of 1 + x that w rounded away.
      -inf at -1, NaN below and for NaN, +inf for +inf, x for zeros (their sign kept). */
@@ -99,7 +100,7 @@ static inline float df_log1pf(float x) {
   return x > -1.0f ? finite : (x == -1.0f ? -INFINITY : NAN);
 }
 
-static inline float df_tanhf(float x) {
+static inline __attribute__((always_inline)) float df_tanhf(float x) {
   /* |x| < 0.625: x + x^3 t(x^2); otherwise sign(x) (1 - 2 / (e^{2|x|} + 1)) with |x| capped at 9 (the
      formula gives 1 - 2^-24 from there, as the rounded tanh does up to 9.0109129f, the largest float whose
      tanh rounds below 1: 1 - tanh crosses 2^-25 at 13 ln2 = 9.01091335); beyond that exactly sign(x). */
@@ -116,7 +117,7 @@ static inline float df_tanhf(float x) {
   return a < 0.625f ? small : (x < 0.0f ? -big : big);
 }
 
-static inline float df_erff(float x) {
+static inline __attribute__((always_inline)) float df_erff(float x) {
   /* |x| < 0.9: x p(x^2); up to 4: sign(x) (1 - e^(-x^2) c(t)), t = 1 / (1 + |x|/2); beyond: sign(x). */
   const float a = x < 0.0f ? -x : x;
   const float s = x * x;
