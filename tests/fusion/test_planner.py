@@ -2,6 +2,7 @@
 constraint bounds, and kernel counts of common patterns asserted exactly (like a kernel-count regression test)."""
 
 import numpy as np
+import pytest
 from onnx import helper
 
 from dnnfusion.fusion import PlannerOptions, Reason
@@ -115,21 +116,29 @@ def test_o0_and_o1_baselines():
         ["kt"], ["scores", "scaled", "masked"], ["probs"], ["context", "ctx_t", "y"]]
 
 
-def conv_silu_conv(kernel: int):
-    """Conv 1x1 -> SiLU (Sigmoid, Mul) -> Conv kernel x kernel: where should the SiLU go?"""
+def conv_silu(consumer: str, kernel: int):
+    """Conv 1x1 -> SiLU (Sigmoid, Mul) -> `consumer` (Conv or MaxPool) of kernel x kernel: where should the
+    SiLU go?"""
     rng = np.random.default_rng(0)
     inits = {"w1": rng.normal(size=[8, 4, 1, 1]).astype(np.float32),
              "w2": rng.normal(size=[8, 8, kernel, kernel]).astype(np.float32)}
-    nodes = [node("Conv", ["x", "w1"], "c1"), node("Sigmoid", ["c1"], "s"), node("Mul", ["c1", "s"], "m"),
-             node("Conv", ["m", "w2"], "y", pads=[kernel // 2] * 4)]
-    return make_model(nodes, [("x", FLOAT, [1, 4, 32, 32])], ["y"], inits)
+    last = node("Conv", ["m", "w2"], "y", pads=[kernel // 2] * 4) if consumer == "Conv" else \
+        node("MaxPool", ["m"], "y", kernel_shape=[kernel, kernel], pads=[kernel // 2] * 4)
+    nodes = [node("Conv", ["x", "w1"], "c1"), node("Sigmoid", ["c1"], "s"), node("Mul", ["c1", "s"], "m"), last]
+    return make_model(nodes, [("x", FLOAT, [1, 4, 32, 32])], ["y"], inits if consumer == "Conv" else
+                      {"w1": inits["w1"]})
 
 
 def test_a_producer_a_template_would_re_evaluate_goes_to_the_epilogue_instead():
-    """A 3x3 conv's im2col reads each pixel 9 times: the SiLU fused into its prologue would be computed 9 times,
-    so the pair is profiled (cost model) and rejected, and the SiLU becomes the first conv's epilogue. Into a
-    1x1 conv (each pixel read once) the green pair fuses forward as the paper's table says."""
-    plan = plan_of(conv_silu_conv(3))
+    """A 3x3 max pool reads each pixel 9 times: the SiLU fused into its prologue would be computed 9 times, so
+    the pair is profiled (cost model) and rejected, and the SiLU becomes the conv's epilogue."""
+    plan = plan_of(conv_silu("MaxPool", 3))
     assert blocks_of(plan) == [["c1", "s", "m"], ["y"]]
     assert any(r.reason is Reason.PROFILE and r.second.node.name == "y" for r in plan.rejections)
-    assert blocks_of(plan_of(conv_silu_conv(1))) == [["c1"], ["s", "m", "y"]]
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_a_convolution_takes_its_producers_into_its_prologue(kernel):
+    """Every convolution template reads its input through one copy (phased, padded or as it is) that applies
+    fused producers once per element, so the green pair fuses forward as the paper's table says, 3x3 or 1x1."""
+    assert blocks_of(plan_of(conv_silu("Conv", kernel))) == [["c1"], ["s", "m", "y"]]
