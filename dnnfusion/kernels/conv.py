@@ -72,12 +72,14 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
     bias = node.input(2)
 
     def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        """Columns are the output pixels flattened (an output channel's plane is contiguous), so a tile's row
+        is stored in one vector loop; unravelled here, the index folds back into that flat offset."""
         m = bidx[1] * mg + i
         if bias is not None:
             value = value + cast(ctx.read(2, (m,)), ct)
-        return ctx.store(0, (bidx[0], m, *j), cast(value, ctype(y.dtype)))
+        return ctx.store(0, (bidx[0], m, *unravel(j[0], out)), cast(value, ctype(y.dtype)))
 
-    return lines + product_kernel(ctx, Product(batch, a, b, ct, store, out))
+    return lines + product_kernel(ctx, Product(batch, a, b, ct, store))
 
 
 
