@@ -622,12 +622,13 @@ def _thread_counts(spec: str) -> list[int]:
               help="Timed runs per shape in each worker  [default: 10; 3 with --quick]")
 @click.option("--blocks", type=click.IntRange(min=1),
               help="Turns each runtime's worker takes  [default: 3; 1 with --quick]")
-@click.option("--shapes", "names", help="Shape names, comma-separated (default: all; --quick leaves out gpt2_head).")
-@click.option("--quick", is_flag=True, help="Fewer rounds and blocks, and no gpt2_head unless --shapes names it.")
+@click.option("--shapes", "names", help="Case names (GEMM or convolution), comma-separated (default: all; --quick "
+              "leaves out the heavy gpt2_head, unet_3x3, vgg_3x3_28 and c3d).")
+@click.option("--quick", is_flag=True, help="Fewer rounds and blocks, and no heavy case unless --shapes names it.")
 def bench_kernels(thread_spec: str, json_path: Path | None, markdown: Path | None, rounds: int | None,
                   blocks: int | None, names: str | None, quick: bool) -> None:
-    """GFLOP/s of dnnfusion, onnxruntime and numpy on the matrix products of real models, each runtime in its own
-    process, against this CPU's measured FP32 FMA peak."""
+    """GFLOP/s of dnnfusion, onnxruntime and numpy on the matrix products and convolutions of real models (numpy
+    on the products only), each runtime in its own process, against this CPU's measured FP32 FMA peak."""
     from .bench import kernels  # noqa: PLC0415
 
     threads = _thread_counts(thread_spec)
@@ -639,11 +640,11 @@ def bench_kernels(thread_spec: str, json_path: Path | None, markdown: Path | Non
     blocks = blocks or (1 if quick else 3)
     with console.status("benchmarking", spinner="dots") as status:
         report = kernels.bench_kernels(shapes, threads, rounds, blocks, progress=status.update)
-    table = Table(title="GEMM GFLOP/s (best run), each runtime in its own process", title_justify="left",
-                  caption=kernels.caption(report), caption_justify="left")
+    table = Table(title="GEMM and convolution GFLOP/s (best run), each runtime in its own process",
+                  title_justify="left", caption=kernels.caption(report), caption_justify="left")
     for col in kernels.HEADERS:                        # two-line headers, so that 120 columns hold the table
         header = "% of\npeak" if col == "% of peak" else col.replace(" ", "\n", 1)
-        text = col in ("shape", "MxKxN")
+        text = col in ("case", "shape")
         table.add_column(header, justify="left" if text else "right", no_wrap=text)
     for row in kernels.table_rows(report):
         table.add_row(*row)

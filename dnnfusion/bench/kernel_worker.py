@@ -1,6 +1,7 @@
 """`python -m dnnfusion.bench.kernel_worker --runtime R --threads T --rounds N --shapes a,b`: time ONE runtime on
-GEMM shapes in this process and print one JSON line `{shape: [seconds, ...]}`. numpy's BLAS thread count comes
-from the environment the parent sets (OPENBLAS_NUM_THREADS and friends), read when numpy is first loaded."""
+benchmark cases in this process and print one JSON line `{shape: [seconds, ...]}`; the cases the runtime cannot run
+(numpy has no convolution) are left out of it. numpy's BLAS thread count comes from the environment the parent sets
+(OPENBLAS_NUM_THREADS and friends), read when numpy is first loaded."""
 
 from __future__ import annotations
 
@@ -10,39 +11,38 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from ..errors import DnnfusionError
-from .kernels import RUNTIMES, GemmShape, arrays, build_model, check_output, feeds, input_shapes, select_shapes
+from .kernels import RUNTIMES, Arrays, KernelCase, select_shapes
 from .timing import onnxruntime_session
 
 WARMUP = 3
 
 
-def _dnnfusion_runner(shape: GemmShape, threads: int, a: np.ndarray, b: np.ndarray) -> Callable[[], Any]:
-    """Compile the MatMul model with dnnfusion at `threads`; check its product once against numpy's."""
+def _dnnfusion_runner(shape: KernelCase, threads: int, data: Arrays) -> Callable[[], Any]:
+    """Compile the case's model with dnnfusion at `threads`; check its output once against numpy's."""
     import dnnfusion  # noqa: PLC0415
 
-    model = dnnfusion.compile(build_model(shape, b), input_shapes(shape), threads=threads)
-    inputs = feeds(shape, a, b)
-    check_output(shape, "dnnfusion", model.run(inputs)["Y"], np.matmul(a, b))
+    model = dnnfusion.compile(shape.model(data), shape.input_shapes(), threads=threads)
+    inputs = shape.feeds(data)
+    shape.check("dnnfusion", model.run(inputs)["Y"], shape.reference(data))
     return lambda: model.run(inputs)
 
 
-def _onnxruntime_runner(shape: GemmShape, threads: int, a: np.ndarray, b: np.ndarray) -> Callable[[], Any]:
-    """An onnxruntime session (ORT_ENABLE_ALL) at `threads`; its product checked once too."""
-    session = onnxruntime_session(build_model(shape, b), threads, optimized=True)
-    inputs = feeds(shape, a, b)
-    check_output(shape, "onnxruntime", session.run(None, inputs)[0], np.matmul(a, b))
+def _onnxruntime_runner(shape: KernelCase, threads: int, data: Arrays) -> Callable[[], Any]:
+    """An onnxruntime session (ORT_ENABLE_ALL) at `threads`; its output checked once too."""
+    session = onnxruntime_session(shape.model(data), threads, optimized=True)
+    inputs = shape.feeds(data)
+    shape.check("onnxruntime", session.run(None, inputs)[0], shape.reference(data))
     return lambda: session.run(None, inputs)
 
 
-def _numpy_runner(shape: GemmShape, threads: int, a: np.ndarray, b: np.ndarray) -> Callable[[], Any]:
-    """`a @ b` (a batched np.matmul for batched shapes); threads come from the BLAS environment variables."""
-    return (lambda: np.matmul(a, b)) if shape.batch > 1 else (lambda: a @ b)
+def _numpy_runner(shape: KernelCase, threads: int, data: Arrays) -> Callable[[], Any]:
+    """The reference itself (np.matmul); threads come from the BLAS environment variables."""
+    reference = shape.reference
+    return lambda: reference(data)
 
 
-RUNNERS: dict[str, Callable[[GemmShape, int, np.ndarray, np.ndarray], Callable[[], Any]]] = {
+RUNNERS: dict[str, Callable[[KernelCase, int, Arrays], Callable[[], Any]]] = {
     "dnnfusion": _dnnfusion_runner, "onnxruntime": _onnxruntime_runner, "numpy": _numpy_runner}
 
 
@@ -58,15 +58,13 @@ def time_runner(run: Callable[[], Any], rounds: int, warmup: int = WARMUP) -> li
     return times
 
 
-def time_shapes(runtime: str, threads: int, rounds: int, shapes: Sequence[GemmShape]) -> dict[str, list[float]]:
-    """Build each shape's model or arrays once, then time it: {shape name: [seconds per run]}."""
+def time_shapes(runtime: str, threads: int, rounds: int, shapes: Sequence[KernelCase]) -> dict[str, list[float]]:
+    """Build each shape's model or arrays once, then time it: {shape name: [seconds per run]}, without the shapes
+    that `runtime` cannot run."""
     if runtime not in RUNNERS:
         raise DnnfusionError(f"unknown runtime '{runtime}'; known: {', '.join(RUNNERS)}")
-    samples = {}
-    for shape in shapes:
-        a, b = arrays(shape)
-        samples[shape.name] = time_runner(RUNNERS[runtime](shape, threads, a, b), rounds)
-    return samples
+    return {shape.name: time_runner(RUNNERS[runtime](shape, threads, shape.arrays()), rounds)
+            for shape in shapes if runtime in shape.runtimes}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,5 +1,6 @@
-"""GEMM kernel benchmark: dnnfusion, onnxruntime and numpy on the matrix products of real models, each runtime in
-its own process (`kernel_worker`), the runtimes taking turns block by block, against this CPU's measured FP32 peak."""
+"""Kernel benchmark: dnnfusion, onnxruntime and numpy on the matrix products and convolutions of real models (numpy
+on the products only), each runtime in its own process (`kernel_worker`), the runtimes taking turns block by block,
+against this CPU's measured FP32 peak."""
 
 from __future__ import annotations
 
@@ -13,25 +14,115 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import DnnfusionError
+from ..kernels.window import Window
 from ..machine import machine_key
+from ..ops.conv import channel_column, convolve
 
 RUNTIMES = ("dnnfusion", "onnxruntime", "numpy")
 OPSET = 17
 SEED = 20240611
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+Arrays = tuple[np.ndarray, ...]
+
+
+class KernelCase(ABC):
+    """One benchmark case: a single-node float32 ONNX model (output Y), its data, and numpy's answer to check every
+    runtime against. GemmShape and ConvShape implement it; the workers and tables see only this interface."""
+
+    name: str
+    kind: ClassVar[str]
+    runtimes: ClassVar[tuple[str, ...]] = RUNTIMES
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """The case in a few characters, for the tables."""
+
+    @property
+    @abstractmethod
+    def flops(self) -> int:
+        """Multiply-adds counted as two floating-point operations each."""
+
+    @property
+    @abstractmethod
+    def depth(self) -> int:
+        """Products summed into each output element (the outputs' spread grows as its square root)."""
+
+    @property
+    @abstractmethod
+    def y_shape(self) -> tuple[int, ...]:
+        """The output's shape."""
+
+    @abstractmethod
+    def arrays(self, seed: int = SEED) -> Arrays:
+        """Inputs and weights: standard normal float32, the same in every process (fixed seed)."""
+
+    @abstractmethod
+    def node(self) -> onnx.NodeProto:
+        """The model's one node, writing Y."""
+
+    @abstractmethod
+    def feeds(self, data: Arrays) -> dict[str, np.ndarray]:
+        """The graph inputs, by name."""
+
+    @abstractmethod
+    def initializers(self, data: Arrays) -> dict[str, np.ndarray]:
+        """The constant weights, by name."""
+
+    @abstractmethod
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shapes of the graph inputs, to compile for."""
+
+    @abstractmethod
+    def reference(self, data: Arrays) -> np.ndarray:
+        """The expected output, computed with numpy."""
+
+    def params(self) -> dict:
+        """The dataclass fields less the name, for the JSON report."""
+        return {k: v for k, v in asdict(self).items() if k != "name"}
+
+    def model(self, data: Arrays) -> onnx.ModelProto:
+        """The single-node model (opset 17): the feeds as graph inputs, the initializers as constants."""
+        inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(array.shape))
+                  for name, array in self.feeds(data).items()]
+        constants = [numpy_helper.from_array(a, n) for n, a in self.initializers(data).items()]
+        output = helper.make_tensor_value_info("Y", TensorProto.FLOAT, list(self.y_shape))
+        graph = helper.make_graph([self.node()], f"{self.kind}_{self.name}", inputs, [output], constants)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnfusion-bench")
+
+    def check(self, runtime: str, got: np.ndarray, expected: np.ndarray) -> None:
+        """Raise unless `got` matches numpy's answer (rtol 1e-3, atol 1e-3 x sqrt(depth))."""
+        atol = 1e-3 * math.sqrt(self.depth)
+        got = np.asarray(got)
+        if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=atol):
+            worst = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("nan")
+            raise DnnfusionError(f"{runtime} gives a wrong output on {self.name} ({self.label}): shape "
+                                 f"{got.shape} vs {expected.shape}, max abs error {worst:.3g} (atol {atol:.3g})")
+
+
+def _standard_normal(seed: int, *shapes: tuple[int, ...]) -> Arrays:
+    """One float32 standard normal array per shape, from one generator seeded with `seed`."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal(shape, dtype=np.float32) for shape in shapes)
+
+
+def _dims(extents: tuple[int, ...]) -> str:
+    """`3x3`, `8x28x28`: extents joined by x."""
+    return "x".join(map(str, extents))
 
 
 @dataclass(frozen=True)
-class GemmShape:
+class GemmShape(KernelCase):
     """One matrix product: `batch` products of (m x k) by (k x n); B is a constant initializer or a graph input."""
 
     name: str
@@ -40,6 +131,7 @@ class GemmShape:
     n: int
     batch: int = 1
     constant_b: bool = True
+    kind: ClassVar[str] = "gemm"
 
     @property
     def flops(self) -> int:
@@ -47,9 +139,13 @@ class GemmShape:
         return 2 * self.batch * self.m * self.k * self.n
 
     @property
+    def depth(self) -> int:
+        return self.k
+
+    @property
     def label(self) -> str:
         """`MxKxN`, with a `12x ` prefix for a batch of 12."""
-        dims = f"{self.m}x{self.k}x{self.n}"
+        dims = _dims((self.m, self.k, self.n))
         return f"{self.batch}x {dims}" if self.batch > 1 else dims
 
     @property
@@ -63,6 +159,135 @@ class GemmShape:
     @property
     def y_shape(self) -> tuple[int, ...]:
         return (self.batch, self.m, self.n) if self.batch > 1 else (self.m, self.n)
+
+    def arrays(self, seed: int = SEED) -> Arrays:
+        """A and B."""
+        return _standard_normal(seed, self.a_shape, self.b_shape)
+
+    def node(self) -> onnx.NodeProto:
+        return helper.make_node("MatMul", ["A", "B"], ["Y"])
+
+    def feeds(self, data: Arrays) -> dict[str, np.ndarray]:
+        """A, and B too when it is not an initializer."""
+        a, b = data
+        return {"A": a} if self.constant_b else {"A": a, "B": b}
+
+    def initializers(self, data: Arrays) -> dict[str, np.ndarray]:
+        """B when it is constant."""
+        return {"B": data[1]} if self.constant_b else {}
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"A": self.a_shape} if self.constant_b else {"A": self.a_shape, "B": self.b_shape}
+
+    def reference(self, data: Arrays) -> np.ndarray:
+        """numpy's product (batched for batched shapes); numpy's worker times exactly this."""
+        a, b = data
+        return np.matmul(a, b)
+
+
+@dataclass(frozen=True)
+class ConvShape(KernelCase):
+    """One Conv node: batch 1, NCHW (or NCDHW), weights and bias as initializers; `pads` in ONNX order (begins, then
+    ends), by default kernel // 2 on each side ("same" for odd kernels at stride 1). numpy has no convolution."""
+
+    name: str
+    channels: int
+    out_channels: int
+    spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: int = 1
+    group: int = 1
+    pads: tuple[int, ...] | None = None
+    kind: ClassVar[str] = "conv"
+    runtimes: ClassVar[tuple[str, ...]] = ("dnnfusion", "onnxruntime")
+
+    def __post_init__(self) -> None:
+        """Reject geometry that no Conv node could have."""
+        rank = len(self.spatial)
+        if len(self.kernel) != rank or len(self.onnx_pads) != 2 * rank or self.channels % self.group \
+                or self.out_channels % self.group or min(self.window.out, default=0) < 1:
+            raise ValueError(f"{self.name}: no convolution of {self.channels}->{self.out_channels} channels, kernel "
+                             f"{self.kernel}, group {self.group}, pads {self.onnx_pads} over {self.spatial}")
+
+    @property
+    def onnx_pads(self) -> tuple[int, ...]:
+        return self.pads if self.pads is not None else tuple(k // 2 for k in self.kernel) * 2
+
+    @property
+    def window(self) -> Window:
+        """Where the kernel visits the input: strides, pads and output extents."""
+        rank = len(self.spatial)
+        begin, end = self.onnx_pads[:rank], self.onnx_pads[rank:]
+        out = tuple((size + b + e - k) // self.stride + 1
+                    for size, b, e, k in zip(self.spatial, begin, end, self.kernel))
+        return Window(self.kernel, (self.stride,) * rank, (1,) * rank, begin, end, out)
+
+    @property
+    def depthwise(self) -> bool:
+        return self.group > 1 and self.group == self.channels == self.out_channels
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return (1, self.channels, *self.spatial)
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.channels // self.group, *self.kernel)
+
+    @property
+    def y_shape(self) -> tuple[int, ...]:
+        return (1, self.out_channels, *self.window.out)
+
+    @property
+    def depth(self) -> int:
+        return self.channels // self.group * math.prod(self.kernel)
+
+    @property
+    def flops(self) -> int:
+        """Two per multiply-add: output elements x (channels / group) x kernel taps; the bias is not counted."""
+        return 2 * math.prod(self.y_shape) * self.depth
+
+    @property
+    def label(self) -> str:
+        """`64->64 3x3 s1 56x56` (the input's spatial extents); `dw240 5x5 s2 28x28` for a depthwise one."""
+        if self.depthwise:
+            head = f"dw{self.channels}"
+        else:
+            head = f"{self.channels}->{self.out_channels}" + (f" g{self.group}" if self.group > 1 else "")
+        return f"{head} {_dims(self.kernel)} s{self.stride} {_dims(self.spatial)}"
+
+    def arrays(self, seed: int = SEED) -> Arrays:
+        """X, W and the bias."""
+        return _standard_normal(seed, self.x_shape, self.w_shape, (self.out_channels,))
+
+    def node(self) -> onnx.NodeProto:
+        rank = len(self.spatial)
+        return helper.make_node("Conv", ["X", "W", "B"], ["Y"], kernel_shape=list(self.kernel),
+                                strides=[self.stride] * rank, pads=list(self.onnx_pads), group=self.group)
+
+    def feeds(self, data: Arrays) -> dict[str, np.ndarray]:
+        return {"X": data[0]}
+
+    def initializers(self, data: Arrays) -> dict[str, np.ndarray]:
+        return {"W": data[1], "B": data[2]}
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"X": self.x_shape}
+
+    def reference(self, data: Arrays) -> np.ndarray:
+        """dnnfusion's numpy convolution (im2col and a matmul, float32) plus the bias."""
+        x, w, bias = data
+        return convolve(x, w, self.window, self.group) + channel_column(bias, x.ndim)
+
+
+def conv2d(name: str, channels: int, out_channels: int, kernel: int, stride: int, size: int) -> ConvShape:
+    """A square 2-D convolution over a square input."""
+    return ConvShape(name, channels, out_channels, (size, size), (kernel, kernel), stride)
+
+
+def depthwise(name: str, channels: int, kernel: int, stride: int, size: int) -> ConvShape:
+    """A square depthwise convolution (group = channels, weights (C, 1, k, k)) over a square input."""
+    return ConvShape(name, channels, channels, (size, size), (kernel, kernel), stride, group=channels)
 
 
 SHAPES: tuple[GemmShape, ...] = (
@@ -79,65 +304,37 @@ SHAPES: tuple[GemmShape, ...] = (
     GemmShape("odd", 77, 301, 509),
     GemmShape("odd_small", 13, 45, 37),
 )
-HEAVY = frozenset({"gpt2_head"})
-SHAPES_BY_NAME = {s.name: s for s in SHAPES}
+CONV_SHAPES: tuple[ConvShape, ...] = (
+    conv2d("conv3x3_56", 64, 64, 3, 1, 56),                        # ResNet-50
+    conv2d("resnet_1x1_56", 256, 64, 1, 1, 56),
+    conv2d("resnet_3x3_s2", 128, 128, 3, 2, 56),
+    conv2d("ssd_head", 512, 273, 3, 1, 19),
+    conv2d("unet_3x3", 64, 64, 3, 1, 256),
+    conv2d("vgg_3x3_28", 512, 512, 3, 1, 28),
+    conv2d("yolo_3x3_52", 128, 256, 3, 1, 52),                     # YOLOv4
+    conv2d("yolo_1x1_52", 256, 128, 1, 1, 52),
+    conv2d("yolo_stem_s2", 32, 64, 3, 2, 208),
+    ConvShape("c3d", 64, 128, (8, 28, 28), (3, 3, 3)),             # C3D
+    depthwise("dw3_s1_112", 32, 3, 1, 112),                        # EfficientNet-B0
+    depthwise("dw3_s2_112", 96, 3, 2, 112),
+    depthwise("dw5_s1_28", 240, 5, 1, 28),
+    depthwise("dw5_s2_28", 240, 5, 2, 28),
+    depthwise("dw3_s1_14", 480, 3, 1, 14),
+)
+ALL_SHAPES: tuple[KernelCase, ...] = SHAPES + CONV_SHAPES
+HEAVY = frozenset({"gpt2_head", "unet_3x3", "vgg_3x3_28", "c3d"})
+SHAPES_BY_NAME: dict[str, KernelCase] = {s.name: s for s in ALL_SHAPES}
 
 
-def select_shapes(names: str | None = None, quick: bool = False) -> list[GemmShape]:
-    """The shapes named (comma-separated, in the order given), or all of them less the heavy ones under `quick`."""
+def select_shapes(names: str | None = None, quick: bool = False) -> list[KernelCase]:
+    """The cases named (comma-separated, in the order given), or all of them less the heavy ones under `quick`."""
     if not names:
-        return [s for s in SHAPES if not (quick and s.name in HEAVY)]
+        return [s for s in ALL_SHAPES if not (quick and s.name in HEAVY)]
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in SHAPES_BY_NAME]
     if unknown:
         raise DnnfusionError(f"unknown shape {', '.join(map(repr, unknown))}; known: {', '.join(SHAPES_BY_NAME)}")
     return [SHAPES_BY_NAME[n] for n in wanted]
-
-
-# ---------------------------------------------------------------------------------------------- models and data
-
-def arrays(shape: GemmShape, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    """A and B for `shape`: standard normal float32, the same for every process (fixed seed)."""
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal(shape.a_shape, dtype=np.float32)
-    b = rng.standard_normal(shape.b_shape, dtype=np.float32)
-    return a, b
-
-
-def build_model(shape: GemmShape, b: np.ndarray | None = None) -> onnx.ModelProto:
-    """One MatMul node (opset 17): A a graph input, B an initializer (constant weights) or a second input."""
-    if b is None:
-        b = arrays(shape)[1]
-    inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, list(shape.a_shape))]
-    initializers = []
-    if shape.constant_b:
-        initializers.append(numpy_helper.from_array(b, "B"))
-    else:
-        inputs.append(helper.make_tensor_value_info("B", TensorProto.FLOAT, list(shape.b_shape)))
-    output = helper.make_tensor_value_info("Y", TensorProto.FLOAT, list(shape.y_shape))
-    graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["Y"])], f"gemm_{shape.name}",
-                              inputs, [output], initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dnnfusion-bench")
-
-
-def feeds(shape: GemmShape, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """The graph inputs: A, and B too when it is not an initializer."""
-    return {"A": a} if shape.constant_b else {"A": a, "B": b}
-
-
-def input_shapes(shape: GemmShape) -> dict[str, tuple[int, ...]]:
-    """The shapes to compile for: A's, and B's when it is a graph input."""
-    return {"A": shape.a_shape} if shape.constant_b else {"A": shape.a_shape, "B": shape.b_shape}
-
-
-def check_output(shape: GemmShape, runtime: str, got: np.ndarray, expected: np.ndarray) -> None:
-    """Raise unless `got` matches numpy's product (rtol 1e-3, atol 1e-3 x sqrt(K): the outputs grow as sqrt(K))."""
-    atol = 1e-3 * math.sqrt(shape.k)
-    got = np.asarray(got)
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=atol):
-        worst = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("nan")
-        raise DnnfusionError(f"{runtime} gives a wrong product on {shape.name} ({shape.label}): shape "
-                             f"{got.shape} vs {expected.shape}, max abs error {worst:.3g} (atol {atol:.3g})")
 
 
 # ---------------------------------------------------------------------------------------------- the CPU's peak
@@ -251,9 +448,13 @@ def _stderr_tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:]) or "(no output on stderr)"
 
 
-def run_worker(runtime: str, threads: int, rounds: int, shapes: list[GemmShape],
+def run_worker(runtime: str, threads: int, rounds: int, shapes: list[KernelCase],
                timeout: float | None = None) -> dict[str, list[float]]:
-    """Time `runtime` on `shapes` in a process of its own: {shape name: [seconds per run]}."""
+    """Time `runtime` on those of `shapes` it can run in a process of its own: {shape name: [seconds per run]};
+    no process at all when it can run none of them (numpy on convolutions)."""
+    shapes = [s for s in shapes if runtime in s.runtimes]
+    if not shapes:
+        return {}
     command = [sys.executable, "-m", "dnnfusion.bench.kernel_worker", "--runtime", runtime, "--threads",
                str(threads), "--rounds", str(rounds), "--shapes", ",".join(s.name for s in shapes)]
     try:
@@ -276,9 +477,10 @@ def run_worker(runtime: str, threads: int, rounds: int, shapes: list[GemmShape],
 
 @dataclass
 class KernelResult:
-    """Every runtime's samples (seconds per run, all blocks) for one shape at one thread count."""
+    """Every runtime's samples (seconds per run, all blocks) for one shape at one thread count; a runtime that did
+    not time the shape (numpy on a convolution) has no samples, and its figures are None."""
 
-    shape: GemmShape
+    shape: KernelCase
     threads: int
     samples: dict[str, list[float]] = field(default_factory=dict)
 
@@ -288,24 +490,34 @@ class KernelResult:
     def median(self, runtime: str) -> float:
         return statistics.median(self.samples[runtime])
 
-    def gflops(self, runtime: str) -> float:
-        """GFLOP/s of the best run."""
-        return self.shape.flops / self.best(runtime) / 1e9
+    def median_ms(self, runtime: str) -> float | None:
+        """Milliseconds of the median run."""
+        return self.median(runtime) * 1e3 if runtime in self.samples else None
 
-    def speedup(self, other: str) -> float:
+    def gflops(self, runtime: str) -> float | None:
+        """GFLOP/s of the best run."""
+        return self.shape.flops / self.best(runtime) / 1e9 if runtime in self.samples else None
+
+    def percent_of_peak(self, peak: float) -> float | None:
+        """dnnfusion's best GFLOP/s against `peak` (per core) times the threads."""
+        gflops = self.gflops("dnnfusion")
+        return None if gflops is None else 100 * gflops / (peak * self.threads)
+
+    def speedup(self, other: str) -> float | None:
         """dnnfusion's speed over `other`'s (best against best): above 1, dnnfusion is faster."""
+        if other not in self.samples or "dnnfusion" not in self.samples:
+            return None
         return self.best(other) / self.best("dnnfusion")
 
     def to_dict(self, peak: float) -> dict:
-        """The raw numbers: per runtime best and median seconds and GFLOP/s, and every sample."""
+        """The raw numbers: per runtime that timed the shape best and median seconds and GFLOP/s, every sample."""
         runtimes = {r: {"best_s": self.best(r), "median_s": self.median(r), "best_gflops": self.gflops(r),
                         "median_gflops": self.shape.flops / self.median(r) / 1e9, "samples_s": s}
                     for r, s in self.samples.items()}
-        out = {"shape": self.shape.name, "m": self.shape.m, "k": self.shape.k, "n": self.shape.n,
-               "batch": self.shape.batch, "constant_b": self.shape.constant_b, "flops": self.shape.flops,
-               "threads": self.threads, "runtimes": runtimes}
+        out = {"shape": self.shape.name, "kind": self.shape.kind, "label": self.shape.label, **self.shape.params(),
+               "flops": self.shape.flops, "threads": self.threads, "runtimes": runtimes}
         if "dnnfusion" in self.samples:
-            out["percent_of_peak"] = 100 * self.gflops("dnnfusion") / (peak * self.threads)
+            out["percent_of_peak"] = self.percent_of_peak(peak)
             out.update({f"vs_{r}": self.speedup(r) for r in self.samples if r != "dnnfusion"})
         return out
 
@@ -335,7 +547,7 @@ class KernelReport:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def bench_kernels(shapes: list[GemmShape], threads: list[int], rounds: int = 10, blocks: int = 3,
+def bench_kernels(shapes: list[KernelCase], threads: list[int], rounds: int = 10, blocks: int = 3,
                   progress: Callable[[str], None] = lambda message: None,
                   runtimes: tuple[str, ...] = RUNTIMES) -> KernelReport:
     """Measure the peak, then per thread count `blocks` blocks in which every runtime's worker times every shape."""
@@ -353,34 +565,45 @@ def bench_kernels(shapes: list[GemmShape], threads: list[int], rounds: int = 10,
 
 # ---------------------------------------------------------------------------------------------- tables
 
-HEADERS = ("shape", "MxKxN", "threads", "dnnfusion GFLOP/s", "% of peak", "onnxruntime GFLOP/s", "numpy GFLOP/s",
+HEADERS = ("case", "shape", "threads", "dnnfusion GFLOP/s", "% of peak", "onnxruntime GFLOP/s", "numpy GFLOP/s",
            "vs ORT", "vs numpy", "dnnfusion median ms")
+
+
+NOT_TIMED = "\u2014"
+
+
+def cell(value: float | None, spec: str, suffix: str = "") -> str:
+    """`value` formatted for a table, or an em dash where the runtime did not time the case."""
+    return NOT_TIMED if value is None else f"{value:{spec}}{suffix}"
 
 
 def table_rows(report: KernelReport) -> list[list[str]]:
     """One row of text per shape and thread count, in HEADERS' order."""
-    rows = []
-    for r in report.results:
-        rows.append([r.shape.name, r.shape.label, str(r.threads), f"{r.gflops('dnnfusion'):.1f}",
-                     f"{100 * r.gflops('dnnfusion') / (report.peak.gflops * r.threads):.0f}%",
-                     f"{r.gflops('onnxruntime'):.1f}", f"{r.gflops('numpy'):.1f}",
-                     f"{r.speedup('onnxruntime'):.2f}x", f"{r.speedup('numpy'):.2f}x",
-                     f"{r.median('dnnfusion') * 1e3:.3f}"])
-    return rows
+    return [[r.shape.name, r.shape.label, str(r.threads), cell(r.gflops("dnnfusion"), ".1f"),
+             cell(r.percent_of_peak(report.peak.gflops), ".0f", "%"), cell(r.gflops("onnxruntime"), ".1f"),
+             cell(r.gflops("numpy"), ".1f"), cell(r.speedup("onnxruntime"), ".2f", "x"),
+             cell(r.speedup("numpy"), ".2f", "x"), cell(r.median_ms("dnnfusion"), ".3f")]
+            for r in report.results]
 
 
 def caption(report: KernelReport) -> str:
     """How the figures were made, for under the table."""
     return (f"peak {report.peak.gflops:.1f} GFLOP/s per core ({report.peak.method}); % of peak = dnnfusion / "
-            f"(peak x threads); vs X = X's best time / dnnfusion's (>1: dnnfusion faster); best of "
-            f"{report.blocks} block(s) x {report.rounds} run(s), each runtime in its own process; {report.cpu}")
+            f"(peak x threads); vs X = X's best time / dnnfusion's (>1: dnnfusion faster); {NOT_TIMED}: not timed; "
+            f"best of {report.blocks} block(s) x {report.rounds} run(s), each runtime in its own process; {report.cpu}")
+
+
+INTRO = ("Generated by `dnnfusion bench-kernels --markdown F`; do not edit by hand. GFLOP/s of the best run in "
+         "dnnfusion, onnxruntime (ORT_ENABLE_ALL) and numpy. The GEMM rows are single-MatMul models (B a constant "
+         "initializer unless batched), numpy timing `@`; the convolution rows are single-Conv models (batch 1, NCHW "
+         "or NCDHW, weights and bias as initializers, pads kernel // 2), whose FLOPs count 2 x output elements x "
+         "input channels per group x kernel taps, the bias left out. numpy has no convolution and is not timed on "
+         f"them ({NOT_TIMED}).")
 
 
 def markdown(report: KernelReport) -> str:
     """The table as Markdown, with the caption under it."""
-    lines = ["# GEMM kernels", "", "Generated by `dnnfusion bench-kernels --markdown F`; do not edit by hand. Single-MatMul "
-             "models (B a constant initializer unless batched) in dnnfusion and onnxruntime (ORT_ENABLE_ALL), and "
-             "numpy's `@`, GFLOP/s of the best run.", "",
+    lines = ["# GEMM and convolution kernels", "", INTRO, "",
              "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     return "\n".join(lines) + f"\n\n{caption(report)}\n"
