@@ -33,7 +33,8 @@ PANEL_CACHE_SHARE = 0.75     # of L2: a column tile of B over the whole depth be
 DEPTH_CHUNK = 256             # depth per microkernel call when the depth is split (a column tile's B chunk: 32 KiB)
 BLOCK_COLUMN_TILES = 4        # column tiles of a task that splits the depth...
 BLOCK_TILE_FLOATS = 16384     # ...and its sums, at most (64 KiB: the block stays in L2 across chunks)
-MIN_TASKS = 4                 # tasks a split-depth product keeps at least, shrinking its blocks, so threads share it
+MIN_TASKS = 16                # tasks a split-depth product keeps at least, shrinking its blocks, so threads share
+                              # it evenly (blocks of even size; a thread's share is off by one task at most)
 ITEM_SIZE = {c: d.itemsize for d, c in C_TYPES.items()}
 
 
@@ -346,11 +347,13 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
                                     work)
     chunks = [(s * t.depth + k0, offset + k0 * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
               for s, offset in enumerate(t.segments) for k0 in range(0, t.depth, DEPTH_CHUNK)]
-    col_block = min(col_tiles, BLOCK_COLUMN_TILES)
-    row_block = max(1, min(row_tiles, BLOCK_TILE_FLOATS // (t.rows * col_block * t.width)))
-    while row_block > 1 and numel(t.batch) * -(-row_tiles // row_block) * -(-col_tiles // col_block) < MIN_TASKS:
-        row_block = -(-row_block // 2)
-    row_blocks, col_blocks = -(-row_tiles // row_block), -(-col_tiles // col_block)
+    col_block = -(-col_tiles // -(-col_tiles // BLOCK_COLUMN_TILES))        # blocks of even size
+    row_blocks = -(-row_tiles // max(1, BLOCK_TILE_FLOATS // (t.rows * col_block * t.width)))
+    col_blocks = -(-col_tiles // col_block)
+    while row_blocks < row_tiles and numel(t.batch) * row_blocks * col_blocks < MIN_TASKS:
+        row_blocks += 1
+    row_block = -(-row_tiles // row_blocks)
+    row_blocks = -(-row_tiles // row_block)
     ldc = col_block * t.width
     ca, cb, cn = ctx.var("chunk_a"), ctx.var("chunk_b"), ctx.var("chunk_n")
     tables = [table(ca.name, [a * t.a_steps[1] for a, _, _ in chunks]), table(cb.name, [b for _, b, _ in chunks]),
