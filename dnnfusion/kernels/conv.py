@@ -1,6 +1,7 @@
-"""Convolution templates: im2col columns into the gemm template (many output channels per group), direct
-loops that sweep a row of outputs per tap without bounds checks (few), and transposed convolution as a product
-into per-tap contributions that a row then gathers."""
+"""Convolution templates: k x k convolutions as implicit GEMMs on the microkernels over a phased copy of the
+input (planes.py), depthwise convolutions as plane windows, pointwise and im2col products on the gemm
+template, direct loops that sweep a row of outputs per tap (few output channels, no microkernels), and
+transposed convolution as a product into per-tap contributions that a row then gathers."""
 
 from __future__ import annotations
 
@@ -9,21 +10,17 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kir.expr import Expr, Index, Lit, Load, broadcast_index, cast, ctype, floordiv, linear, lit, mod, numel
-from ..kir.expr import strides, unravel
-from ..kir.expr import Var
-from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
+from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit, mod
+from ..kir.expr import numel, unravel
+from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
 from . import microkernel
 from .gemm import Operand, Product, Tile, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, product_kernel
 from .gemm import strided
+from .planes import Phases, PlaneFold, balanced_sum, plane_window
 from .window import Window, covered, range_tables
 
 
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
-UNROLLED_TAPS = 49         # taps of a depthwise window from which its loop is no longer unrolled
-GRID_RUN = 1024            # outputs a depthwise kernel keeps in its grid between the sums and the epilogue
-DEPTHWISE_ROWS = 4         # output rows a depthwise kernel computes together, sharing the plane rows they read
-ALIAS_FLOATS = 1024        # 4 KiB: loads from an address that many bytes from a pending store wait for it
 
 
 
@@ -240,7 +237,7 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     images, channels, kernel, out = x.shape[0], x.shape[1], window.kernel, window.out
     cg, mg, taps, rank = channels // group, w.shape[0] // group, numel(window.kernel), len(window.kernel)
-    phases = _Phases(window, tuple(x.shape[2:]))
+    phases = Phases(window, tuple(x.shape[2:]))
     grid = (out[-2] if rank > 1 else 1, phases.extent[-1])
     columns = numel(grid)
     vectors = min(isa.vectors, -(-columns // isa.lanes))
@@ -283,162 +280,25 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     return lines + a_lines + microkernel_tasks(ctx, tiling)
 
 
-class _Phases:
-    """The zero-padded input split into stride phases: per image and channel a block of prod(strides) phases,
-    each the padded positions p with p % stride == phase along every axis, at p // stride. Output position o
-    then reads tap k at phase (k * dilation) % stride, index o + (k * dilation) // stride: a shift that is the
-    same for every output, so that a tap's inputs for a run of outputs are contiguous."""
-
-    def __init__(self, window: Window, spatial: tuple[int, ...]) -> None:
-        self.window, self.spatial = window, spatial
-        padded = [(o - 1) * s + e for o, s, e in zip(window.out, window.strides, window.extent)]
-        self.extent = tuple(-(-p // s) for p, s in zip(padded, window.strides))
-        self.phase_size = numel(self.extent)
-        self.block = numel(window.strides) * self.phase_size
-        self.steps = strides(self.extent)
-        self.offsets = []
-        for tap in np.ndindex(*window.kernel):
-            shift = [k * d for k, d in zip(tap, window.dilations)]
-            phase = [h % s for h, s in zip(shift, window.strides)]
-            self.offsets.append(linear_offset(phase, window.strides) * self.phase_size +
-                                linear_offset([h // s for h, s in zip(shift, window.strides)], self.extent))
-
-    def copy(self, ctx: KernelContext, shape: Sequence[int], ct: str, base: str) -> list[str]:
-        """Statements that fill `base` with the phased copy of input 0 (through its fused producers), every
-        image and channel, one parallel loop over the padded rows of the last axis."""
-        images, channels = shape[0], shape[1]
-        row = ctx.var("row")
-        n, c, padded_row = unravel(row, (images, channels, self.rows))
-        fill = self.fill_rows(ctx, n, c, padded_row, ct, base, c * self.block + n * (channels * self.block))
-        count = images * channels * self.rows
-        return parallel_for(row, count, fill, count * self.extent[-1] * self.window.strides[-1])
-
-    @property
-    def rows(self) -> int:
-        """Padded rows of the last axis in one image and channel's block: the phases of the other axes times
-        their extents (each padded row fills one row of every phase of the last axis)."""
-        return numel(self.window.strides[:-1]) * numel(self.extent[:-1])
-
-    def fill_rows(self, ctx: KernelContext, n: Expr, c: Expr, padded_row: Expr, ct: str, base: str,
-                  start: Expr) -> list[str]:
-        """Statements that write padded row `padded_row` of image n, channel c into `base` (its block at
-        element `start`): one row in each phase of the last axis, from one pass along the input row (the
-        phases' elements of a position are neighbours there), zeros where the padding is."""
-        window, spatial, extent = self.window, self.spatial, self.extent
-        last, stride, pad = len(spatial) - 1, window.strides[-1], window.pads_begin[-1]
-        rest = unravel(padded_row, (*window.strides[:-1], *extent[:-1]))
-        phase, outer = rest[:last], rest[last:]
-        pos = [q * s + h - b for q, s, h, b in zip(outer, window.strides, phase, window.pads_begin)]
-        row_start = start + sum((h * st for h, st in zip(phase, strides(window.strides)[:-1])), Lit(0)) * \
-            self.phase_size + sum((q * st for q, st in zip(outer, self.steps[:-1])), Lit(0))
-        q = ctx.var("q")
-        inside = [covered(extent[-1], h - pad, stride, 0, spatial[-1]) for h in range(stride)]
-        lo, hi = max(a for a, _ in inside), min(b for _, b in inside)
-
-        def put(h: int) -> str:
-            return f"{base}[{ctx.c(row_start + h * self.phase_size + q)}]"
-
-        def element(h: int) -> Expr:
-            return cast(ctx.read(0, (n, c, *pos, q * stride + h - pad)), ct)
-
-        def edge(first: str, stop: str) -> list[str]:
-            body = []
-            for h in range(stride):
-                at = ctx.c(q * stride + h - pad)
-                value = ctx.value(f"pe{h}", element(h))
-                body += [f"if ({at} >= 0 && {at} < {spatial[-1]}) {{", *indent(value + [f"{put(h)} = pe{h};"]),
-                         f"}} else {put(h)} = 0;"]
-            return [f"for (int64_t {q.name} = {first}; {q.name} < {stop}; ++{q.name}) {{", *indent(body), "}"]
-
-        middle = []
-        for h in range(stride):
-            middle += ctx.value(f"pv{h}", element(h)) + [f"{put(h)} = pv{h};"]
-        fill = edge("0", str(lo)) if lo < hi else edge("0", str(extent[-1]))
-        if lo < hi:
-            fill += ["#pragma omp simd", f"for (int64_t {q.name} = {lo}; {q.name} < {hi}; ++{q.name}) {{",
-                     *indent(middle), "}"] + edge(str(hi), str(extent[-1]))
-        checks = [f"{ctx.c(p)} < 0 || {ctx.c(p)} >= {size}" for p, size in zip(pos, spatial)]
-        if checks:
-            clear = [f"for (int64_t {q.name} = 0; {q.name} < {extent[-1]}; ++{q.name}) {{",
-                     *(f"  {put(h)} = 0;" for h in range(stride)), "}"]
-            fill = [f"if ({' || '.join(checks)}) {{", *indent(clear), "} else {", *indent(fill), "}"]
-        return fill
-
-
 def conv_depthwise(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
-    """One input channel per group (depthwise, any channel multiplier): per image and group, the channel's
-    zero-padded stride phases are copied into a stack plane (fused producers applied). Output rows are then
-    computed DEPTHWISE_ROWS at a time along the plane's padded width (rounded up to whole vectors), taps
-    unrolled with their weights in registers: each tap is a contiguous shifted run of the plane, and a plane
-    row loaded once serves every output row of the block that needs it. The fused epilogue stores the valid
-    columns. None where the plane would not fit the stack or the taps are too many to unroll."""
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    if x.shape[1] != group or numel(window.kernel) > UNROLLED_TAPS:
+    """One input channel per group (depthwise, any channel multiplier) on `plane_window`: each output the
+    balanced sum of its taps times their weights (held in registers per output channel), plus the bias."""
+    x, w = node.inputs[0], node.inputs[1]
+    if x.shape[1] != group:
         return None
-    images, mg, out, kernel, rank = x.shape[0], w.shape[0] // group, window.out, window.kernel, len(window.kernel)
-    phases = _Phases(window, tuple(x.shape[2:]))
-    wq, lines = phases.extent[-1], out[-2] if rank > 1 else 1
-    isa = microkernel.target_isa()
-    lanes = isa.lanes if isa is not None else 8
-    wv = -(-out[-1] // lanes) * lanes
-    farthest = sum((o - 1) * st for o, st in zip(out[:-2], phases.steps)) + (lines - 1) * wq + wv + max(phases.offsets)
-    size = max(phases.block, farthest)
-    chunk = max(1, min(lines, GRID_RUN // wv))
-    grid_at = -(-size // ALIAS_FLOATS) * ALIAS_FLOATS + ALIAS_FLOATS // 2   # half a page from the plane's start
-    if not fits_stack(grid_at + chunk * wv):
-        return None
-    task, j, ro, hc, rb, c, ow, rr, z = (ctx.var(h) for h in ("t", "j", "ro", "hc", "rb", "c", "o", "rr", "z"))
-    n, g = floordiv(task, group), mod(task, group)
-    padded_row = ctx.var("pr")
-    fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0))
-    body = [local_array(ct, "plane", grid_at + chunk * wv), f"{ct}* const grid = plane + {grid_at};"]
-    body += serial_for(padded_row, phases.rows, fill)
-    body += [f"for (int64_t {z.name} = {phases.block}; {z.name} < {size}; ++{z.name}) plane[{z.name}] = 0;"]
-    m = g * mg + j
-    weights = []
-    for k, tap in enumerate(np.ndindex(*kernel)):
-        weights += ctx.value(f"wt{k}", cast(ctx.read(1, (m, Lit(0), *(Lit(t) for t in tap))), ct))
-    outer = unravel(ro, out[:-2])
-    start = ctx.var("at")
-    first = sum((o * st for o, st in zip(outer, phases.steps)), Lit(0)) + hc * (chunk * wq)
+    taps = list(np.ndindex(*window.kernel))
 
-    def rows_of(count: int) -> list[str]:
-        """A vectorised loop over the padded width computing `count` output rows from shared plane loads."""
-        shifts = sorted({k * wq + offset for k in range(count) for offset in phases.offsets})
-        loads = [f"const {ct} px{d} = plane[{start.name} + {rb.name} * {wq} + {c.name} + {d}];" for d in shifts]
-        sums = [f"grid[({rb.name} + {k}) * {wv} + {c.name}] = "
-                f"{ctx.c(balanced_sum([Var(f'wt{t}', ct) * Var(f'px{k * wq + offset}', ct) for t, offset in enumerate(phases.offsets)]))};"
-                for k in range(count)]
-        return ["#pragma omp simd", f"for (int64_t {c.name} = 0; {c.name} < {wv}; ++{c.name}) {{",
-                *indent(loads + sums), "}"]
+    def prelude(m: Expr) -> list[str]:
+        lines = []
+        for k, tap in enumerate(taps):
+            lines += ctx.value(f"wt{k}", cast(ctx.read(1, (m, Lit(0), *(Lit(t) for t in tap))), ct))
+        return lines
 
-    here = ctx.var("rows")
-    run = [f"const int64_t {here.name} = {hc.name} * {chunk} + {chunk} <= {lines} ? {chunk} : "
-           f"{lines} - {hc.name} * {chunk};", f"const int64_t {start.name} = {ctx.c(first)};",
-           f"int64_t {rb.name} = 0;",
-           f"for (; {rb.name} + {DEPTHWISE_ROWS} <= {here.name}; {rb.name} += {DEPTHWISE_ROWS}) {{",
-           *indent(rows_of(DEPTHWISE_ROWS)), "}",
-           f"for (; {rb.name} < {here.name}; ++{rb.name}) {{", *indent(rows_of(1)), "}"]
-    value = Load("grid", rr * wv + ow, ct)
-    if node.input(2) is not None:
-        value = value + cast(ctx.read(2, (m,)), ct)
-    row = [hc * chunk + rr] if rank > 1 else []
-    store = ctx.store(0, (n, m, *outer, *row, ow), cast(value, ctype(y.dtype)))
-    run += [f"for (int64_t {rr.name} = 0; {rr.name} < {here.name}; ++{rr.name}) {{",
-            *indent(serial_for(ow, out[-1], store, simd=True)), "}"]
-    chunks = serial_for(ro, numel(out[:-2]), serial_for(hc, -(-lines // chunk), run))
-    body += serial_for(j, mg, weights + chunks)
-    return parallel_for(task, images * group, body, y.numel * numel(kernel))
+    def finish(m: Expr, value: Expr) -> Expr:
+        return value + cast(ctx.read(2, (m,)), ct) if node.input(2) is not None else value
 
+    def combine(values: list[Expr], name: str) -> list[str]:
+        return [f"const {ct} {name} = {ctx.c(balanced_sum([Var(f'wt{k}', ct) * v for k, v in enumerate(values)]))};"]
 
-def balanced_sum(terms: list[Expr]) -> Expr:
-    """The sum of `terms` as a balanced tree: independent additions the CPU overlaps, where a left-to-right
-    chain would wait out every multiply-add's latency in turn."""
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
-    return terms[0]
-
-
-def linear_offset(index: Sequence[int], shape: Sequence[int]) -> int:
-    """The row-major offset of a constant multi-index."""
-    return int(sum(i * s for i, s in zip(index, strides(shape))))
+    fold = PlaneFold(combine, "0", prelude, finish)
+    return plane_window(ctx, node, window, group, w.shape[0] // group, ct, fold)

@@ -1,5 +1,6 @@
-"""Pooling templates: a window pool folds each output's taps through bound tables known at compile time (no
-bounds checks; SIMD over a row when no window is clipped), a global pool folds each (image, channel) plane.
+"""Pooling templates: a max or Lp pool folds each channel's padded plane with its taps unrolled (planes.py); other
+window pools fold each output's taps through bound tables known at compile time (no bounds checks; SIMD over
+a row when no window is clipped); a global pool folds each (image, channel) plane.
 What a pool folds (max, sum, p-norm) is the operator's `Fold`."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from ..ir.graph import Node
 from ..kir.expr import Expr, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from .gemm import direct_buffer
+from .planes import PlaneFold, plane_window
 from .window import Window, covered, table
 
 
@@ -24,6 +26,8 @@ class Fold:
     finish: Callable[[Expr, Expr], Expr] = lambda acc, count: acc
     count_pads: bool = False
     sums: bool = False          # a plain sum, vectorised as an OpenMP reduction
+    neutral: bool = False       # `init` leaves the fold unchanged and `finish` ignores the count: out-of-input
+                                # taps may read `init` (a max's lowest value, an Lp norm's 0)
 
 
 def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str) -> list[str] | None:
@@ -32,6 +36,10 @@ def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: 
     gets constant bounds, and with constant bounds on every axis a row of outputs is folded in SIMD lanes);
     the row of results is then stored in one vectorisable loop."""
     x, y = node.inputs[0], node.outputs[0]
+    if spec.neutral:
+        planes = plane_pool(ctx, node, window, spec, ct)
+        if planes is not None:
+            return planes
     if not all(fits_stack(o) for o in window.out):     # the row buffer, and the per-axis tables built here
         return None
     spatial, last = x.shape[2:], len(x.shape) - 3
@@ -71,6 +79,18 @@ def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: 
     task += serial_for(ow, window.out[last], fold, simd=constant_taps)
     task += serial_for(ow, window.out[last], ctx.store(0, (n, c, *at), Load("row", ow, out_ct)))
     return tables + parallel_for(t, y.numel // window.out[last], task, y.numel * numel(window.kernel))
+
+
+def plane_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str) -> list[str] | None:
+    """A pool whose padding may read as the fold's start value, on `plane_window`: per channel a padded,
+    phased plane, every output folding its unrolled taps as contiguous runs (None where that does not fit)."""
+    def combine(values: list[Expr], name: str) -> list[str]:
+        """One statement per tap (a step's expression may use the running value more than once)."""
+        acc = Var(name, ct)
+        return [f"{ct} {name} = {ctx.c(spec.init)};"] + [f"{name} = {ctx.c(spec.step(acc, v))};" for v in values]
+
+    fold = PlaneFold(combine, ctx.c(spec.init), finish=lambda m, value: spec.finish(value, Lit(1)))
+    return plane_window(ctx, node, window, node.inputs[0].shape[1], 1, ct, fold)
 
 
 def global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str) -> list[str]:

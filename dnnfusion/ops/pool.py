@@ -125,11 +125,11 @@ class LpPool(WindowPool):
     def fold(self, node: Node, ct: str) -> Fold:
         p = node.attr("p", 2)
         if p == 1:
-            return Fold(lit(0, ct), lambda acc, v: acc + call("abs", v))
+            return Fold(lit(0, ct), lambda acc, v: acc + call("abs", v), neutral=True)
         if p == 2:
-            return Fold(lit(0, ct), lambda acc, v: acc + v * v, lambda acc, count: call("sqrt", acc))
+            return Fold(lit(0, ct), lambda acc, v: acc + v * v, lambda acc, count: call("sqrt", acc), neutral=True)
         return Fold(lit(0, ct), lambda acc, v: acc + call("pow", call("abs", v), lit(p, ct)),
-                    lambda acc, count: call("pow", acc, lit(1.0 / p, ct)))
+                    lambda acc, count: call("pow", acc, lit(1.0 / p, ct)), neutral=True)
 
 
 def lowest(dtype: np.dtype) -> float | int:
@@ -158,7 +158,7 @@ class MaxPool(WindowPool):
         return super().lowering(node) if len(node.outputs) < 2 or node.outputs[1] is None else None
 
     def fold(self, node: Node, ct: str) -> Fold:
-        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc))
+        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True)
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> list[np.ndarray]:
         if len(node.outputs) < 2 or node.outputs[1] is None:
@@ -235,7 +235,7 @@ class GlobalMaxPool(GlobalPool):
         return x.max(axis=axes, keepdims=True)
 
     def fold(self, node: Node, ct: str) -> Fold:
-        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc))
+        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True)
 
 
 @register

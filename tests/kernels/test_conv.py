@@ -1,7 +1,8 @@
-"""Convolutions as implicit GEMMs on the segmented microkernels (kernels/conv.conv_implicit): every geometry
-the phased input copy must get right (padding on either side, strides, dilations, groups, 1-D to 3-D,
-output grids that end mid-tile), weights packed at compile time or read from a graph input, fused producers
-and epilogues, on each ISA this CPU runs, against onnxruntime."""
+"""Convolutions as implicit GEMMs on the segmented microkernels (kernels/conv.conv_implicit) and windows on
+per-channel planes (kernels/planes.py: depthwise convolutions, max and Lp pools): every geometry the phased
+input copy must get right (padding on either side, strides, dilations, groups, 1-D to 3-D, output grids that
+end mid-tile), weights packed at compile time or read from a graph input, split depths, fused producers and
+epilogues, on each ISA this CPU runs, against onnxruntime."""
 
 import numpy as np
 import pytest
@@ -107,3 +108,24 @@ def test_deep_convolutions_split_their_depth(isa, x_shape, w_shape, attrs, monke
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "_acc(" in compiled.source
+
+
+@pytest.mark.parametrize("op, x_shape, attrs", [
+    ("MaxPool", (1, 6, 13, 11), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 1]}),
+    ("MaxPool", (1, 5, 14, 15), {"kernel_shape": [3, 3], "pads": [0, 1, 1, 0], "strides": [2, 2]}),
+    ("MaxPool", (1, 4, 6, 9, 8), {"kernel_shape": [3, 3, 3], "pads": [1] * 6, "strides": [2, 2, 2]}),
+    ("MaxPool", (1, 3, 12, 12), {"kernel_shape": [5, 5], "pads": [2, 2, 2, 2], "dilations": [2, 2]}),
+    ("LpPool", (1, 4, 10, 10), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "p": 2}),
+])
+def test_pools_on_planes(op, x_shape, attrs):
+    """Max and Lp pools on padded planes (the padding read as the fold's start value), a fused producer
+    (Relu) and consumer (Sigmoid) in the block, negative inputs where the padding must not win."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Sub", ["r", "one"], ["s"]),
+             helper.make_node(op, ["s"], ["p"], **attrs), helper.make_node("Sigmoid", ["p"], ["y"])]
+    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], {"one": np.array(1, np.float32)}, 18)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert "plane[" in compiled.source

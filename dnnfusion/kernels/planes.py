@@ -1,0 +1,196 @@
+"""Per-channel window templates on padded, stride-phased planes: `Phases` copies an input (fused producers
+applied once, padding filled) so that every tap of a strided, dilated window reads a contiguous shifted run;
+implicit-GEMM convolutions read such copies through the microkernels (conv.py), and `plane_window` computes
+any window that treats each channel on its own (depthwise convolutions, max and Lp pools) from a stack plane
+per channel, taps unrolled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..ir.graph import Node
+from ..kir.expr import Expr, Lit, Load, Var, cast, ctype, floordiv, mod, numel, strides, unravel
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
+from . import microkernel
+from .window import Window, covered
+
+UNROLLED_TAPS = 49         # taps of a window from which a plane kernel no longer unrolls them
+GRID_RUN = 1024            # outputs a plane kernel keeps in its grid between the taps and the epilogue
+PLANE_ROWS = 4             # output rows a plane kernel computes together, sharing the plane rows they read
+ALIAS_FLOATS = 1024        # 4 KiB: loads from an address that many bytes from a pending store wait for it
+
+
+class Phases:
+    """The zero-padded input split into stride phases: per image and channel a block of prod(strides) phases,
+    each the padded positions p with p % stride == phase along every axis, at p // stride. Output position o
+    then reads tap k at phase (k * dilation) % stride, index o + (k * dilation) // stride: a shift that is the
+    same for every output, so that a tap's inputs for a run of outputs are contiguous."""
+
+    def __init__(self, window: Window, spatial: tuple[int, ...]) -> None:
+        self.window, self.spatial = window, spatial
+        padded = [(o - 1) * s + e for o, s, e in zip(window.out, window.strides, window.extent)]
+        self.extent = tuple(-(-p // s) for p, s in zip(padded, window.strides))
+        self.phase_size = numel(self.extent)
+        self.block = numel(window.strides) * self.phase_size
+        self.steps = strides(self.extent)
+        self.offsets = []
+        for tap in np.ndindex(*window.kernel):
+            shift = [k * d for k, d in zip(tap, window.dilations)]
+            phase = [h % s for h, s in zip(shift, window.strides)]
+            self.offsets.append(linear_offset(phase, window.strides) * self.phase_size +
+                                linear_offset([h // s for h, s in zip(shift, window.strides)], self.extent))
+
+    def copy(self, ctx: KernelContext, shape: Sequence[int], ct: str, base: str) -> list[str]:
+        """Statements that fill `base` with the phased copy of input 0 (through its fused producers), every
+        image and channel, one parallel loop over the padded rows of the last axis."""
+        images, channels = shape[0], shape[1]
+        row = ctx.var("row")
+        n, c, padded_row = unravel(row, (images, channels, self.rows))
+        fill = self.fill_rows(ctx, n, c, padded_row, ct, base, c * self.block + n * (channels * self.block))
+        count = images * channels * self.rows
+        return parallel_for(row, count, fill, count * self.extent[-1] * self.window.strides[-1])
+
+    @property
+    def rows(self) -> int:
+        """Padded rows of the last axis in one image and channel's block: the phases of the other axes times
+        their extents (each padded row fills one row of every phase of the last axis)."""
+        return numel(self.window.strides[:-1]) * numel(self.extent[:-1])
+
+    def fill_rows(self, ctx: KernelContext, n: Expr, c: Expr, padded_row: Expr, ct: str, base: str,
+                  start: Expr, fill_value: str = "0") -> list[str]:
+        """Statements that write padded row `padded_row` of image n, channel c into `base` (its block at
+        element `start`): one row in each phase of the last axis, from one pass along the input row (the
+        phases' elements of a position are neighbours there), `fill_value` (C) where the padding is."""
+        window, spatial, extent = self.window, self.spatial, self.extent
+        last, stride, pad = len(spatial) - 1, window.strides[-1], window.pads_begin[-1]
+        rest = unravel(padded_row, (*window.strides[:-1], *extent[:-1]))
+        phase, outer = rest[:last], rest[last:]
+        pos = [q * s + h - b for q, s, h, b in zip(outer, window.strides, phase, window.pads_begin)]
+        row_start = start + sum((h * st for h, st in zip(phase, strides(window.strides)[:-1])), Lit(0)) * \
+            self.phase_size + sum((q * st for q, st in zip(outer, self.steps[:-1])), Lit(0))
+        q = ctx.var("q")
+        inside = [covered(extent[-1], h - pad, stride, 0, spatial[-1]) for h in range(stride)]
+        lo, hi = max(a for a, _ in inside), min(b for _, b in inside)
+
+        def put(h: int) -> str:
+            return f"{base}[{ctx.c(row_start + h * self.phase_size + q)}]"
+
+        def element(h: int) -> Expr:
+            return cast(ctx.read(0, (n, c, *pos, q * stride + h - pad)), ct)
+
+        def edge(first: str, stop: str) -> list[str]:
+            body = []
+            for h in range(stride):
+                at = ctx.c(q * stride + h - pad)
+                value = ctx.value(f"pe{h}", element(h))
+                body += [f"if ({at} >= 0 && {at} < {spatial[-1]}) {{", *indent(value + [f"{put(h)} = pe{h};"]),
+                         f"}} else {put(h)} = {fill_value};"]
+            return [f"for (int64_t {q.name} = {first}; {q.name} < {stop}; ++{q.name}) {{", *indent(body), "}"]
+
+        middle = []
+        for h in range(stride):
+            middle += ctx.value(f"pv{h}", element(h)) + [f"{put(h)} = pv{h};"]
+        fill = edge("0", str(lo)) if lo < hi else edge("0", str(extent[-1]))
+        if lo < hi:
+            fill += ["#pragma omp simd", f"for (int64_t {q.name} = {lo}; {q.name} < {hi}; ++{q.name}) {{",
+                     *indent(middle), "}"] + edge(str(hi), str(extent[-1]))
+        checks = [f"{ctx.c(p)} < 0 || {ctx.c(p)} >= {size}" for p, size in zip(pos, spatial)]
+        if checks:
+            clear = [f"for (int64_t {q.name} = 0; {q.name} < {extent[-1]}; ++{q.name}) {{",
+                     *(f"  {put(h)} = {fill_value};" for h in range(stride)), "}"]
+            fill = [f"if ({' || '.join(checks)}) {{", *indent(clear), "} else {", *indent(fill), "}"]
+        return fill
+
+
+@dataclass(frozen=True)
+class PlaneFold:
+    """What `plane_window` computes per output from its window's taps: `prelude(m)` the statements run once
+    per output channel m (weights into registers), `combine(values, name)` the statements that declare C
+    variable `name` as the output from its taps' values (in np.ndindex(kernel) order), `finish(m, value)` what is stored, and `pad`, the value (C) the taps that fall
+    outside the input read: one that leaves the result unchanged (0 for weighted sums, the lowest value for
+    a max)."""
+
+    combine: Callable[[list[Expr], str], list[str]]
+    pad: str = "0"
+    prelude: Callable[[Expr], list[str]] = lambda m: []
+    finish: Callable[[Expr, Expr], Expr] = lambda m, value: value
+
+
+def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, per_plane: int, ct: str,
+                 fold: PlaneFold) -> list[str] | None:
+    """A window over each input channel on its own (depthwise convolutions, pools): per image and channel, the
+    channel's padded stride phases are copied into a stack plane (fused producers applied, `fold.pad` in the
+    padding). Output rows are then computed PLANE_ROWS at a time along the plane's padded width (rounded
+    up to whole vectors), taps unrolled: each tap is a contiguous shifted run of the plane, and a plane row
+    loaded once serves every output row of the block that needs it. The fused epilogue stores the valid
+    columns. `per_plane` output channels come from each input channel. None where the plane would not fit
+    the stack or the taps are too many to unroll."""
+    x, y = node.inputs[0], node.outputs[0]
+    if numel(window.kernel) > UNROLLED_TAPS:
+        return None
+    images, out, kernel, rank = x.shape[0], window.out, window.kernel, len(window.kernel)
+    phases = Phases(window, tuple(x.shape[2:]))
+    wq, lines = phases.extent[-1], out[-2] if rank > 1 else 1
+    isa = microkernel.target_isa()
+    lanes = isa.lanes if isa is not None else 8
+    wv = -(-out[-1] // lanes) * lanes
+    farthest = sum((o - 1) * st for o, st in zip(out[:-2], phases.steps)) + (lines - 1) * wq + wv + max(phases.offsets)
+    size = max(phases.block, farthest)
+    chunk = max(1, min(lines, GRID_RUN // wv))
+    grid_at = -(-size // ALIAS_FLOATS) * ALIAS_FLOATS + ALIAS_FLOATS // 2   # half a page from the plane's start
+    if not fits_stack(grid_at + chunk * wv):
+        return None
+    task, j, ro, hc, rb, c, ow, rr, z = (ctx.var(h) for h in ("t", "j", "ro", "hc", "rb", "c", "o", "rr", "z"))
+    n, g = floordiv(task, planes), mod(task, planes)
+    padded_row = ctx.var("pr")
+    fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0), fold.pad)
+    body = [local_array(ct, "plane", grid_at + chunk * wv), f"{ct}* const grid = plane + {grid_at};"]
+    body += serial_for(padded_row, phases.rows, fill)
+    body += [f"for (int64_t {z.name} = {phases.block}; {z.name} < {size}; ++{z.name}) plane[{z.name}] = {fold.pad};"]
+    m = g * per_plane + j
+    outer = unravel(ro, out[:-2])
+    start = ctx.var("at")
+    first = sum((o * st for o, st in zip(outer, phases.steps)), Lit(0)) + hc * (chunk * wq)
+
+    def rows_of(count: int) -> list[str]:
+        """A vectorised loop over the padded width computing `count` output rows from shared plane loads."""
+        shifts = sorted({k * wq + offset for k in range(count) for offset in phases.offsets})
+        loads = [f"const {ct} px{d} = plane[{start.name} + {rb.name} * {wq} + {c.name} + {d}];" for d in shifts]
+        results = []
+        for k in range(count):
+            results += fold.combine([Var(f"px{k * wq + offset}", ct) for offset in phases.offsets], f"out{k}")
+            results.append(f"grid[({rb.name} + {k}) * {wv} + {c.name}] = out{k};")
+        return ["#pragma omp simd", f"for (int64_t {c.name} = 0; {c.name} < {wv}; ++{c.name}) {{",
+                *indent(loads + results), "}"]
+
+    here = ctx.var("rows")
+    run = [f"const int64_t {here.name} = {hc.name} * {chunk} + {chunk} <= {lines} ? {chunk} : "
+           f"{lines} - {hc.name} * {chunk};", f"const int64_t {start.name} = {ctx.c(first)};",
+           f"int64_t {rb.name} = 0;",
+           f"for (; {rb.name} + {PLANE_ROWS} <= {here.name}; {rb.name} += {PLANE_ROWS}) {{",
+           *indent(rows_of(PLANE_ROWS)), "}",
+           f"for (; {rb.name} < {here.name}; ++{rb.name}) {{", *indent(rows_of(1)), "}"]
+    row = [hc * chunk + rr] if rank > 1 else []
+    value = fold.finish(m, Load("grid", rr * wv + ow, ct))
+    store = ctx.store(0, (n, m, *outer, *row, ow), cast(value, ctype(y.dtype)))
+    run += [f"for (int64_t {rr.name} = 0; {rr.name} < {here.name}; ++{rr.name}) {{",
+            *indent(serial_for(ow, out[-1], store, simd=True)), "}"]
+    chunks = serial_for(ro, numel(out[:-2]), serial_for(hc, -(-lines // chunk), run))
+    body += serial_for(j, per_plane, fold.prelude(m) + chunks)
+    return parallel_for(task, images * planes, body, y.numel * numel(kernel))
+
+
+def balanced_sum(terms: list[Expr]) -> Expr:
+    """The sum of `terms` as a balanced tree: independent additions the CPU overlaps, where a left-to-right
+    chain would wait out every multiply-add's latency in turn."""
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def linear_offset(index: Sequence[int], shape: Sequence[int]) -> int:
+    """The row-major offset of a constant multi-index."""
+    return int(sum(i * s for i, s in zip(index, strides(shape))))
