@@ -17,7 +17,7 @@ from . import microkernel
 from .gemm import Operand, Product, Tile, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, product_kernel
 from .gemm import strided
 from .planes import Phases, PlaneFold, balanced_sum, plane_window
-from .window import Window, covered, range_tables
+from .window import Window, covered, range_tables, table
 
 
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
@@ -223,6 +223,61 @@ def conv_transpose(ctx: KernelContext, node: Node, window: Window, group: int, c
     task = [local_array(ct, "row", out[last])] + serial_for(ow, out[last], [f"row[{ow.name}] = 0;"]) + body
     task += serial_for(ow, out[last], ctx.store(0, (n, m, *outer, ow), cast(value, ctype(y.dtype))))
     return lines + tables + parallel_for(t, images * y.shape[1] * numel(out[:-1]), task, y.numel * taps)
+
+
+def conv_outer_window(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
+    """A 3-D convolution whose window slides along depth only (k x 1 x 1 unstrided and unpadded across height
+    and width, as S3D's temporal convolutions) as an implicit GEMM reading its input in place: each output
+    depth's taps are planes of the input at a fixed shift, contiguous over height x width, so no copy is made;
+    taps that land in the depth padding are left out per output depth. None where that does not apply (or
+    the planes do not tile exactly, since the last tile's reads would run past the input)."""
+    isa = microkernel.target_isa()
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    if isa is None or ct != "float" or len(window.kernel) != 3 or window.kernel[1:] != (1, 1) or \
+            window.strides[1:] != (1, 1) or any(window.pads_begin[1:]) or any(window.pads_end[1:]):
+        return None
+    pixels = direct_buffer(ctx, 0, x.shape, ct)
+    images, channels, (depth, height, width_) = x.shape[0], x.shape[1], x.shape[2:]
+    plane = height * width_
+    vectors = next((v for v in range(isa.vectors, 0, -1) if plane % (v * isa.lanes) == 0), 0)
+    if pixels is None or not vectors or w.const is None or direct_buffer(ctx, 1, w.shape, ct) is None:
+        return None
+    cg, mg, taps, od = channels // group, w.shape[0] // group, window.kernel[0], window.out[0]
+    stride, pad, dilation = window.strides[0], window.pads_begin[0], window.dilations[0]
+    spans = [covered(taps, o * stride - pad, dilation, 0, depth) for o in range(od)]
+    rows = min(isa.rows, mg)
+    batch, a_batch = (images, group, od), (1, group, 1)
+    const = w.const.reshape(group, mg, cg, taps).transpose(0, 1, 3, 2).reshape(*a_batch, mg, taps * cg)
+    a = Operand(a_batch, mg, taps * cg, lambda bidx, r, c: Lit(0), constant=const)
+    a_lines, a_at, a_steps = packed_a(ctx, a, rows)
+    bias = node.input(2)
+
+    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        m = bidx[1] * mg + i
+        if bias is not None:
+            value = value + cast(ctx.read(2, (m,)), ct)
+        return ctx.store(0, (bidx[0], m, bidx[2], *unravel(j[0], (height, width_))), cast(value, ctype(y.dtype)))
+
+    unused = Operand(batch, taps * cg, plane, lambda bidx, r, c: Lit(0))
+    p = Product(batch, a, unused, ct, store)
+    first, count = ctx.var("span_first"), ctx.var("span_count")
+    tables = [table(first.name, [lo for lo, _ in spans]), table(count.name, [hi - lo for lo, hi in spans])]
+    tile_width = vectors * isa.lanes
+
+    def finish(bidx: Index, i0: Var, j0: Var, got: int, cols: int, tile: str, stride_: int) -> list[str]:
+        return Tile(ctx, p, a, unused, bidx, i0, j0, tile_width).finish(got, cols, tile, stride_)
+
+    def b_at(bidx: Index, jt: Var) -> str:
+        at = (bidx[0] * channels + bidx[1] * cg) * (depth * plane) + jt * tile_width + \
+            (bidx[2] * stride - pad) * plane
+        return f"({pixels} + {ctx.c(at)} + {first.name}[{ctx.c(bidx[2])}] * {dilation * plane})"
+
+    tiling = Tiling(isa, batch, mg, plane, cg, tuple(k * dilation * plane for k in range(taps)), rows, vectors,
+                    a_steps, depth * plane, lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at,
+                    finish, lambda bidx: (f"{first.name}[{ctx.c(bidx[2])}]", f"{count.name}[{ctx.c(bidx[2])}]"))
+    if tiling.splits_depth():
+        return None
+    return tables + a_lines + microkernel_tasks(ctx, tiling)
 
 
 def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:

@@ -282,7 +282,10 @@ class Tiling:
     each run starting `segments[s]` elements past the column tile's B start: one run for a plain product,
     one per tap for an implicit-GEMM convolution). `a_at(batch index, row tile)` and `b_at(batch index,
     column tile)` are C pointers to a tile's operands; `finish(batch index, i0, j0, rows, cols, tile, stride)`
-    the statements that hand a finished tile (rows `stride` apart) to the epilogue."""
+    the statements that hand a finished tile (rows `stride` apart) to the epilogue. `spans(batch index)`, when
+    given, is (first, count): the entry sums only segments first .. first + count - 1 (a convolution's taps that
+    land in its padding add nothing and are left out), `b_at` then pointing at segment `first`'s rows and
+    `segments` evenly spaced so that the same offsets serve every entry."""
 
     isa: microkernel.Isa
     batch: tuple[int, ...]
@@ -297,10 +300,16 @@ class Tiling:
     a_at: Callable[[Index, Var], str]
     b_at: Callable[[Index, Var], str]
     finish: Callable[[Index, Var, Var, int, int, str, int], list[str]]
+    spans: Callable[[Index], tuple[str, str]] | None = None   # (first segment, count) per batch entry, C
 
     @property
     def width(self) -> int:
         return self.vectors * self.isa.lanes
+
+    def splits_depth(self) -> bool:
+        """Whether a column tile of B over the whole depth overflows PANEL_CACHE_SHARE of L2 (the depth is then
+        split into chunks; segments spans are not supported there)."""
+        return self.depth * len(self.segments) * self.width * 4 > PANEL_CACHE_SHARE * l2_bytes()
 
     @property
     def tiles(self) -> tuple[int, int]:
@@ -324,7 +333,7 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
     work = numel(t.batch) * t.m * t.n * depth
     i0, j0 = ctx.var("i"), ctx.var("j")
     task = ctx.var("t")
-    if depth * t.width * 4 <= PANEL_CACHE_SHARE * l2_bytes():
+    if not t.splits_depth():
         it, jt = ctx.var("it"), ctx.var("jt")
         head = [f"const int64_t {it.name} = {task.name} % {row_tiles}, {i0.name} = {it.name} * {t.rows};",
                 f"const int64_t {jt.name} = {task.name} / {row_tiles} % {col_tiles}, {j0.name} = {jt.name} * {t.width};",
@@ -332,12 +341,16 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
         bidx = _batch_index(ctx, task, t.batch, row_tiles * col_tiles, head)
         a_ptr, b_ptr = t.a_at(bidx, it), t.b_at(bidx, jt)
         lines: list[str] = []
-        if len(t.segments) > 1:
+        if len(t.segments) > 1 or t.spans is not None:
             offsets = ctx.var("seg_offsets")
             lines.append(table(offsets.name, t.segments))
 
         def tile(got: int) -> list[str]:
-            if len(t.segments) > 1:
+            if t.spans is not None:
+                first, count = t.spans(bidx)
+                call = f"{t.kernel(ctx, got, True)}({t.depth}, {count}, {offsets.name}, ({a_ptr} + " \
+                       f"{first} * {t.depth * t.a_steps[1]}), {b_ptr}, {t.ldb}, tile);"
+            elif len(t.segments) > 1:
                 call = f"{t.kernel(ctx, got, True)}({t.depth}, {len(t.segments)}, {offsets.name}, {a_ptr}, {b_ptr}, " \
                        f"{t.ldb}, tile);"
             else:
@@ -345,6 +358,8 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
             return [call] + edges(j0, t.width, t.n, lambda cols: t.finish(bidx, i0, j0, got, cols, "tile", t.width))
         return lines + parallel_for(task, numel(t.batch) * row_tiles * col_tiles, head + edges(i0, t.rows, t.m, tile),
                                     work)
+    if t.spans is not None:
+        raise ValueError("segment spans need a depth that fits the cache (Tiling.splits_depth)")
     chunks = [(s * t.depth + k0, offset + k0 * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
               for s, offset in enumerate(t.segments) for k0 in range(0, t.depth, DEPTH_CHUNK)]
     col_block = -(-col_tiles // -(-col_tiles // BLOCK_COLUMN_TILES))        # blocks of even size

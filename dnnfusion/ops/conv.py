@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_depthwise, conv_direct, conv_implicit, conv_product
+from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_depthwise, conv_direct, conv_implicit, conv_outer_window
+from ..kernels.conv import conv_product
 from ..kernels.conv import conv_transpose, pointwise
 from ..kernels.window import Window
 from ..kir.expr import ctype
@@ -173,7 +174,8 @@ class Conv(ConvLike):
         direct = w.shape[0] // group < PRODUCT_MIN_CHANNELS and fits_stack(window.out[-1])
         if direct:
             return conv_depthwise(ctx, node, window, group, ct) or conv_direct(ctx, node, window, group, ct)
-        implicit = None if pointwise(window, x.shape[2:]) else conv_implicit(ctx, node, window, group, ct)
+        implicit = None if pointwise(window, x.shape[2:]) else \
+            conv_outer_window(ctx, node, window, group, ct) or conv_implicit(ctx, node, window, group, ct)
         return implicit if implicit is not None else conv_product(ctx, node, window, group, ct)
 
     def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:

@@ -129,3 +129,24 @@ def test_pools_on_planes(op, x_shape, attrs):
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "plane[" in compiled.source
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 16, 9, 8, 8), (24, 16, 3, 1, 1), {"pads": [1, 0, 0, 1, 0, 0]}),
+    ((2, 8, 11, 4, 8), (20, 8, 7, 1, 1), {"pads": [3, 0, 0, 3, 0, 0], "strides": [2, 1, 1]}),
+    ((1, 8, 6, 4, 4), (16, 4, 3, 1, 1), {"pads": [2, 0, 0, 0, 0, 0], "dilations": [2, 1, 1], "group": 2}),
+    ((1, 8, 2, 4, 4), (16, 8, 5, 1, 1), {"pads": [2, 0, 0, 2, 0, 0]}),
+])
+def test_depth_only_windows_read_the_input_in_place(isa, x_shape, w_shape, attrs):
+    """k x 1 x 1 (temporal) convolutions: no copy of the input, each output depth summing only the taps that
+    land inside it (none at all for some depths of the last case)."""
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs), helper.make_node("Sigmoid", ["c"], ["y"])]
+    consts = {"w": rng.standard_normal(w_shape).astype(np.float32),
+              "b": rng.standard_normal(w_shape[0]).astype(np.float32)}
+    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], consts, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert "span_first" in compiled.source and "plane[" not in compiled.source
