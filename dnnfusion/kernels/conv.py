@@ -14,8 +14,8 @@ from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype
 from ..kir.expr import numel, unravel
 from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
 from . import microkernel
-from .gemm import Operand, Product, Tile, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, product_kernel
-from .gemm import strided
+from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, product_kernel
+from .gemm import strided, tile_finish
 from .planes import Phases, PlaneFold, balanced_sum, plane_window
 from .window import Window, covered, range_tables, table
 
@@ -49,7 +49,7 @@ def reader(buffer: str, shape: Sequence[int], ct: str) -> Callable[[Index], Expr
 def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str]:
     """Per image and group, (M/G x C/G*k) weights times the (C/G*k x out) columns of the input's windows;
     a 1x1 unstrided, unpadded convolution reads its input as the columns directly."""
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    x, w = node.inputs[0], node.inputs[1]
     images, channels, spatial, kernel = x.shape[0], x.shape[1], tuple(x.shape[2:]), window.kernel
     cg, mg = channels // group, w.shape[0] // group
     depth, out, count = cg * numel(kernel), window.out, numel(window.out)
@@ -66,16 +66,10 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
         b = strided(pixels, ct, batch, (channels * count, cg * count), depth, count, count, 1)
     else:
         lines, b = im2col(ctx, x.shape, window, group, ct)
-    bias = node.input(2)
 
-    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
-        """Columns are the output pixels flattened (an output channel's plane is contiguous), so a tile's row
-        is stored in one vector loop; unravelled here, the index folds back into that flat offset."""
-        m = bidx[1] * mg + i
-        if bias is not None:
-            value = value + cast(ctx.read(2, (m,)), ct)
-        return ctx.store(0, (bidx[0], m, *unravel(j[0], out)), cast(value, ctype(y.dtype)))
-
+    # columns are the output pixels flattened (an output channel's plane is contiguous), so a tile's row is
+    # stored in one vector loop; unravelled here, the index folds back into that flat offset
+    store = biased_store(ctx, node, mg, ct, lambda bidx, j: unravel(j[0], out))
     return lines + product_kernel(ctx, Product(batch, a, b, ct, store))
 
 
@@ -84,6 +78,27 @@ def pointwise(window: Window, spatial: Sequence[int]) -> bool:
     """Whether a convolution's windows are its input pixels themselves (1 x 1, unstrided, unpadded)."""
     return numel(window.kernel) == 1 and tuple(window.out) == tuple(spatial) and set(window.strides) == {1} and \
         not any(window.pads_begin)
+
+
+def biased_store(ctx: KernelContext, node: Node, mg: int, ct: str,
+                 position: Callable[[Index, Index], Index]) -> Callable[[Index, Expr, Index, Expr], list[str]]:
+    """A convolution product's store: output channel (group bidx[1], row i) of image bidx[0] at the spatial
+    index `position(batch index, column index)`, plus the bias when the node has one."""
+    bias, out_ct = node.input(2), ctype(node.outputs[0].dtype)
+
+    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        m = bidx[1] * mg + i
+        if bias is not None:
+            value = value + cast(ctx.read(2, (m,)), ct)
+        return ctx.store(0, (bidx[0], m, *position(bidx, j)), cast(value, out_ct))
+    return store
+
+
+def tap_major(weights: np.ndarray, group: int, taps: int, batch: tuple[int, ...]) -> np.ndarray:
+    """Weights (M, C/G, *kernel) as A of an implicit-GEMM convolution, (*batch, M/G, taps x C/G) with the
+    depth in (tap, channel) order."""
+    mg, cg = weights.shape[0] // group, weights.shape[1]
+    return weights.reshape(group, mg, cg, taps).transpose(0, 1, 3, 2).reshape(*batch, mg, taps * cg)
 
 
 def im2col(ctx: KernelContext, shape: Sequence[int], window: Window, group: int, ct: str) -> tuple[list[str], Operand]:
@@ -232,7 +247,7 @@ def conv_outer_window(ctx: KernelContext, node: Node, window: Window, group: int
     taps that land in the depth padding are left out per output depth. None where that does not apply (or
     the planes do not tile exactly, since the last tile's reads would run past the input)."""
     isa = microkernel.target_isa()
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    x, w = node.inputs[0], node.inputs[1]
     if isa is None or ct != "float" or len(window.kernel) != 3 or window.kernel[1:] != (1, 1) or \
             window.strides[1:] != (1, 1) or any(window.pads_begin[1:]) or any(window.pads_end[1:]):
         return None
@@ -247,25 +262,14 @@ def conv_outer_window(ctx: KernelContext, node: Node, window: Window, group: int
     spans = [covered(taps, o * stride - pad, dilation, 0, depth) for o in range(od)]
     rows = min(isa.rows, mg)
     batch, a_batch = (images, group, od), (1, group, 1)
-    const = w.const.reshape(group, mg, cg, taps).transpose(0, 1, 3, 2).reshape(*a_batch, mg, taps * cg)
-    a = Operand(a_batch, mg, taps * cg, lambda bidx, r, c: Lit(0), constant=const)
+    a = Operand(a_batch, mg, taps * cg, lambda bidx, r, c: Lit(0),
+                constant=tap_major(w.const, group, taps, a_batch))
     a_lines, a_at, a_steps = packed_a(ctx, a, rows)
-    bias = node.input(2)
-
-    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
-        m = bidx[1] * mg + i
-        if bias is not None:
-            value = value + cast(ctx.read(2, (m,)), ct)
-        return ctx.store(0, (bidx[0], m, bidx[2], *unravel(j[0], (height, width_))), cast(value, ctype(y.dtype)))
-
+    store = biased_store(ctx, node, mg, ct, lambda bidx, j: (bidx[2], *unravel(j[0], (height, width_))))
     unused = Operand(batch, taps * cg, plane, lambda bidx, r, c: Lit(0))
-    p = Product(batch, a, unused, ct, store)
     first, count = ctx.var("span_first"), ctx.var("span_count")
     tables = [table(first.name, [lo for lo, _ in spans]), table(count.name, [hi - lo for lo, hi in spans])]
     tile_width = vectors * isa.lanes
-
-    def finish(bidx: Index, i0: Var, j0: Var, got: int, cols: int, tile: str, stride_: int) -> list[str]:
-        return Tile(ctx, p, a, unused, bidx, i0, j0, tile_width).finish(got, cols, tile, stride_)
 
     def b_at(bidx: Index, jt: Var) -> str:
         at = (bidx[0] * channels + bidx[1] * cg) * (depth * plane) + jt * tile_width + \
@@ -274,7 +278,7 @@ def conv_outer_window(ctx: KernelContext, node: Node, window: Window, group: int
 
     tiling = Tiling(isa, batch, mg, plane, cg, tuple(k * dilation * plane for k in range(taps)), rows, vectors,
                     a_steps, depth * plane, lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at,
-                    finish, lambda bidx: (f"{first.name}[{ctx.c(bidx[2])}]", f"{count.name}[{ctx.c(bidx[2])}]"))
+                    tile_finish(ctx, Product(batch, a, unused, ct, store), tile_width), lambda bidx: (f"{first.name}[{ctx.c(bidx[2])}]", f"{count.name}[{ctx.c(bidx[2])}]"))
     if tiling.splits_depth():
         return None
     return tables + a_lines + microkernel_tasks(ctx, tiling)
@@ -289,7 +293,7 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     isa = microkernel.target_isa()
     if isa is None or ct != "float":
         return None
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    x, w = node.inputs[0], node.inputs[1]
     images, channels, kernel, out = x.shape[0], x.shape[1], window.kernel, window.out
     cg, mg, taps, rank = channels // group, w.shape[0] // group, numel(window.kernel), len(window.kernel)
     phases = Phases(window, tuple(x.shape[2:]))
@@ -304,26 +308,14 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     lines = phases.copy(ctx, x.shape, ct, buffer)
     batch = (images, group, *outer)
     a_batch = (1, group, *(1,) * len(outer))
-    if direct_buffer(ctx, 1, w.shape, ct) is not None and w.const is not None:
-        const = w.const.reshape(group, mg, cg, taps).transpose(0, 1, 3, 2).reshape(*a_batch, mg, taps * cg)
-    else:
-        const = None
+    weights = direct_buffer(ctx, 1, w.shape, ct) is not None and w.const is not None
+    const = tap_major(w.const, group, taps, a_batch) if weights else None
     a = Operand(a_batch, mg, taps * cg, lambda bidx, r, c: cast(
         ctx.read(1, (bidx[1] * mg + r, mod(c, cg), *unravel(floordiv(c, cg), kernel))), ct), constant=const)
     a_lines, a_at, a_steps = packed_a(ctx, a, rows)
-    bias = node.input(2)
-
-    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
-        m = bidx[1] * mg + i
-        if bias is not None:
-            value = value + cast(ctx.read(2, (m,)), ct)
-        return ctx.store(0, (bidx[0], m, *bidx[2:], *(j if rank > 1 else j[1:])), cast(value, ctype(y.dtype)))
-
+    store = biased_store(ctx, node, mg, ct, lambda bidx, j: (*bidx[2:], *(j if rank > 1 else j[1:])))
     unused = Operand(batch, taps * cg, columns, lambda bidx, r, c: Lit(0))
-    p = Product(batch, a, unused, ct, store, grid, out[-1])
-
-    def finish(bidx: Index, i0: Var, j0: Var, got: int, cols: int, tile: str, stride: int) -> list[str]:
-        return Tile(ctx, p, a, unused, bidx, i0, j0, width).finish(got, cols, tile, stride)
+    finish = tile_finish(ctx, Product(batch, a, unused, ct, store, grid, out[-1]), width)
 
     def b_at(bidx: Index, jt: Var) -> str:
         start = (bidx[0] * channels + bidx[1] * cg) * phases.block + jt * width + \

@@ -266,13 +266,18 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
     b_lines, b_at, ldb = b
     a_lines, a_at, a_steps = packed_a(ctx, p.a, rows)
 
-    def finish(bidx: Index, i0: Var, j0: Var, got: int, cols: int, tile: str, stride: int) -> list[str]:
-        return Tile(ctx, p, p.a, p.b, bidx, i0, j0, width).finish(got, cols, tile, stride)
-
     tiling = Tiling(isa, p.batch, m, n, k, (0,), rows, vectors, a_steps, int(ldb),
                     lambda bidx, it: a_at(broadcast_index(bidx, p.batch, p.a.batch), it),
-                    lambda bidx, jt: b_at(broadcast_index(bidx, p.batch, p.b.batch), jt), finish)
+                    lambda bidx, jt: b_at(broadcast_index(bidx, p.batch, p.b.batch), jt), tile_finish(ctx, p, width))
     return b_lines + a_lines + microkernel_tasks(ctx, tiling)
+
+
+def tile_finish(ctx: KernelContext, p: Product, width: int) -> Callable[[Index, Var, Var, int, int, str, int],
+                                                                      list[str]]:
+    """A Tiling's `finish` for product `p` with full tiles `width` columns wide: the tile to p's store."""
+    def finish(bidx: Index, i0: Var, j0: Var, got: int, cols: int, tile: str, stride: int) -> list[str]:
+        return Tile(ctx, p, p.a, p.b, bidx, i0, j0, width).finish(got, cols, tile, stride)
+    return finish
 
 
 @dataclass(frozen=True)

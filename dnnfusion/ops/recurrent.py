@@ -235,9 +235,9 @@ class _Recurrent(Op):
             strided(buffer, acc, (1,), [0], steps, d.input, d.input, 1)
         w = node.inputs[1]
         weights = None if w.const is None else w.const.swapaxes(-2, -1)
-        if direct_buffer(ctx, 1, tuple(w.shape), acc) is not None:
-            wt = strided(direct_buffer(ctx, 1, tuple(w.shape), acc), acc, (d.directions,), [width * d.input],
-                         d.input, width, 1, d.input, weights)
+        w_buffer = direct_buffer(ctx, 1, tuple(w.shape), acc)
+        if w_buffer is not None:
+            wt = strided(w_buffer, acc, (d.directions,), [width * d.input], d.input, width, 1, d.input, weights)
         else:
             wt = Operand((d.directions,), d.input, width,
                          lambda bidx, r, c: cast(ctx.read(1, (bidx[0], c, r)), acc), constant=weights)

@@ -9,20 +9,13 @@ import pytest
 from onnx import helper
 
 import dnnfusion
-from dnnfusion.kernels import gemm, microkernel
-from dnnfusion.machine import cpu_flags
+from dnnfusion.kernels import gemm
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
+from tests.kernels.conftest import needs_microkernels
 
 rng = np.random.default_rng(13)
-ISAS = [name for name, flags in (("avx512", {"avx512f"}), ("avx2", {"avx2", "fma"})) if flags <= cpu_flags()]
-pytestmark = pytest.mark.skipif(not ISAS, reason="no vector ISA with microkernels on this CPU")
-
-
-@pytest.fixture(params=ISAS)
-def isa(request, monkeypatch):
-    monkeypatch.setattr(microkernel, "target_isa", lambda: microkernel.ISAS[request.param])
-    return microkernel.ISAS[request.param]
+pytestmark = needs_microkernels
 
 
 def conv_model(x_shape, w_shape, weights_given=False, **attrs):
