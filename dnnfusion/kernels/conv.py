@@ -21,6 +21,8 @@ from .window import Window, covered, range_tables, table
 
 
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
+PIXEL_ROWS_GAIN = 1.08     # tile cost, pixels as rows against channels as rows, below which that pays for its
+                           # stores down the channel planes
 
 
 
@@ -63,6 +65,8 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
             ctx.read(1, (bidx[1] * mg + r, *unravel(c, (cg, *kernel)))), ct))
     if pointwise(window, spatial):
         lines, pixels = source(ctx, 0, x.shape, ct)
+        if pixels_as_rows(count, mg) and w.const is not None:
+            return lines + pixel_rows_product(ctx, node, pixels, group, ct)
         b = strided(pixels, ct, batch, (channels * count, cg * count), depth, count, count, 1)
     else:
         lines, b = im2col(ctx, x.shape, window, group, ct)
@@ -72,6 +76,33 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
     store = biased_store(ctx, node, mg, ct, lambda bidx, j: unravel(j[0], out))
     return lines + product_kernel(ctx, Product(batch, a, b, ct, store))
 
+
+
+def pixels_as_rows(pixels: int, channels: int) -> bool:
+    """Whether a pointwise product's tiles cost clearly less (PIXEL_ROWS_GAIN) with the output pixels as rows
+    and the output channels along the vectors (7 x 7 = 49 pixels fill 64 columns, 77%, but 5 tiles of 10
+    rows), which pays for storing each tile down the channels' planes."""
+    isa = microkernel.target_isa()
+    return isa is not None and \
+        isa.tile_shape(pixels, channels)[2] * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
+
+
+def pixel_rows_product(ctx: KernelContext, node: Node, pixels: str, group: int, ct: str) -> list[str]:
+    """A pointwise convolution as the product (pixels x C/G) times (C/G x M/G) per image and group: the
+    input read in place as a column-major A, the weights transposed into B at compile time, each tile's
+    row a pixel across output channels, stored down the channels' planes."""
+    x, w = node.inputs[0], node.inputs[1]
+    images, channels, count = x.shape[0], x.shape[1], numel(x.shape[2:])
+    cg, mg = channels // group, w.shape[0] // group
+    batch = (images, group)
+    a = strided(pixels, ct, batch, (channels * count, cg * count), count, cg, 1, count)
+    weights = w.const.reshape(1, group, mg, cg).swapaxes(-2, -1)
+    b = Operand((1, group), cg, mg, lambda bidx, r, c: Lit(0), constant=weights)
+    channel_major = biased_store(ctx, node, mg, ct, lambda bidx, j: unravel(j[0], x.shape[2:]))
+
+    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        return channel_major(bidx, j[0], (i,), value)
+    return product_kernel(ctx, Product(batch, a, b, ct, store))
 
 
 def pointwise(window: Window, spatial: Sequence[int]) -> bool:
@@ -260,7 +291,7 @@ def conv_outer_window(ctx: KernelContext, node: Node, window: Window, group: int
     cg, mg, taps, od = channels // group, w.shape[0] // group, window.kernel[0], window.out[0]
     stride, pad, dilation = window.strides[0], window.pads_begin[0], window.dilations[0]
     spans = [covered(taps, o * stride - pad, dilation, 0, depth) for o in range(od)]
-    rows = min(isa.rows, mg)
+    rows = isa.tile_rows(mg, vectors)
     batch, a_batch = (images, group, od), (1, group, 1)
     a = Operand(a_batch, mg, taps * cg, lambda bidx, r, c: Lit(0),
                 constant=tap_major(w.const, group, taps, a_batch))
@@ -299,8 +330,8 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     phases = Phases(window, tuple(x.shape[2:]))
     grid = (out[-2] if rank > 1 else 1, phases.extent[-1])
     columns = numel(grid)
-    vectors = min(isa.vectors, -(-columns // isa.lanes))
-    rows, width = min(isa.rows, mg), vectors * isa.lanes
+    rows, vectors, _ = isa.tile_shape(mg, columns)
+    width = vectors * isa.lanes
     col_tiles = -(-columns // width)
     outer = tuple(out[:-2])
     farthest = sum((o - 1) * s for o, s in zip(outer, phases.steps)) + max(phases.offsets) + col_tiles * width

@@ -258,8 +258,8 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
     m, k, n = p.a.rows, p.a.cols, p.b.cols
     if isa is None or p.acc != "float" or n < PACKED_MIN_COLUMNS or k < 1:
         return None
-    vectors = min(isa.vectors, -(-n // isa.lanes))
-    rows, width = min(isa.rows, m), vectors * isa.lanes
+    rows, vectors, _ = isa.tile_shape(m, n)
+    width = vectors * isa.lanes
     b = packed_b(ctx, p, width)
     if b is None:
         return None

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from ..machine import cpu_flags
 
 
+LOADS_PER_CYCLE = 2   # vector loads and broadcasts a core issues per cycle
+SHAPE_GAIN = 0.97     # cost, against a full tile's shape, below which another tile shape is chosen
+
+
 @dataclass(frozen=True)
 class Isa:
     """A vector ISA as the microkernels use it: C vector type and intrinsics, lanes per vector, and the tile
@@ -29,6 +33,40 @@ class Isa:
     def width(self) -> int:
         """Columns of a full tile (NR)."""
         return self.lanes * self.vectors
+
+    def max_rows(self, vectors: int) -> int:
+        """Rows of the tallest tile `vectors` wide: as many accumulators as a full tile keeps."""
+        return self.rows * self.vectors // vectors
+
+    def tile_rows(self, m: int, vectors: int | None = None) -> int:
+        """Rows of the tiles `vectors` wide (default: a full tile's) over m rows: the height whose tiles cost
+        least (`row_cost`), ties to the taller (64 rows: 11 x 5 + 9 rather than 12 x 5 + 4; 196: 11 x 17 + 9)."""
+        v = self.vectors if vectors is None else vectors
+        tallest = self.max_rows(v)
+        if m <= tallest:
+            return m
+        return min(range(tallest, max(tallest // 2, 1) - 1, -1), key=lambda rows: self.row_cost(m, rows, v))
+
+    def row_cost(self, m: int, rows: int, vectors: int) -> float:
+        """Cycles per step of depth of one column of tiles `rows` x `vectors` over m rows: per tile, its FMAs
+        (at least two thirds of the tallest tile's: a thinner one leaves the FMA units waiting on its loads)
+        or its loads (LOADS_PER_CYCLE), whichever binds, plus one for the loop."""
+        thin = self.max_rows(vectors) * 2 // 3
+
+        def tile(height: int) -> float:
+            return max(max(height, thin) * vectors, (height + vectors) / LOADS_PER_CYCLE) + 1
+        full, last = divmod(m, rows)
+        return full * tile(rows) + (tile(last) if last else 0)
+
+    def tile_shape(self, m: int, n: int) -> tuple[int, int, float]:
+        """(rows, vectors) of the tiles over an m x n product, and their cost in cycles per step of depth: the
+        width that wastes least of the columns' last tile and the rows' (within SHAPE_GAIN, a full tile's)."""
+        def shape(vectors: int) -> tuple[int, int, float]:
+            rows = self.tile_rows(m, vectors)
+            return rows, vectors, -(-n // (vectors * self.lanes)) * self.row_cost(m, rows, vectors)
+        default = shape(min(self.vectors, -(-n // self.lanes)))
+        best = min((shape(v) for v in range(1, self.vectors + 2)), key=lambda s: s[2])
+        return best if best[2] < SHAPE_GAIN * default[2] else default
 
 
 # 12 x 2 zmm: 24 accumulators + 2 B vectors + 1 broadcast of the 32 registers; two loads and 12 broadcasts per

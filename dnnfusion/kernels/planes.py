@@ -13,7 +13,7 @@ import numpy as np
 
 from ..ir.graph import Node
 from ..kir.expr import Expr, Lit, Load, Var, cast, ctype, floordiv, mod, numel, strides, unravel
-from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from . import microkernel
 from .window import Window, covered
 
@@ -95,8 +95,7 @@ class Phases:
             middle += ctx.value(f"pv{h}", element(h)) + [f"{put(h)} = pv{h};"]
         fill = edge("0", str(lo)) if lo < hi else edge("0", str(extent[-1]))
         if lo < hi:
-            fill += ["#pragma omp simd", f"for (int64_t {q.name} = {lo}; {q.name} < {hi}; ++{q.name}) {{",
-                     *indent(middle), "}"] + edge(str(hi), str(extent[-1]))
+            fill += overlapped_for(q, lo, hi, vector_lanes(), middle) + edge(str(hi), str(extent[-1]))
         checks = [f"{ctx.c(p)} < 0 || {ctx.c(p)} >= {size}" for p, size in zip(pos, spatial)]
         if checks:
             clear = [f"for (int64_t {q.name} = 0; {q.name} < {extent[-1]}; ++{q.name}) {{",
@@ -134,8 +133,7 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
     images, out, kernel, rank = x.shape[0], window.out, window.kernel, len(window.kernel)
     phases = Phases(window, tuple(x.shape[2:]))
     wq, lines = phases.extent[-1], out[-2] if rank > 1 else 1
-    isa = microkernel.target_isa()
-    lanes = isa.lanes if isa is not None else 8
+    lanes = vector_lanes()
     wv = -(-out[-1] // lanes) * lanes
     farthest = sum((o - 1) * st for o, st in zip(out[:-2], phases.steps)) + (lines - 1) * wq + wv + max(phases.offsets)
     size = max(phases.block, farthest)
@@ -177,10 +175,16 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
     value = fold.finish(m, Load("grid", rr * wv + ow, ct))
     store = ctx.store(0, (n, m, *outer, *row, ow), cast(value, ctype(y.dtype)))
     run += [f"for (int64_t {rr.name} = 0; {rr.name} < {here.name}; ++{rr.name}) {{",
-            *indent(serial_for(ow, out[-1], store, simd=True)), "}"]
+            *indent(overlapped_for(ow, 0, out[-1], lanes, store)), "}"]
     chunks = serial_for(ro, numel(out[:-2]), serial_for(hc, -(-lines // chunk), run))
     body += serial_for(j, per_plane, fold.prelude(m) + chunks)
     return parallel_for(task, images * planes, body, y.numel * numel(kernel))
+
+
+def vector_lanes() -> int:
+    """float32 lanes of this CPU's vectors (8 where it has no microkernel ISA)."""
+    isa = microkernel.target_isa()
+    return isa.lanes if isa is not None else 8
 
 
 def balanced_sum(terms: list[Expr]) -> Expr:

@@ -18,7 +18,7 @@ FLOAT_FUNCTIONS = {   # generic name -> (float version, double version); exp, ta
     "acos": ("acosf", "acos"), "atan": ("atanf", "atan"), "sinh": ("sinhf", "sinh"), "cosh": ("coshf", "cosh"),
     "asinh": ("asinhf", "asinh"), "acosh": ("acoshf", "acosh"), "atanh": ("atanhf", "atanh"),
     "pow": ("powf", "pow"), "fmod": ("fmodf", "fmod"), "round": ("nearbyintf", "nearbyint"),
-    "log1p": (FLOAT_HELPERS["log1p"], "log1p"), "expm1": ("expm1f", "expm1"), "isnan": ("isnan", "isnan"),
+    "log1p": (FLOAT_HELPERS["log1p"], "log1p"), "sigmoid": (FLOAT_HELPERS["sigmoid"], "df_sigmoid"), "expm1": ("expm1f", "expm1"), "isnan": ("isnan", "isnan"),
     "isinf": ("isinf", "isinf"), "signbit": ("signbit", "signbit"), "fmax": ("fmaxf", "fmax"),
     "fmin": ("fminf", "fmin"), "trunc": ("truncf", "trunc"),
 }

@@ -72,6 +72,24 @@ def parallel_for(var: Var, extent: int, body: list[str], work: int) -> list[str]
         ["  " + line for line in body] + ["}"]
 
 
+def overlapped_for(var: Var, start: int, stop: int, lanes: int, body: list[str]) -> list[str]:
+    """A vectorised loop over start <= var < stop whose last group of `lanes` iterations overlaps the one before
+    instead of running a scalar remainder (gcc 12 leaves up to lanes - 1 iterations scalar, which for an
+    epilogue with exp or a division costs as much as the vectors). Only for bodies that store a value computed
+    from inputs they do not write: the overlapped iterations run twice."""
+    extent = stop - start
+    if extent < lanes or extent % lanes == 0:
+        return ["#pragma omp simd", f"for (int64_t {var.name} = {start}; {var.name} < {stop}; ++{var.name}) {{",
+                *indent(body), "}"]
+    group, lane = Var(f"{var.name}_g"), Var(f"{var.name}_l")
+    return [f"for (int64_t {group.name} = {start}; {group.name} < {stop}; {group.name} += {lanes}) {{",
+            f"  const int64_t {group.name}0 = {group.name} + {lanes} <= {stop} ? {group.name} : {stop - lanes};",
+            "  #pragma omp simd",
+            f"  for (int64_t {lane.name} = 0; {lane.name} < {lanes}; ++{lane.name}) {{",
+            f"    const int64_t {var.name} = {group.name}0 + {lane.name};",
+            *indent(indent(body)), "  }", "}"]
+
+
 def indent(lines: list[str]) -> list[str]:
     """C lines one level deeper."""
     return ["  " + line for line in lines]

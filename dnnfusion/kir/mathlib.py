@@ -16,7 +16,8 @@ added back elsewhere)."""
 from __future__ import annotations
 
 # generic function name -> the float32 helper below that replaces libm's
-FLOAT_HELPERS = {"exp": "df_expf", "tanh": "df_tanhf", "erf": "df_erff", "log": "df_logf", "log1p": "df_log1pf"}
+FLOAT_HELPERS = {"exp": "df_expf", "tanh": "df_tanhf", "erf": "df_erff", "log": "df_logf", "log1p": "df_log1pf",
+                 "sigmoid": "df_sigmoidf"}
 
 SOURCE = """\
 static inline __attribute__((always_inline)) float df_expf(float x) {
@@ -43,6 +44,30 @@ static inline __attribute__((always_inline)) float df_expf(float x) {
   const float finite = x > hi ? INFINITY : scaled;
   return x != x ? x : finite;
 }
+
+static inline __attribute__((always_inline)) float df_sigmoidf(float x) {
+  /* 1 / (1 + e^-x), e^-x as in df_expf with one exponent scale: -x is clamped to [-87.5, 88.75], where the
+     scale 2^k stays a float (2^-126 .. 2^128 = +inf, giving 0 where e^-x overflows); below -87.5 the sum rounds
+     to 1. NaN passes through the polynomial. */
+  const float n = -x;
+  const float c0 = n > 88.75f ? 88.75f : n;
+  const float c = c0 < -87.5f ? -87.5f : c0;
+  const float kf = floorf(c * 1.44269504088896341f + 0.5f);
+  const float r = (c - kf * 0.693359375f) - kf * -2.12194440e-4f;
+  float q = 1.9826495554298162e-4f;
+  q = q * r + 1.3946021208539605e-3f;
+  q = q * r + 8.33342969417572e-3f;
+  q = q * r + 4.1666269302368164e-2f;
+  q = q * r + 0.1666666567325592f;
+  q = q * r + 0.5f;
+  const float y = q * (r * r) + r + 1.0f;
+  const uint32_t bits = (uint32_t)((int32_t)kf + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, 4);
+  return 1.0f / (1.0f + y * scale);
+}
+
+static inline double df_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 static inline __attribute__((always_inline)) float df_log_reduced(float f) {
   /* log(1 + f) for f in [-0.34, 1]: f - (f^2/2 - s (f^2/2 + R(s^2))), s = f / (2 + f), the exact f

@@ -39,9 +39,8 @@ def clamp(x: Expr, low: float, high: float) -> Expr:
 
 
 def sigmoid_expr(x: Expr) -> Expr:
-    """1 / (1 + e^-x)."""
-    one = lit(1, x.ctype)
-    return one / (one + call("exp", -x))
+    """1 / (1 + e^-x), one helper call (its exponent scale is simpler than a general exp's)."""
+    return call("sigmoid", x)
 
 
 def softplus_expr(x: Expr) -> Expr:

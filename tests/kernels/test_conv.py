@@ -93,9 +93,9 @@ def test_depthwise_planes(x_shape, w_shape, attrs):
     ((2, 600, 8, 8), (30, 600, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
 ])
 def test_deep_convolutions_split_their_depth(isa, x_shape, w_shape, attrs, monkeypatch):
-    """Depth (channels x taps) too deep for a column tile of B to stay in cache (a 256 KiB L2 here): chunks of
+    """Depth (channels x taps) too deep for a column tile of B to stay in cache (a 128 KiB L2 here): chunks of
     the depth added into a block of tiles per task (the accumulating microkernels), edges on both axes."""
-    monkeypatch.setattr(gemm, "l2_bytes", lambda: 256 << 10)
+    monkeypatch.setattr(gemm, "l2_bytes", lambda: 128 << 10)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
     compiled = dnnfusion.compile(model)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
@@ -143,3 +143,33 @@ def test_depth_only_windows_read_the_input_in_place(isa, x_shape, w_shape, attrs
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "span_first" in compiled.source and "plane[" not in compiled.source
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 48, 7, 7), (64, 48, 1, 1), {}),
+    ((2, 32, 5, 5), (96, 16, 1, 1), {"group": 2}),
+])
+def test_pointwise_convolution_on_few_pixels_takes_them_as_rows(isa, x_shape, w_shape, attrs):
+    """7 x 7 and 5 x 5 pixels under-fill a tile's columns: the pixels become the product's rows (the input
+    read as a column-major A, A(pixel, channel) one plane apart), the output channels its columns, each tile
+    stored down the channel planes; a fused producer (Relu) and epilogue (bias, Sigmoid)."""
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert f"_a1x{np.prod(x_shape[2:])}(" in compiled.source and compiled.stats["blocks"] == 1
+
+
+@pytest.mark.parametrize("x_shape, attrs", [
+    ((1, 8, 9, 37), {"pads": [1, 1, 1, 1]}),
+    ((1, 8, 10, 70), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+])
+def test_depthwise_rows_end_in_overlapping_vectors(x_shape, attrs):
+    """Rows of 35 to 37 outputs: the phased copy (through the producer) and the epilogue's stores run whole
+    vectors, the last one overlapping the one before instead of a scalar remainder."""
+    channels = x_shape[1]
+    model, feeds = conv_model(x_shape, (channels, 1, 3, 3), group=channels, **attrs)
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert "_g0 = " in compiled.source

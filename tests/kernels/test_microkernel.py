@@ -77,6 +77,31 @@ def test_pointwise_convolution_weights_as_a(isa):
     assert f"df_ukr_{isa.name}_" in check(model, {"x": x}).source
 
 
+def test_tile_shapes_waste_least():
+    """Row tiles as even as they can be, and one-vector tiles where a column count wastes half a full tile."""
+    avx512, avx2 = microkernel.ISAS["avx512"], microkernel.ISAS["avx2"]
+    assert [avx512.tile_rows(m) for m in (12, 64, 128, 196)] == [12, 11, 12, 11]
+    assert avx512.tile_shape(128, 768)[:2] == (12, 2)            # BERT's products keep the full tile
+    assert avx512.tile_shape(112, 196)[:2] == (24, 1)            # 196 = 12.25 x 16 columns, not 6.1 x 32
+    assert avx2.tile_rows(64) == 6 and avx2.tile_rows(6) == 6
+    for isa in (avx512, avx2):
+        for m, n in [(1, 40), (13, 37), (49, 1280), (273, 399), (672, 196)]:
+            rows, vectors, cost = isa.tile_shape(m, n)
+            assert rows <= isa.max_rows(vectors) and vectors <= isa.vectors + 1
+            full = min(isa.vectors, -(-n // isa.lanes))
+            assert cost <= -(-n // (full * isa.lanes)) * isa.row_cost(m, isa.tile_rows(m, full), full)
+
+
+@pytest.mark.parametrize("m,k,n", [(112, 40, 196), (13, 45, 37)])
+def test_products_on_narrow_tiles(isa, m, k, n):
+    """Shapes whose cheapest tiles are not a full tile's (one vector wide, or three)."""
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", FLOAT, [m, k])], ["y"], {"b": b})
+    rows, vectors, _ = isa.tile_shape(m, n)
+    compiled = check(model, {"a": rng.standard_normal((m, k)).astype(np.float32)})
+    assert f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_" in compiled.source
+
+
 def test_microkernel_reads_a_at_its_steps():
     """The C of a 2-row tile over A rows 7 apart: broadcasts at offsets 0 and 7 from each column."""
     code = microkernel.code(microkernel.ISAS["avx2"], 2, 1, (7, 1))
@@ -85,10 +110,10 @@ def test_microkernel_reads_a_at_its_steps():
 
 @pytest.mark.parametrize("m,k,n,constant", [(53, 5000, 70, True), (30, 4500, 48, False)])
 def test_deep_products_split_their_depth(isa, m, k, n, constant, monkeypatch):
-    """A depth whose column tile of B would not stay in cache (a 256 KiB L2 here): the depth in chunks, each
+    """A depth whose column tile of B would not stay in cache (a 128 KiB L2 here): the depth in chunks, each
     added into the task's block of tiles by the accumulating microkernels; constant or run-time B, edges on
     both axes."""
-    monkeypatch.setattr(gemm, "l2_bytes", lambda: 256 << 10)
+    monkeypatch.setattr(gemm, "l2_bytes", lambda: 128 << 10)
     b = rng.standard_normal((k, n)).astype(np.float32)
     inputs = [("a", FLOAT, [m, k])] + ([] if constant else [("b", FLOAT, [k, n])])
     model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], inputs, ["y"], {"b": b} if constant else {})
