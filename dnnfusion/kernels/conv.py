@@ -14,13 +14,16 @@ from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype
 from ..kir.expr import numel, unravel
 from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
 from . import microkernel
-from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, product_kernel
+from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
+from .gemm import product_kernel
 from .gemm import strided, tile_finish
 from .planes import Phases, PlaneFold, balanced_sum, plane_window
 from .window import Window, covered, range_tables, table
 
 
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
+PIXEL_ROWS_STORE = 32      # per depth step: the cost of storing a pixel-rows tile down the channel planes
+PIXEL_ROWS_NOTE = "/* implicit GEMM: each output row's pixels as rows, the output channels as columns */"
 PIXEL_ROWS_GAIN = 1.08     # tile cost, pixels as rows against channels as rows, below which that pays for its
                            # stores down the channel planes
 
@@ -331,15 +334,17 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     grid = (out[-2] if rank > 1 else 1, phases.extent[-1])
     columns = numel(grid)
     rows, vectors, _ = isa.tile_shape(mg, columns)
+    outer = tuple(out[:-2])
+    weights = direct_buffer(ctx, 1, w.shape, ct) is not None and w.const is not None
+    if weights and pixel_rows_pay(isa, out, columns, mg, taps * cg):
+        return implicit_pixel_rows(ctx, node, window, group, phases)
     width = vectors * isa.lanes
     col_tiles = -(-columns // width)
-    outer = tuple(out[:-2])
     farthest = sum((o - 1) * s for o, s in zip(outer, phases.steps)) + max(phases.offsets) + col_tiles * width
     buffer = ctx.scratch(ct, images * channels * phases.block + max(0, farthest - phases.block))
     lines = phases.copy(ctx, x.shape, ct, buffer)
     batch = (images, group, *outer)
     a_batch = (1, group, *(1,) * len(outer))
-    weights = direct_buffer(ctx, 1, w.shape, ct) is not None and w.const is not None
     const = tap_major(w.const, group, taps, a_batch) if weights else None
     a = Operand(a_batch, mg, taps * cg, lambda bidx, r, c: cast(
         ctx.read(1, (bidx[1] * mg + r, mod(c, cg), *unravel(floordiv(c, cg), kernel))), ct), constant=const)
@@ -356,6 +361,55 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     tiling = Tiling(isa, batch, mg, columns, cg, tuple(phases.offsets), rows, vectors, a_steps, phases.block,
                     lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at, finish)
     return lines + a_lines + microkernel_tasks(ctx, tiling)
+
+
+def pixel_rows_pay(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int) -> bool:
+    """Whether an implicit-GEMM convolution's tiles cost less (stores down the channel planes included) with
+    each output row's pixels as rows than with the output channels as rows over `columns` of the padded grid
+    (per outer position)."""
+    by_channels = numel(out[:-2]) * isa.tile_shape(mg, columns)[2]
+    by_pixels = numel(out[:-1]) * isa.tile_shape(out[-1], mg)[2] * (1 + PIXEL_ROWS_STORE / depth)
+    return by_pixels < by_channels
+
+
+def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: int, phases: Phases) -> list[str]:
+    """`conv_implicit` the other way round, for output rows too short to fill a grid of column tiles without
+    waste (VGG's 14 x 14, YOLO's 13 x 13): per output row, its pixels are the product's rows, read from the
+    phased copy (A's column k one channel's phase block further, each tap's segment at its shift), and the
+    output channels its columns, from the weights packed at compile time in (tap, channel) order; each tile
+    is stored down the channels' planes."""
+    isa = microkernel.target_isa()
+    assert isa is not None
+    x, w = node.inputs[0], node.inputs[1]
+    images, channels, out, ct = x.shape[0], x.shape[1], window.out, "float"
+    cg, mg, taps = channels // group, w.shape[0] // group, numel(window.kernel)
+    rows, vectors, _ = isa.tile_shape(out[-1], mg)
+    buffer = ctx.scratch(ct, images * channels * phases.block)
+    lines = [PIXEL_ROWS_NOTE] + phases.copy(ctx, x.shape, ct, buffer)
+    batch = (images, group, *out[:-1])
+    b_batch = (1, group, *(1,) * (len(out) - 1))
+    b = Operand(b_batch, taps * cg, mg, lambda bidx, r, c: Lit(0),
+                constant=tap_major(w.const, group, taps, b_batch).swapaxes(-2, -1))
+    a = Operand(batch, out[-1], taps * cg, lambda bidx, r, c: Lit(0))
+    channel_major = biased_store(ctx, node, mg, ct, lambda bidx, j: (*bidx[2:], j[0]))
+
+    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        return channel_major(bidx, j[0], (i,), value)
+    product = Product(batch, a, b, ct, store)
+    width = vectors * isa.lanes
+    packed = packed_b(ctx, product, width)
+    assert packed is not None
+    _, b_at, ldb = packed
+
+    def a_at(bidx: Index, it: Var) -> str:
+        start = (bidx[0] * channels + bidx[1] * cg) * phases.block + it * rows + \
+            sum((o * s for o, s in zip(bidx[2:], phases.steps)), Lit(0))
+        return f"({buffer} + {ctx.c(start)})"
+
+    tiling = Tiling(isa, batch, out[-1], mg, cg, tuple(phases.offsets), rows, vectors, (1, phases.block), int(ldb),
+                    a_at, lambda bidx, jt: b_at(broadcast_index(bidx, batch, b_batch), jt),
+                    tile_finish(ctx, product, width), shift_a=True)
+    return lines + microkernel_tasks(ctx, tiling)
 
 
 def conv_depthwise(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:

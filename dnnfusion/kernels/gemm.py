@@ -306,6 +306,7 @@ class Tiling:
     b_at: Callable[[Index, Var], str]
     finish: Callable[[Index, Var, Var, int, int, str, int], list[str]]
     spans: Callable[[Index], tuple[str, str]] | None = None   # (first segment, count) per batch entry, C
+    shift_a: bool = False     # the segments' offsets are A's (elements), B's rows running on through them
 
     @property
     def width(self) -> int:
@@ -323,7 +324,7 @@ class Tiling:
 
     def kernel(self, ctx: KernelContext, got: int, segmented: bool = False, accumulate: bool = False) -> str:
         """The microkernel for a tile of `got` rows, declared once per program."""
-        args = (self.isa, got, self.vectors, self.a_steps, segmented, accumulate)
+        args = (self.isa, got, self.vectors, self.a_steps, segmented, accumulate, self.shift_a)
         return ctx.helper(microkernel.name(*args), microkernel.code(*args))
 
 
@@ -359,14 +360,19 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
                 call = f"{t.kernel(ctx, got, True)}({t.depth}, {len(t.segments)}, {offsets.name}, {a_ptr}, {b_ptr}, " \
                        f"{t.ldb}, tile);"
             else:
-                call = f"{t.kernel(ctx, got)}({t.depth}, {a_ptr}, ({b_ptr} + {t.segments[0]}), {t.ldb}, tile);"
+                a_first, b_first = (t.segments[0], 0) if t.shift_a else (0, t.segments[0])
+                call = f"{t.kernel(ctx, got)}({t.depth}, ({a_ptr} + {a_first}), ({b_ptr} + {b_first}), {t.ldb}, tile);"
             return [call] + edges(j0, t.width, t.n, lambda cols: t.finish(bidx, i0, j0, got, cols, "tile", t.width))
         return lines + parallel_for(task, numel(t.batch) * row_tiles * col_tiles, head + edges(i0, t.rows, t.m, tile),
                                     work)
     if t.spans is not None:
         raise ValueError("segment spans need a depth that fits the cache (Tiling.splits_depth)")
-    chunks = [(s * t.depth + k0, offset + k0 * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
-              for s, offset in enumerate(t.segments) for k0 in range(0, t.depth, DEPTH_CHUNK)]
+    if t.shift_a:        # (A offset, B offset) in elements, and the chunk's depth
+        chunks = [(offset + k0 * t.a_steps[1], (s * t.depth + k0) * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
+                  for s, offset in enumerate(t.segments) for k0 in range(0, t.depth, DEPTH_CHUNK)]
+    else:
+        chunks = [((s * t.depth + k0) * t.a_steps[1], offset + k0 * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
+                  for s, offset in enumerate(t.segments) for k0 in range(0, t.depth, DEPTH_CHUNK)]
     col_block = -(-col_tiles // -(-col_tiles // BLOCK_COLUMN_TILES))        # blocks of even size
     row_blocks = -(-row_tiles // max(1, BLOCK_TILE_FLOATS // (t.rows * col_block * t.width)))
     col_blocks = -(-col_tiles // col_block)
@@ -376,7 +382,7 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
     row_blocks = -(-row_tiles // row_block)
     ldc = col_block * t.width
     ca, cb, cn = ctx.var("chunk_a"), ctx.var("chunk_b"), ctx.var("chunk_n")
-    tables = [table(ca.name, [a * t.a_steps[1] for a, _, _ in chunks]), table(cb.name, [b for _, b, _ in chunks]),
+    tables = [table(ca.name, [a for a, _, _ in chunks]), table(cb.name, [b for _, b, _ in chunks]),
               table(cn.name, [n for _, _, n in chunks])]
     ib, jb, iu, ju, ci, z = (ctx.var(h) for h in ("ib", "jb", "iu", "ju", "ci", "z"))
     it, jt = ctx.var("it"), ctx.var("jt")

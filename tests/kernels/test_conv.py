@@ -10,6 +10,7 @@ from onnx import helper
 
 import dnnfusion
 from dnnfusion.kernels import gemm
+from dnnfusion.kernels.conv import PIXEL_ROWS_NOTE
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
 from tests.kernels.conftest import needs_microkernels
@@ -173,3 +174,24 @@ def test_depthwise_rows_end_in_overlapping_vectors(x_shape, attrs):
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "_g0 = " in compiled.source
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs, l2_kib", [
+    ((1, 64, 7, 7), (96, 64, 3, 3), {"pads": [1, 1, 1, 1]}, None),
+    ((2, 64, 7, 7), (128, 32, 3, 3), {"pads": [1, 1, 1, 1], "group": 2}, None),
+    ((1, 64, 13, 14), (96, 64, 3, 3), {"pads": [1, 0, 1, 2], "strides": [2, 2]}, None),
+    ((1, 32, 4, 6, 6), (48, 32, 3, 3, 3), {"pads": [1] * 6}, None),
+    ((1, 300, 5, 9), (64, 300, 3, 3), {"pads": [1, 1, 1, 1]}, 128),
+])
+def test_short_output_rows_take_pixels_as_rows(isa, x_shape, w_shape, attrs, l2_kib, monkeypatch):
+    """Output rows too short to fill column tiles over the padded grid: per output row, its pixels as the
+    product's rows (each tap's segment shifting A, the weights as B), tiles stored down the channel planes;
+    groups, strides, 3-D, and a depth split into chunks (a small L2)."""
+    if l2_kib:
+        monkeypatch.setattr(gemm, "l2_bytes", lambda: l2_kib << 10)
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert PIXEL_ROWS_NOTE in compiled.source and ("_acc(" in compiled.source) == bool(l2_kib)
+    assert ("_sega(" in compiled.source) != bool(l2_kib)      # the split depth's chunks shift A on their own
