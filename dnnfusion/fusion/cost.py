@@ -73,12 +73,16 @@ def prologue_recompute(ops: list[OpInfo]) -> float:
     return extra
 
 
+def broadcast_recompute(ops: list[OpInfo]) -> float:
+    """Seconds spent re-evaluating producers of the block that a member reads One-to-Many (once per read)."""
+    inside = {o.index for o in ops}
+    epilogue = _after_many_to_many(ops)
+    return sum(_recompute_seconds(p, c, epilogue) for c in ops for p in c.producers if p.index in inside and p is not c)
+
+
 def estimate(block: list[OpInfo], candidate: OpInfo) -> Profile:
     """Fused versus unfused time of adding `candidate` to `block`, by the cost model."""
     fused_ops = block + [candidate]
-    inside = {o.index for o in fused_ops}
-    epilogue = _after_many_to_many(fused_ops)
-    recompute = sum(_recompute_seconds(p, c, epilogue) for c in fused_ops for p in c.producers
-                    if p.index in inside and p is not c)
+    recompute = broadcast_recompute(fused_ops)
     recompute += prologue_recompute(fused_ops)
     return Profile(_seconds(fused_ops) + recompute, _seconds(block) + _seconds([candidate]), "estimate")

@@ -157,6 +157,10 @@ class DNNFusionPlanner:
         verdict = cell.verdict
         if verdict is Verdict.GREEN and cost.prologue_recompute(block + [candidate]) > cost.prologue_recompute(block):
             verdict = Verdict.YELLOW      # a green pair whose fused producer a template would re-evaluate: profile it
+        if verdict is Verdict.GREEN and cost.broadcast_recompute(block + [candidate]) - \
+                cost.broadcast_recompute(block) > cost.KERNEL_SECONDS:
+            verdict = Verdict.YELLOW      # a producer read One-to-Many, recomputed per read for more than a kernel
+                                          # launch costs (an index chain per gathered element): profile it
         problem = self._constraint(block, candidate)
         if problem:
             self.rejections.append(Rejection(Reason.CONSTRAINT, producer, consumer, problem))

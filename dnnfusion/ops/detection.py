@@ -341,8 +341,13 @@ class RoiAlign(Op):
             init, finish = "0.0", "roi_acc / (double)(ry_count * rx_count)"
             update = ["roi_acc += wy_lo * wx_lo * roi_ll + wy_lo * wx_hi * roi_lh + wy_hi * wx_lo * roi_hl"
                       " + wy_hi * wx_hi * roi_hh;"]
-        samples = serial_for(iy, "ry_count", _roi_taps("y", iy, ph, height) + serial_for(
-            ix, "rx_count", _roi_taps("x", ix, pw, width) + corners + update))
+        ratio = node.attr("sampling_ratio", 0)
+        if ratio > 0:        # the taps of every (bin, sample) along each axis, once per (roi, channel)
+            lines += _tap_table("y", ph, iy, out_h, ratio, height) + _tap_table("x", pw, ix, out_w, ratio, width)
+            y_taps, x_taps = _table_taps("y", ph, iy, ratio), _table_taps("x", pw, ix, ratio)
+        else:
+            y_taps, x_taps = _roi_taps("y", iy, ph, height), _roi_taps("x", ix, pw, width)
+        samples = serial_for(iy, "ry_count", y_taps + serial_for(ix, "rx_count", x_taps + corners + update))
         body = [f"double roi_acc = {init};", "if (roi_ok) {"] + ["  " + line for line in samples] + ["}"]
         body += [f"const double roi_res = roi_ok ? {finish} : 0.0;"]
         body += ctx.store(0, (r, c, ph, pw), Cast(Var("roi_res", "double"), ctype(node.outputs[0].dtype)))
@@ -411,6 +416,24 @@ def _roi_taps(axis: str, k: Var, p: Var, extent: int) -> list[str]:
             f"const double {a}_frac = {a}_edge ? 0.0 : {a}_at - (double){a}_lo;",
             f"const double w{axis}_lo = {a}_inside ? 1.0 - {a}_frac : 0.0;",
             f"const double w{axis}_hi = {a}_inside ? {a}_frac : 0.0;"]
+
+
+def _tap_table(axis: str, p: Var, k: Var, bins: int, count: int, extent: int) -> list[str]:
+    """C that fills stack tables of sample k of bin p's bilinear taps along one axis (`_roi_taps`), indexed
+    p * count + k: computed once per (roi, channel) instead of once per output and sample."""
+    a, size = f"r{axis}", bins * count
+    entry = f"{p.name} * {count} + {k.name}"
+    fill = _roi_taps(axis, k, p, extent) + [f"t{axis}_lo[{entry}] = {a}_lo;", f"t{axis}_hi[{entry}] = {a}_hi;",
+                                            f"t{axis}_wlo[{entry}] = w{axis}_lo;", f"t{axis}_whi[{entry}] = w{axis}_hi;"]
+    return [f"int64_t t{axis}_lo[{size}], t{axis}_hi[{size}];", f"double t{axis}_wlo[{size}], t{axis}_whi[{size}];"] + \
+        serial_for(p, bins, serial_for(k, count, fill))
+
+
+def _table_taps(axis: str, p: Var, k: Var, count: int) -> list[str]:
+    """C that reads sample k of bin p's taps from `_tap_table`'s tables under `_roi_taps`'s names."""
+    a, entry = f"r{axis}", f"{p.name} * {count} + {k.name}"
+    return [f"const int64_t {a}_lo = t{axis}_lo[{entry}], {a}_hi = t{axis}_hi[{entry}];",
+            f"const double w{axis}_lo = t{axis}_wlo[{entry}], w{axis}_hi = t{axis}_whi[{entry}];"]
 
 
 def _axis_samples(start: float, bin_size: float, bins: int, count: int, extent: int) -> _Samples:
