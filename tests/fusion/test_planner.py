@@ -142,3 +142,16 @@ def test_a_convolution_takes_its_producers_into_its_prologue(kernel):
     """Every convolution template reads its input through one copy (phased, padded or as it is) that applies
     fused producers once per element, so the green pair fuses forward as the paper's table says, 3x3 or 1x1."""
     assert blocks_of(plan_of(conv_silu("Conv", kernel))) == [["c1"], ["s", "m", "y"]]
+
+
+def test_an_index_chain_is_not_recomputed_for_every_gathered_element():
+    """Faster R-CNN's level assignment: a chain of Sqrt, Log and Floor over 64 boxes gives the rows a Gather
+    copies, 4096 elements each. Fused, the chain would run once per copied element, so the green pair is left
+    to the cost model, which keeps the chain in a block of its own; the Gather still fuses with its data."""
+    nodes = [node("Sqrt", ["area"], "root"), node("Log", ["root"], "log"), node("Floor", ["log"], "level"),
+             node("Cast", ["level"], "index", to=7), node("Relu", ["data"], "relu"),
+             node("Gather", ["relu", "index"], "y", axis=0)]
+    model = make_model(nodes, [("area", FLOAT, [64]), ("data", FLOAT, [256, 4096])], ["y"])
+    plan = plan_of(model)
+    assert sorted(blocks_of(plan)) == [["relu", "y"], ["root", "log", "level", "index"]]
+    assert any(r.reason is Reason.PROFILE and r.second.node.name == "y" for r in plan.rejections)
