@@ -12,11 +12,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kir.expr import Expr, Lit, Load, Var, cast, ctype, floordiv, mod, numel, strides, unravel
+from ..kir.expr import Expr, Index, Lit, Load, Var, cast, ctype, floordiv, linear, mod, numel, strides, unravel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from . import microkernel
+from .gemm import direct_buffer
 from .window import Window, covered
 
+PRODUCER_PLANE_MAX = 16384  # elements of a channel plane up to which fused producers run over it in one flat pass
 UNROLLED_TAPS = 49         # taps of a window from which a plane kernel no longer unrolls them
 GRID_RUN = 1024            # outputs a plane kernel keeps in its grid between the taps and the epilogue
 PLANE_ROWS = 4             # output rows a plane kernel computes together, sharing the plane rows they read
@@ -60,10 +62,11 @@ class Phases:
         return numel(self.window.strides[:-1]) * numel(self.extent[:-1])
 
     def fill_rows(self, ctx: KernelContext, n: Expr, c: Expr, padded_row: Expr, ct: str, base: str,
-                  start: Expr, fill_value: str = "0") -> list[str]:
+                  start: Expr, fill_value: str = "0", read: Callable[[Index], Expr] | None = None) -> list[str]:
         """Statements that write padded row `padded_row` of image n, channel c into `base` (its block at
         element `start`): one row in each phase of the last axis, from one pass along the input row (the
-        phases' elements of a position are neighbours there), `fill_value` (C) where the padding is."""
+        phases' elements of a position are neighbours there), `fill_value` (C) where the padding is. The
+        input's element at a full index comes from `read` (default: input 0 through its fused producers)."""
         window, spatial, extent = self.window, self.spatial, self.extent
         last, stride, pad = len(spatial) - 1, window.strides[-1], window.pads_begin[-1]
         rest = unravel(padded_row, (*window.strides[:-1], *extent[:-1]))
@@ -79,7 +82,8 @@ class Phases:
             return f"{base}[{ctx.c(row_start + h * self.phase_size + q)}]"
 
         def element(h: int) -> Expr:
-            return cast(ctx.read(0, (n, c, *pos, q * stride + h - pad)), ct)
+            index = (n, c, *pos, q * stride + h - pad)
+            return read(index) if read is not None else cast(ctx.read(0, index), ct)
 
         def edge(first: str, stop: str) -> list[str]:
             body = []
@@ -144,8 +148,13 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
     task, j, ro, hc, rb, c, ow, rr, z = (ctx.var(h) for h in ("t", "j", "ro", "hc", "rb", "c", "o", "rr", "z"))
     n, g = floordiv(task, planes), mod(task, planes)
     padded_row = ctx.var("pr")
-    fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0), fold.pad)
     body = [local_array(ct, "plane", grid_at + chunk * wv), f"{ct}* const grid = plane + {grid_at};"]
+    spatial = tuple(x.shape[2:])
+    read = None
+    if direct_buffer(ctx, 0, x.shape, ct) is None and numel(spatial) <= PRODUCER_PLANE_MAX:
+        body += producer_plane(ctx, n, g, spatial, ct, lanes)
+        read = lambda index: Load("src", linear(index[2:], spatial), ct)      # noqa: E731
+    fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0), fold.pad, read)
     body += serial_for(padded_row, phases.rows, fill)
     body += [f"for (int64_t {z.name} = {phases.block}; {z.name} < {size}; ++{z.name}) plane[{z.name}] = {fold.pad};"]
     m = g * per_plane + j
@@ -171,14 +180,42 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
            f"for (; {rb.name} + {PLANE_ROWS} <= {here.name}; {rb.name} += {PLANE_ROWS}) {{",
            *indent(rows_of(PLANE_ROWS)), "}",
            f"for (; {rb.name} < {here.name}; ++{rb.name}) {{", *indent(rows_of(1)), "}"]
-    row = [hc * chunk + rr] if rank > 1 else []
-    value = fold.finish(m, Load("grid", rr * wv + ow, ct))
-    store = ctx.store(0, (n, m, *outer, *row, ow), cast(value, ctype(y.dtype)))
-    run += [f"for (int64_t {rr.name} = 0; {rr.name} < {here.name}; ++{rr.name}) {{",
-            *indent(overlapped_for(ow, 0, out[-1], lanes, store)), "}"]
+    if rank > 1 and lines % chunk == 0 and out[-1] % lanes:
+        run += flat_epilogue(ctx, node, fold, m, n, outer, hc * chunk, chunk, wv, out[-1], ct, lanes)
+    else:
+        row = [hc * chunk + rr] if rank > 1 else []
+        value = fold.finish(m, Load("grid", rr * wv + ow, ct))
+        store = ctx.store(0, (n, m, *outer, *row, ow), cast(value, ctype(y.dtype)))
+        run += [f"for (int64_t {rr.name} = 0; {rr.name} < {here.name}; ++{rr.name}) {{",
+                *indent(overlapped_for(ow, 0, out[-1], lanes, store)), "}"]
     chunks = serial_for(ro, numel(out[:-2]), serial_for(hc, -(-lines // chunk), run))
     body += serial_for(j, per_plane, fold.prelude(m) + chunks)
     return parallel_for(task, images * planes, body, y.numel * numel(kernel))
+
+
+def producer_plane(ctx: KernelContext, n: Expr, c: Expr, spatial: tuple[int, ...], ct: str, lanes: int) -> list[str]:
+    """Statements that declare stack array `src` holding channel c of image n of input 0 through its fused
+    producers, in one flat vector loop: applied while copying short rows into phases, a producer (a SiLU)
+    would run mostly in scalar remainders."""
+    e = ctx.var("e")
+    value = cast(ctx.read(0, (n, c, *unravel(e, spatial))), ct)
+    return [local_array(ct, "src", numel(spatial))] + \
+        overlapped_for(e, 0, numel(spatial), lanes, ctx.value("sv", value) + [f"src[{e.name}] = sv;"])
+
+
+def flat_epilogue(ctx: KernelContext, node: Node, fold: PlaneFold, m: Expr, n: Expr, outer: tuple[Expr, ...],
+                  first_row: Expr, rows: int, wv: int, width: int, ct: str, lanes: int) -> list[str]:
+    """The fused epilogue over `rows` whole output rows from `first_row` as one flat vector loop (their
+    outputs are contiguous): the grid's rows (`wv` apart) are first packed `width` apart, so that rows
+    narrower than a vector (7 x 7 planes) do not run the epilogue in scalar remainders."""
+    y = node.outputs[0]
+    r, o, f = ctx.var("rr"), ctx.var("o"), ctx.var("f")
+    pack = serial_for(r, rows, [f"for (int64_t {o.name} = 0; {o.name} < {width}; ++{o.name}) "
+                                f"flat[{r.name} * {width} + {o.name}] = grid[{r.name} * {wv} + {o.name}];"])
+    row, col = unravel(first_row * width + f, (y.shape[-2], width))   # folds back into a flat offset
+    value = fold.finish(m, Load("flat", f, ct))
+    store = ctx.store(0, (n, m, *outer, row, col), cast(value, ctype(y.dtype)))
+    return [local_array(ct, "flat", rows * width)] + pack + overlapped_for(f, 0, rows * width, lanes, store)
 
 
 def vector_lanes() -> int:

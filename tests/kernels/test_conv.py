@@ -195,3 +195,15 @@ def test_short_output_rows_take_pixels_as_rows(isa, x_shape, w_shape, attrs, l2_
     assert diffs and all(d.ok for d in diffs), diffs
     assert PIXEL_ROWS_NOTE in compiled.source and ("_acc(" in compiled.source) == bool(l2_kib)
     assert ("_sega(" in compiled.source) != bool(l2_kib)      # the split depth's chunks shift A on their own
+
+
+@pytest.mark.parametrize("x_shape", [(1, 24, 7, 7), (2, 16, 14, 14)])
+def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape):
+    """Planes of 7 x 7 and 14 x 14: the fused producer (Relu) runs over each channel's plane in one flat pass
+    before the phased copy, and the epilogue (bias, Sigmoid) over whole output rows at once."""
+    channels = x_shape[1]
+    model, feeds = conv_model(x_shape, (channels, 1, 5, 5), group=channels, pads=[2, 2, 2, 2])
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert "src[" in compiled.source and "flat[" in compiled.source
