@@ -17,6 +17,7 @@ from . import microkernel
 from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
 from .gemm import product_kernel
 from .gemm import strided, tile_finish
+from .lanes import depthwise_lanes
 from .planes import Phases, PlaneFold, balanced_sum, plane_window
 from .window import Window, covered, range_tables, table
 
@@ -413,11 +414,15 @@ def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: i
 
 
 def conv_depthwise(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
-    """One input channel per group (depthwise, any channel multiplier) on `plane_window`: each output the
-    balanced sum of its taps times their weights (held in registers per output channel), plus the bias."""
+    """One input channel per group (depthwise, any channel multiplier): on small planes with the channels in
+    the vector lanes (lanes.py), otherwise on `plane_window`, each output the balanced sum of its taps times
+    their weights (held in registers per output channel), plus the bias."""
     x, w = node.inputs[0], node.inputs[1]
     if x.shape[1] != group:
         return None
+    lanes = depthwise_lanes(ctx, node, window, ct)
+    if lanes is not None:
+        return lanes
     taps = list(np.ndindex(*window.kernel))
 
     def prelude(m: Expr) -> list[str]:

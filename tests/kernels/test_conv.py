@@ -9,7 +9,7 @@ import pytest
 from onnx import helper
 
 import dnnfusion
-from dnnfusion.kernels import gemm
+from dnnfusion.kernels import gemm, lanes
 from dnnfusion.kernels.conv import PIXEL_ROWS_NOTE
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
@@ -78,9 +78,10 @@ def test_implicit_gemm_keeps_weights_packed_only():
     ((1, 12, 30), (12, 1, 7), {"pads": [3, 3]}),
     ((1, 6, 5, 9, 7), (6, 1, 3, 3, 3), {"pads": [1] * 6, "strides": [1, 2, 2]}),
 ])
-def test_depthwise_planes(x_shape, w_shape, attrs):
+def test_depthwise_planes(x_shape, w_shape, attrs, monkeypatch):
     """One input channel per group: the padded, phased plane on the stack and unrolled taps, with the
-    producer (Relu) and epilogue (bias, Sigmoid) fused into one block."""
+    producer (Relu) and epilogue (bias, Sigmoid) fused into one block (the lanes kernel kept out)."""
+    monkeypatch.setattr(lanes, "LANES_MAX_WIDTH", 0)
     model, feeds = conv_model(x_shape, w_shape, group=x_shape[1], **attrs)
     compiled = dnnfusion.compile(model)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
@@ -198,12 +199,31 @@ def test_short_output_rows_take_pixels_as_rows(isa, x_shape, w_shape, attrs, l2_
 
 
 @pytest.mark.parametrize("x_shape", [(1, 24, 7, 7), (2, 16, 14, 14)])
-def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape):
-    """Planes of 7 x 7 and 14 x 14: the fused producer (Relu) runs over each channel's plane in one flat pass
-    before the phased copy, and the epilogue (bias, Sigmoid) over whole output rows at once."""
+def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape, monkeypatch):
+    """Planes of 7 x 7 and 14 x 14 on the plane kernel: the fused producer (Relu) runs over each channel's
+    plane in one flat pass before the phased copy, and the epilogue (bias, Sigmoid) over whole output rows."""
+    monkeypatch.setattr(lanes, "LANES_MAX_WIDTH", 0)
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, 5, 5), group=channels, pads=[2, 2, 2, 2])
     compiled = dnnfusion.compile(model)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "src[" in compiled.source and "flat[" in compiled.source
+
+
+@pytest.mark.parametrize("x_shape, kernel, attrs", [
+    ((1, 32, 7, 7), 5, {"pads": [2, 2, 2, 2]}),
+    ((2, 20, 14, 13), 3, {"pads": [1, 0, 1, 2], "strides": [2, 2]}),
+    ((1, 24, 7, 7), 3, {"pads": [2, 2, 2, 2], "dilations": [2, 2]}),
+    ((1, 16, 9, 12), 5, {"pads": [1, 2, 3, 0], "strides": [1, 2]}),
+])
+def test_depthwise_with_channels_in_the_lanes(isa, x_shape, kernel, attrs):
+    """Small planes: a block of channels per task in the vector lanes (the last block partly used when the
+    channels do not fill it), any padding, stride and dilation, the producer (Relu) and epilogue (bias,
+    Sigmoid) fused."""
+    channels = x_shape[1]
+    model, feeds = conv_model(x_shape, (channels, 1, kernel, kernel), group=channels, **attrs)
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert "lanes_in[" in compiled.source and compiled.stats["blocks"] == 1
