@@ -320,6 +320,9 @@ CONV_SHAPES: tuple[ConvShape, ...] = (
     depthwise("dw5_s1_28", 240, 5, 1, 28),
     depthwise("dw5_s2_28", 240, 5, 2, 28),
     depthwise("dw3_s1_14", 480, 3, 1, 14),
+    depthwise("dw5_s1_7", 1152, 5, 1, 7),
+    conv2d("effnet_1x1_7", 320, 1280, 1, 1, 7),
+    conv2d("effnet_1x1_14", 672, 112, 1, 1, 14),
 )
 ALL_SHAPES: tuple[KernelCase, ...] = SHAPES + CONV_SHAPES
 HEAVY = frozenset({"gpt2_head", "unet_3x3", "vgg_3x3_28", "c3d"})
