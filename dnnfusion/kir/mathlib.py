@@ -20,21 +20,28 @@ FLOAT_HELPERS = {"exp": "df_expf", "tanh": "df_tanhf", "erf": "df_erff", "log": 
                  "sigmoid": "df_sigmoidf"}
 
 SOURCE = """\
-static inline __attribute__((always_inline)) float df_expf(float x) {
-  /* e^x = 2^k e^r with r = x - k ln2 (ln2 split in two for exactness); 2^k applied as two halves so that
-     subnormal results keep their exponent; selects give +inf above the range and pass NaN through. */
-  const float hi = 88.72283935546875f, lo = -103.972084045410156f;
-  const float c0 = x > hi ? hi : x;
-  const float c = c0 < lo ? lo : c0;
-  const float kf = floorf(c * 1.44269504088896341f + 0.5f);
-  const float r = (c - kf * 0.693359375f) - kf * -2.12194440e-4f;
+static inline __attribute__((always_inline)) float df_exp_reduced(float c, float* kf) {
+  /* e^c = 2^kf e^r with r = c - kf ln2 (ln2 split in two for exactness), for c in the callers' clamped range:
+     returns e^r (within 1 ulp on |r| <= ln2/2) and sets the integral kf. */
+  *kf = floorf(c * 1.44269504088896341f + 0.5f);
+  const float r = (c - *kf * 0.693359375f) - *kf * -2.12194440e-4f;
   float q = 1.9826495554298162e-4f;
   q = q * r + 1.3946021208539605e-3f;
   q = q * r + 8.33342969417572e-3f;
   q = q * r + 4.1666269302368164e-2f;
   q = q * r + 0.1666666567325592f;
   q = q * r + 0.5f;
-  const float y = q * (r * r) + r + 1.0f;
+  return q * (r * r) + r + 1.0f;
+}
+
+static inline __attribute__((always_inline)) float df_expf(float x) {
+  /* e^x from df_exp_reduced, 2^k applied as two halves so that subnormal results keep their exponent;
+     selects give +inf above the range and pass NaN through. */
+  const float hi = 88.72283935546875f, lo = -103.972084045410156f;
+  const float c0 = x > hi ? hi : x;
+  const float c = c0 < lo ? lo : c0;
+  float kf;
+  const float y = df_exp_reduced(c, &kf);
   const int32_t k = (int32_t)kf, k1 = k / 2, k2 = k - k1;
   const int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
   float s1, s2;
@@ -46,21 +53,14 @@ static inline __attribute__((always_inline)) float df_expf(float x) {
 }
 
 static inline __attribute__((always_inline)) float df_sigmoidf(float x) {
-  /* 1 / (1 + e^-x), e^-x as in df_expf with one exponent scale: -x is clamped to [-87.5, 88.75], where the
-     scale 2^k stays a float (2^-126 .. 2^128 = +inf, giving 0 where e^-x overflows); below -87.5 the sum rounds
-     to 1. NaN passes through the polynomial. */
+  /* 1 / (1 + e^-x), e^-x from df_exp_reduced with one exponent scale: -x is clamped to [-87.5, 88.75], where
+     the scale 2^k stays a float (2^-126 .. 2^128 = +inf, giving 0 where e^-x overflows); below -87.5 the sum
+     rounds to 1. NaN passes through the polynomial. */
   const float n = -x;
   const float c0 = n > 88.75f ? 88.75f : n;
   const float c = c0 < -87.5f ? -87.5f : c0;
-  const float kf = floorf(c * 1.44269504088896341f + 0.5f);
-  const float r = (c - kf * 0.693359375f) - kf * -2.12194440e-4f;
-  float q = 1.9826495554298162e-4f;
-  q = q * r + 1.3946021208539605e-3f;
-  q = q * r + 8.33342969417572e-3f;
-  q = q * r + 4.1666269302368164e-2f;
-  q = q * r + 0.1666666567325592f;
-  q = q * r + 0.5f;
-  const float y = q * (r * r) + r + 1.0f;
+  float kf;
+  const float y = df_exp_reduced(c, &kf);
   const uint32_t bits = (uint32_t)((int32_t)kf + 127) << 23;
   float scale;
   memcpy(&scale, &bits, 4);
