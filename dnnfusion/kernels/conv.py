@@ -102,10 +102,7 @@ def pixel_rows_product(ctx: KernelContext, node: Node, pixels: str, group: int, 
     a = strided(pixels, ct, batch, (channels * count, cg * count), count, cg, 1, count)
     weights = w.const.reshape(1, group, mg, cg).swapaxes(-2, -1)
     b = Operand((1, group), cg, mg, lambda bidx, r, c: Lit(0), constant=weights)
-    channel_major = biased_store(ctx, node, mg, ct, lambda bidx, j: unravel(j[0], x.shape[2:]))
-
-    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
-        return channel_major(bidx, j[0], (i,), value)
+    store = pixel_rows_store(ctx, node, mg, ct, lambda bidx, i: unravel(i, x.shape[2:]))
     return product_kernel(ctx, Product(batch, a, b, ct, store))
 
 
@@ -126,6 +123,17 @@ def biased_store(ctx: KernelContext, node: Node, mg: int, ct: str,
         if bias is not None:
             value = value + cast(ctx.read(2, (m,)), ct)
         return ctx.store(0, (bidx[0], m, *position(bidx, j)), cast(value, out_ct))
+    return store
+
+
+def pixel_rows_store(ctx: KernelContext, node: Node, mg: int, ct: str,
+                     position: Callable[[Index, Expr], Index]) -> Callable[[Index, Expr, Index, Expr], list[str]]:
+    """`biased_store` for a product whose rows are output pixels and whose columns are output channels: row i
+    lands at spatial index `position(batch index, i)` of channel column j."""
+    channel_major = biased_store(ctx, node, mg, ct, lambda bidx, j: position(bidx, j[0]))
+
+    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        return channel_major(bidx, j[0], (i,), value)
     return store
 
 
@@ -392,10 +400,7 @@ def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: i
     b = Operand(b_batch, taps * cg, mg, lambda bidx, r, c: Lit(0),
                 constant=tap_major(w.const, group, taps, b_batch).swapaxes(-2, -1))
     a = Operand(batch, out[-1], taps * cg, lambda bidx, r, c: Lit(0))
-    channel_major = biased_store(ctx, node, mg, ct, lambda bidx, j: (*bidx[2:], j[0]))
-
-    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
-        return channel_major(bidx, j[0], (i,), value)
+    store = pixel_rows_store(ctx, node, mg, ct, lambda bidx, i: (*bidx[2:], i))
     product = Product(batch, a, b, ct, store)
     width = vectors * isa.lanes
     packed = packed_b(ctx, product, width)

@@ -367,12 +367,11 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
                                     work)
     if t.spans is not None:
         raise ValueError("segment spans need a depth that fits the cache (Tiling.splits_depth)")
-    if t.shift_a:        # (A offset, B offset) in elements, and the chunk's depth
-        chunks = [(offset + k0 * t.a_steps[1], (s * t.depth + k0) * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
-                  for s, offset in enumerate(t.segments) for k0 in range(0, t.depth, DEPTH_CHUNK)]
-    else:
-        chunks = [((s * t.depth + k0) * t.a_steps[1], offset + k0 * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
-                  for s, offset in enumerate(t.segments) for k0 in range(0, t.depth, DEPTH_CHUNK)]
+    chunks = []          # (A offset, B offset) in elements, and the chunk's depth
+    for s, offset in enumerate(t.segments):        # the segment's start along A and along B, then its chunks
+        a_start, b_start = (offset, s * t.depth * t.ldb) if t.shift_a else (s * t.depth * t.a_steps[1], offset)
+        chunks += [(a_start + k0 * t.a_steps[1], b_start + k0 * t.ldb, min(DEPTH_CHUNK, t.depth - k0))
+                   for k0 in range(0, t.depth, DEPTH_CHUNK)]
     col_block = -(-col_tiles // -(-col_tiles // BLOCK_COLUMN_TILES))        # blocks of even size
     row_blocks = -(-row_tiles // max(1, BLOCK_TILE_FLOATS // (t.rows * col_block * t.width)))
     col_blocks = -(-col_tiles // col_block)

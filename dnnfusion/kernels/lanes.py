@@ -15,6 +15,7 @@ from ..kir.expr import Load, cast, ctype, floordiv, mod, unravel
 from ..kir.kernel import KernelContext, fits_stack, local_array, overlapped_for, parallel_for, serial_for
 from . import microkernel
 from .gemm import direct_buffer
+from .planes import producer_plane
 from .window import Window
 
 PIXELS_PER_STEP = 4        # output pixels of a row accumulated together (they share every weight vector)
@@ -51,16 +52,14 @@ def depthwise_lanes(ctx: KernelContext, node: Node, window: Window, ct: str) -> 
         return padded.reshape(blocks, lanes, taps).swapaxes(1, 2)        # [block][tap][lane]
     weights = ctx.weight(packed)
 
-    task, lane, e, h, col = (ctx.var(v) for v in ("t", "l", "e", "h", "w"))
+    task, lane, h, col = (ctx.var(v) for v in ("t", "l", "h", "w"))
     n, block = floordiv(task, blocks), mod(task, blocks)
     channel = block * lanes + lane
     valid = f"{ctx.c(channel)} < {channels}" if channels % lanes else "1"
     body = [local_array(ct, "lanes_in", rows_p * cols_p * lanes), local_array(ct, "lanes_out", out_h * out_w * lanes),
             "memset(lanes_in, 0, sizeof lanes_in);",
             f"const float* const wb = {weights} + {ctx.c(block)} * {taps * lanes};"]
-    value = cast(ctx.read(0, (n, channel, *unravel(e, (height, width)))), ct)
-    plane = [local_array(ct, "src", height * width)] + overlapped_for(
-        e, 0, height * width, lanes, ctx.value("sv", value) + [f"src[{e.name}] = sv;"])
+    plane = producer_plane(ctx, n, channel, (height, width), ct, lanes)
     plane += serial_for(h, height, serial_for(col, width, [
         f"lanes_in[(({h.name} + {top}) * {cols_p} + {col.name} + {left}) * {lanes} + {lane.name}] = "
         f"src[{h.name} * {width} + {col.name}];"]))
