@@ -272,7 +272,7 @@ def list_ops(mapping: str | None) -> None:
 @click.option("--batch", default=2, show_default=True, help="Batch size bound to the demo's 'batch' dimension.")
 @click.option("--seq", default=32, show_default=True, help="Sequence length bound to its 'seq' dimension.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for every runtime (default: all cores).")
-@click.option("--rounds", default=50, show_default=True, help="Timing rounds (best of them is reported).")
+@click.option("--rounds", default=50, show_default=True, help="Timed runs per runtime (in turns of 10 runs).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Also write the demo model here.")
 def demo(batch: int, seq: int, threads: int | None, rounds: int, save: Path | None) -> None:
     """Compile the built-in transformer layer, check it against onnxruntime, and time both side by side."""
@@ -568,29 +568,40 @@ def _remove(target: Path) -> int:
 @click.argument("names", nargs=-1, required=True)
 @click.option("--levels", default="O0,O3", show_default=True, help="dnnfusion levels to time, comma-separated.")
 @click.option("--threads", default=2, show_default=True, help="Threads for every runtime.")
-@click.option("--rounds", default=20, show_default=True, help="Interleaved rounds (best of them is the figure).")
+@click.option("--blocks", default=8, show_default=True, help="Turns each runtime takes (runs back to back per turn).")
+@click.option("--runs", default=5, show_default=True, help="Consecutive runs per turn.")
 @click.option("--budget", default=60.0, show_default=True, help="Seconds of timing per model at most.")
+@click.option("--load", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Busy processes (one core each) running beside the runtimes for the whole timing.")
+@click.option("--openvino", is_flag=True, help="Also time OpenVINO (needs the openvino package).")
 @click.option("--small", is_flag=True, help="The zoo's small configurations.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
-def bench(names: tuple[str, ...], levels: str, threads: int, rounds: int, budget: float, small: bool,
-          markdown: Path | None) -> None:
-    """Time zoo models NAMES side by side with onnxruntime (outputs checked first)."""
+def bench(names: tuple[str, ...], levels: str, threads: int, blocks: int, runs: int, budget: float, load: int,
+          openvino: bool, small: bool, markdown: Path | None) -> None:
+    """Time zoo models NAMES side by side with onnxruntime (outputs checked first), each runtime in its own
+    process, taking turns in blocks of consecutive runs; `--load N` adds N busy neighbours."""
     from .bench.compare import bench_zoo_model  # noqa: PLC0415
 
     wanted = tuple(level.strip() for level in levels.split(",") if level.strip())
-    table = Table(title=f"latency (ms), best of interleaved rounds, {threads} thread(s)", title_justify="left")
-    headers = ["model", "runtime", "best", "median", "ORT_ENABLE_ALL / this", "kernels", "fallbacks"]
+    peers = ("ORT_DISABLE_ALL", "openvino") if openvino else ("ORT_DISABLE_ALL",)
+    beside = f", {load} busy neighbour process(es)" if load else ", idle machine"
+    table = Table(title=f"latency (ms), each runtime in its own process, {threads} thread(s){beside}",
+                  title_justify="left")
+    headers = ["model", "runtime", "best", "median", "p90", "runs", "ORT_ENABLE_ALL / this (best)",
+               "(median)", "kernels", "fallbacks"]
     for col in headers:
         table.add_column(col, justify="left" if col in ("model", "runtime") else "right")
     rows = []
     with console.status("benchmarking", spinner="dots") as status:
         for name in names:
-            result = bench_zoo_model(name, wanted, threads, rounds, budget, small, progress=status.update)
-            reference = result.timings["ORT_ENABLE_ALL"].best
+            result = bench_zoo_model(name, wanted, threads, blocks, runs, budget, small, load, peers,
+                                     progress=status.update)
+            reference = result.timings["ORT_ENABLE_ALL"]
             for runtime, t in result.timings.items():
                 level = runtime.split(" ")[-1] if runtime.startswith("dnnfusion") else None
                 stats = result.stats.get(level, {}) if level else {}
-                row = [name, runtime, f"{t.best * 1e3:.2f}", f"{t.median * 1e3:.2f}", f"{reference / t.best:.2f}x",
+                row = [name, runtime, f"{t.best * 1e3:.2f}", f"{t.median * 1e3:.2f}", f"{t.p90 * 1e3:.2f}",
+                       str(t.rounds), f"{reference.best / t.best:.2f}x", f"{reference.median / t.median:.2f}x",
                        str(stats.get("blocks", "")), str(len(stats["fallback_ops"])) if stats else ""]
                 rows.append(row)
                 table.add_row(*row)

@@ -1,5 +1,6 @@
 """What identifies this machine to the profile database and the kernel cache: CPU model, the ISA extensions
-that change generated code, the thread count; and the cache sizes that tiling is planned for."""
+that change generated code, the thread count; the cache sizes that tiling is planned for; and the cores this
+process may use (the default thread count)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,41 @@ def machine_key(threads: int | None = None) -> str:
     """CPU model, the ISA extensions that change generated code, and the thread count."""
     model, flags = _cpuinfo()
     isa = ",".join(f for f in ISA_FLAGS if f in flags)
-    return f"{model} | {platform.machine()} {isa} | threads={threads or os.cpu_count()}"
+    return f"{model} | {platform.machine()} {isa} | threads={threads or available_cores()}"
+
+
+def available_cores() -> int:
+    """The physical cores this process may run on: the CPUs in its affinity mask with SMT siblings counted once,
+    at most its cgroup CPU quota (a container's `cpu.max`), at least 1. The default thread count: more threads
+    than this only queue behind each other."""
+    cpus = _affinity()
+    cores = len({_core_of(cpu) for cpu in cpus}) if cpus else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(cores, quota) if quota is not None else cores)
+
+
+def _affinity() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set()
+
+
+def _core_of(cpu: int) -> str:
+    """A name shared by the SMT siblings of `cpu` (the CPU itself where sysfs does not say)."""
+    try:
+        return Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
+    except OSError:
+        return str(cpu)
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Whole CPUs granted by the cgroup v2 quota (`cpu.max`, rounded up), or None when unlimited or unknown."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 @functools.lru_cache(maxsize=None)

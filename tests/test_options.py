@@ -20,7 +20,7 @@ def relu_tanh():
 def test_the_environment_gives_only_defaults():
     options = CompileOptions.from_env({"CC": "cc", "DNNFUSION_CFLAGS": "-O1 -g"}, opt_level="O1")
     assert options.toolchain == Toolchain("cc", ("-O1", "-g")) and options.opt_level == "O1"
-    assert options.toolchain.flags[:2] == ("-O1", "-g") and "-fopenmp" in options.toolchain.flags
+    assert options.toolchain.flags[:2] == ("-O1", "-g") and "-fopenmp-simd" in options.toolchain.flags
     assert CompileOptions.from_env({}).toolchain == Toolchain("gcc", DEFAULT_OPTIMIZATION)
 
 

@@ -1,5 +1,5 @@
-"""Side-by-side benchmarks against other runtimes: interleaved rounds, best and median per runtime."""
+"""Side-by-side benchmarks against other runtimes: each in its own process, taking turns; best, median and p90."""
 
-from .timing import Timing, interleaved, onnxruntime_session
+from .timing import RuntimeWorkers, Timing, busy_neighbours, interleaved, onnxruntime_session
 
-__all__ = ["Timing", "interleaved", "onnxruntime_session"]
+__all__ = ["RuntimeWorkers", "Timing", "busy_neighbours", "interleaved", "onnxruntime_session"]

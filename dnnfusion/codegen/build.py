@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +19,10 @@ from ..machine import machine_key
 # Always on, whatever optimisation flags are chosen. (A gcc 12 miscompile that deleted calls to out-of-line blocks is
 # avoided in the source, program.py's BLOCK attribute: -fno-delete-null-pointer-checks avoids it too but made
 # GEMM kernels 2.7x slower.)
-REQUIRED_FLAGS = ("-fopenmp", "-fPIC", "-shared", "-std=gnu11")
+# `#pragma omp simd` only (-fopenmp-simd): threads come from dnnfusion's own pool (pool.c), not from OpenMP.
+REQUIRED_FLAGS = ("-fopenmp-simd", "-fPIC", "-shared", "-std=gnu11")
+POOL_SOURCE = Path(__file__).with_name("pool.c")
+POOL_FLAGS = ("-O2", "-pthread")
 # -fno-thread-jumps: gcc 12 threads jumps through the selects of a fused chain (Softplus's max(x, 0) beside the
 # prelude's log1p and exp), duplicating paths until if-conversion gives up and the loop stays scalar (20x slower).
 DEFAULT_OPTIMIZATION = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fno-thread-jumps")
@@ -50,22 +52,28 @@ def compiler_version(cc: str) -> str:
         raise BuildError(f"C compiler '{cc}' not usable ({e}); install gcc or set CC") from e
 
 
-def build(source: str, toolchain: Toolchain = Toolchain()) -> Path:
+def build(source: str, toolchain: Toolchain = Toolchain(), runtime: bool = True) -> Path:
     """The shared library for `source`, compiled once per (source, flags, compiler, CPU) and cached: a cached one
     is reused only if its manifest vouches for both this source and the library's bytes, else it is discarded and
-    rebuilt."""
+    rebuilt. With `runtime` it is linked against the thread pool library (found beside it in the cache)."""
     cc, options = toolchain.cc, toolchain.flags
-    key = hashlib.sha256("\0".join([source, " ".join(options), compiler_version(cc), machine_key()]).encode())
+    links = ()
+    if runtime:
+        pool = pool_library(cc)
+        links = (f"-L{pool.parent}", f"-l:{pool.name}", "-Wl,-rpath,$ORIGIN", "-pthread")
+    key = hashlib.sha256("\0".join([source, " ".join(options + links[1:]), compiler_version(cc),
+                                    machine_key()]).encode())
     folder = cache_dir("kernels")
     library = folder / f"{key.hexdigest()[:24]}.so"
     expected = {"key": key.hexdigest(), "source_sha256": hashlib.sha256(source.encode()).hexdigest()}
     if library.exists() and _verified(library, expected):
         return library
-    discard(library)
+    # Rebuilt in place by atomic renames, never removed first: another process may be linking against (the pool)
+    # or loading this very file, and an identical rebuild under it is harmless where a missing file is not.
     with atomic_path(folder / f"{library.stem}.c") as tmp:
         tmp.write_text(source)
     with atomic_path(library) as tmp:
-        result = subprocess.run([cc, *options, "-o", str(tmp), str(folder / f"{library.stem}.c"), "-lm"],
+        result = subprocess.run([cc, *options, "-o", str(tmp), str(folder / f"{library.stem}.c"), *links, "-lm"],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise BuildError(f"the C compiler rejected the generated source {folder / library.stem}.c:\n"
@@ -73,6 +81,13 @@ def build(source: str, toolchain: Toolchain = Toolchain()) -> Path:
     with atomic_path(manifest_path(library)) as tmp:
         tmp.write_text(json.dumps({**expected, "library_sha256": _file_sha256(library)}))
     return library
+
+
+def pool_library(cc: str = "gcc") -> Path:
+    """The thread pool's shared library (pool.c), built once per compiler into the kernel cache, where every model
+    library finds it (linked by name, found through its own directory): one pool per process, whatever the
+    number of models."""
+    return build(POOL_SOURCE.read_text(), Toolchain(cc, POOL_FLAGS), runtime=False)
 
 
 def manifest_path(library: Path) -> Path:
@@ -107,17 +122,8 @@ def discard(library: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-# How long an OpenMP thread spins at a barrier before it sleeps (libgomp reads this when it is first loaded):
-# its default, about 300,000 spins, makes a team wait on a thread that lost its core to another process, and
-# one inference went from 18 ms to 770 ms on a shared 2-core machine; 10,000 keeps the best case (18 ms) and
-# the worst near it (26 ms). A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
-SPIN_COUNT = "10000"
-
-
 def load(library: Path) -> ctypes.CDLL:
-    """Load a built library (with the OpenMP spin setting above unless the user chose one)."""
-    if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
+    """Load a built library (its thread pool library comes with it)."""
     return ctypes.CDLL(str(library))
 
 

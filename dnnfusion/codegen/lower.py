@@ -13,7 +13,7 @@ from ..fusion.plan import Block
 from ..ir.graph import Node, Value
 from ..kir.emit import Emitter, children
 from ..kir.expr import C_TYPES, Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder
-from ..kir.kernel import PARALLEL_GRAIN, KernelContext, Placer, Reader, serial_for
+from ..kir.kernel import PARALLEL, PARALLEL_GRAIN, KernelContext, Placer, Reader, serial_for
 
 
 class CodegenError(DnnfusionError):
@@ -289,21 +289,24 @@ def _rebuilt(e: Expr, done: dict[int, Expr]) -> Expr:
 
 
 def nest(index: tuple[Var, ...], shape: tuple[int, ...], body: list[str]) -> list[str]:
-    """Loops over `shape`: size-1 axes become constants, the outermost loop runs in parallel when the work is
-    large (collapsed with the next one when it is short), and the innermost is marked for SIMD."""
+    """Loops over `shape`: size-1 axes become constants, the outermost loop runs on the thread pool when the work
+    is large (fused with the next one when it is short and that one is not the SIMD loop), and the innermost is
+    marked for SIMD."""
     fixed = [f"const int64_t {v.name} = 0;" for v, d in zip(index, shape) if d == 1]
     loops = [(v, d) for v, d in zip(index, shape) if d != 1]
     if not loops:
         return ["{"] + ["  " + line for line in fixed + body] + ["}"]
-    for k in range(len(loops) - 1, 0, -1):
+    parallel = numel(shape) >= PARALLEL_GRAIN
+    fuse = parallel and len(loops) > 2 and loops[0][1] < 16
+    for k in range(len(loops) - 1, 1 if fuse else 0, -1):
         body = serial_for(loops[k][0], loops[k][1], body, simd=k == len(loops) - 1)
-    var, extent = loops[0]
-    if numel(shape) >= PARALLEL_GRAIN:
-        # collapsed only with a loop that is not the SIMD one: gcc rejects a pragma between collapsed loops
-        collapse = " collapse(2)" if len(loops) > 2 and extent < 16 else ""
-        head = [f"#pragma omp parallel for schedule(static){collapse}"]
+    if fuse:
+        (outer, n0), (second, n1) = loops[0], loops[1]
+        var, extent = Var(f"{outer.name}_{second.name}"), n0 * n1
+        body = [f"const int64_t {outer.name} = {var.name} / {n1}, {second.name} = {var.name} % {n1};"] + body
     else:
-        head = []
-    loop = head + [f"for (int64_t {var.name} = 0; {var.name} < {extent}; ++{var.name}) {{"] + \
+        var, extent = loops[0]
+    loop = ([PARALLEL] if parallel else []) + \
+        [f"for (int64_t {var.name} = 0; {var.name} < {extent}; ++{var.name}) {{"] + \
         ["  " + line for line in body] + ["}"]
     return ["{"] + ["  " + line for line in fixed + loop] + ["}"] if fixed else loop

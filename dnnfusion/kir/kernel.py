@@ -16,6 +16,7 @@ Storer = Callable[[int, Index, Expr], list[str]]
 Placer = Callable[[np.ndarray], str]
 
 PARALLEL_GRAIN = 1 << 15          # elements of work below which a loop nest stays serial
+PARALLEL = "#pragma dnnfusion parallel"   # marks the next loop for the thread pool (codegen.outline)
 STACK_ARRAY_MAX = 1 << 17         # elements a kernel may keep in one stack array (1 MiB of 8-byte values)
 
 
@@ -66,8 +67,9 @@ class KernelContext:
 
 
 def parallel_for(var: Var, extent: int, body: list[str], work: int) -> list[str]:
-    """`for (var = 0; var < extent; ++var) { body }`, parallel with OpenMP when the nest's total work is large."""
-    pragma = ["#pragma omp parallel for schedule(static)"] if work >= PARALLEL_GRAIN and extent > 1 else []
+    """`for (var = 0; var < extent; ++var) { body }`, run on the thread pool when the nest's total work is large
+    (the body must not write locals declared outside it: each piece of the loop sees its own copies)."""
+    pragma = [PARALLEL] if work >= PARALLEL_GRAIN and extent > 1 else []
     return pragma + [f"for (int64_t {var.name} = 0; {var.name} < {extent}; ++{var.name}) {{"] + \
         ["  " + line for line in body] + ["}"]
 
@@ -96,7 +98,7 @@ def indent(lines: list[str]) -> list[str]:
 
 
 def fits_stack(count: int) -> bool:
-    """Whether a kernel may declare a stack array of `count` elements (OpenMP threads have a few MiB)."""
+    """Whether a kernel may declare a stack array of `count` elements (the thread pool's threads have 8 MiB)."""
     return count <= STACK_ARRAY_MAX
 
 

@@ -5,7 +5,6 @@ reference on views of the same arena and are counted in the statistics, never hi
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 from .. import ops
 from ..codegen.program import Program
 from ..ir.graph import Value
+from ..machine import available_cores
 from .feeds import check_feeds
 from .reference import _checked, computed
 
@@ -36,7 +36,7 @@ class CompiledModel:
         self.plan = program.plan
         self.graph = self.plan.ecg.graph
         self.profiled = program.profiled
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or available_cores()
         self.library_path, self.library = library_path, library
         self._entries = {s.entry: getattr(library, s.entry) for s in program.segments if s.native} \
             if library is not None else {}

@@ -1,0 +1,126 @@
+"""`python -m dnnfusion.bench.model_worker --runtime R --threads T --model M.onnx --feeds F.npz`: ONE runtime on one
+model in this process, driven by its parent over stdin/stdout, so that no other runtime's threads share the
+process while it is timed. It prints `ready` once the model is loaded (compiled) and warmed up; then each line
+`N` on stdin runs the model N times back to back and answers one JSON line of the N durations in seconds;
+`outputs PATH` saves one run's outputs there (an .npz, for the parent's check); `stats` answers the compile
+statistics as JSON (dnnfusion only, else `{}`); end of input ends it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import DnnfusionError
+from .timing import onnxruntime_session
+
+WARMUP = 3
+Runner = Callable[[], dict[str, np.ndarray]]
+
+
+class Loaded:
+    """A runtime ready to run: `run()` and, for dnnfusion, the compile statistics."""
+
+    def __init__(self, run: Runner, stats: dict | None = None) -> None:
+        self.run, self.stats = run, stats or {}
+
+
+def _dnnfusion(model: Path, feeds: dict[str, np.ndarray], threads: int, level: str) -> Loaded:
+    import dnnfusion  # noqa: PLC0415 - the public API, as a user calls it
+
+    shapes = {name: tuple(array.shape) for name, array in feeds.items()}
+    compiled = dnnfusion.compile(model, shapes, opt_level=level, threads=threads)
+    return Loaded(lambda: compiled.run(feeds), compiled.stats)
+
+
+def _onnxruntime(model: Path, feeds: dict[str, np.ndarray], threads: int, optimized: bool) -> Loaded:
+    session = onnxruntime_session(str(model), threads, optimized=optimized)
+    names = [o.name for o in session.get_outputs()]
+    return Loaded(lambda: dict(zip(names, session.run(None, feeds))))
+
+
+def _openvino(model: Path, feeds: dict[str, np.ndarray], threads: int) -> Loaded:
+    try:
+        import openvino as ov  # noqa: PLC0415 - optional peer
+    except ImportError as e:
+        raise DnnfusionError("openvino is not installed: pip install openvino, or leave it out of the runtimes") from e
+    compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                           "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    names = [o.get_any_name() for o in compiled.outputs]
+
+    def run() -> dict[str, np.ndarray]:
+        result = request.infer(feeds)
+        return {name: np.asarray(result[k]) for k, name in zip(compiled.outputs, names)}
+    return Loaded(run)
+
+
+def runner(runtime: str, model: Path, feeds: dict[str, np.ndarray], threads: int) -> Loaded:
+    """The callable for a runtime label: `dnnfusion O3` (any level), `ORT_ENABLE_ALL`, `ORT_DISABLE_ALL`,
+    `openvino`."""
+    if runtime.startswith("dnnfusion"):
+        return _dnnfusion(model, feeds, threads, runtime.split(" ")[-1] if " " in runtime else "O3")
+    if runtime in ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL"):
+        return _onnxruntime(model, feeds, threads, runtime == "ORT_ENABLE_ALL")
+    if runtime == "openvino":
+        return _openvino(model, feeds, threads)
+    raise DnnfusionError(f"unknown runtime '{runtime}'; known: dnnfusion O0..O3, ORT_ENABLE_ALL, "
+                         f"ORT_DISABLE_ALL, openvino")
+
+
+def serve(loaded: Loaded, commands: Any, answers: Any) -> None:
+    """Answer the parent's commands (see the module docstring) until its input ends."""
+    run = loaded.run
+    for line in commands:
+        word = line.strip()
+        if not word:
+            continue
+        if word.startswith("outputs "):
+            np.savez(word.split(" ", 1)[1], **run())
+            answers.write("saved\n")
+        elif word == "stats":
+            answers.write(json.dumps(loaded.stats, default=str) + "\n")
+        else:
+            times = []
+            for _ in range(int(word)):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            answers.write(json.dumps(times) + "\n")
+        answers.flush()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """--runtime, --threads, --model, --feeds."""
+    parser = argparse.ArgumentParser(prog="python -m dnnfusion.bench.model_worker", description=__doc__)
+    parser.add_argument("--runtime", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--feeds", type=Path, required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Load, warm up, say `ready`, serve; a DnnfusionError goes to stderr with status 1."""
+    args = parse_args(argv)
+    try:
+        with np.load(args.feeds) as data:
+            feeds = {name: data[name] for name in data.files}
+        loaded = runner(args.runtime, args.model, feeds, max(args.threads, 1))
+        for _ in range(WARMUP):
+            loaded.run()
+    except DnnfusionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("ready", flush=True)
+    serve(loaded, sys.stdin, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
