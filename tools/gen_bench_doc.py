@@ -65,7 +65,7 @@ def main() -> int:
              "Outputs are checked against onnxruntime (rtol 1e-3, atol 1e-4) before timing.", "",
              f"Machine: {machine_key(args.threads)}; {platform.python_version()}; "
              f"{datetime.date.today().isoformat()}.", "",
-             HEADER[:-1] + " kernels | fallbacks | arena (MB) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             HEADER + " kernels | fallbacks | arena (MB) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     loaded = ["", "## Beside a busy neighbour (`dnnfusion bench NAME --load 1`)", "",
               "The same measurement while one other process keeps a core busy for the whole timing (a web server, a",
               "tokenizer, a second model: production machines are never idle). Every runtime keeps its thread count.",
