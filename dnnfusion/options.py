@@ -13,19 +13,22 @@ from typing import Any, Mapping
 from .codegen.build import DEFAULT_OPTIMIZATION, Toolchain
 from .errors import DnnfusionError
 from .fusion import LEVELS, PlannerOptions
+from .kir.kernel import KernelOptions
 
 
 @dataclass(frozen=True)
 class CompileOptions:
     """How to compile: `opt_level` O0 (one kernel per operator), O1 (fixed patterns), O2/O3 (DNNFusion);
     `threads` for the generated code (None: every core); `planner` limits; `toolchain` compiler and flags;
-    `profile` times each block (CompiledModel.block_seconds)."""
+    `profile` times each block (CompiledModel.block_seconds); `winograd` lets 3 x 3 convolutions run as Winograd
+    products where they pay (False: results bit-close to a direct convolution, docs/WINOGRAD.md)."""
 
     opt_level: str = "O3"
     threads: int | None = None
     planner: PlannerOptions = field(default_factory=PlannerOptions)
     toolchain: Toolchain = field(default_factory=Toolchain)
     profile: bool = False
+    winograd: bool = True
 
     def __post_init__(self) -> None:
         if self.opt_level not in LEVELS:
@@ -41,6 +44,11 @@ class CompileOptions:
         toolchain = Toolchain(env.get("CC") or "gcc",
                               tuple(shlex.split(cflags)) if cflags is not None else DEFAULT_OPTIMIZATION)
         return cls(**{"toolchain": toolchain, **fields})
+
+    @property
+    def kernels(self) -> KernelOptions:
+        """What the kernel templates may choose."""
+        return KernelOptions(winograd=self.winograd)
 
     def replace(self, **fields: Any) -> CompileOptions:
         """A copy with some fields changed (unknown names are an error that lists the known ones)."""

@@ -59,7 +59,7 @@ def compile_graph(graph: Graph, options: CompileOptions | None = None, **fields:
 def build_plan(plan: Plan, options: CompileOptions, started: float | None = None) -> CompiledModel:
     """Generate C for a plan, check that it fits in memory, build it with the options' toolchain and load it."""
     started = started if started is not None else time.perf_counter()
-    program = generate(plan, options.profile)
+    program = generate(plan, options.profile, options.kernels)
     check_program_memory(program)
     library_path, library = build_and_load(program.source, options.toolchain) if program.native_calls else (None, None)
     return CompiledModel(program, library_path, library, options.threads, time.perf_counter() - started)

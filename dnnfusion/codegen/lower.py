@@ -13,7 +13,7 @@ from ..fusion.plan import Block
 from ..ir.graph import Node, Value
 from ..kir.emit import Emitter, children
 from ..kir.expr import C_TYPES, Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder
-from ..kir.kernel import PARALLEL, PARALLEL_GRAIN, KernelContext, Placer, Reader, serial_for
+from ..kir.kernel import PARALLEL, PARALLEL_GRAIN, KernelContext, KernelOptions, Placer, Reader, serial_for
 
 
 class CodegenError(DnnfusionError):
@@ -45,8 +45,11 @@ class BlockLowering:
     keyed by id(Value)), a function `temp(value)` that gives a block-local buffer for a kernel's result (or a
     template's scratch array), and `place(array)` that puts a template's compile-time array with the weights."""
 
-    def __init__(self, block: Block, name: str, buffers: dict[int, Buffer], temp, place: Placer | None = None) -> None:
+    def __init__(self, block: Block, name: str, buffers: dict[int, Buffer], temp, place: Placer | None = None,
+                 options: KernelOptions = KernelOptions()) -> None:
         self.block, self.name, self.buffers, self.temp, self.place = block, name, buffers, temp, place
+        self.options = options
+        self.method: str | None = None                       # the kernel template's chosen method, if it names one
         self.nodes = [o.node for o in block.ops]
         self.inside = {id(n) for n in self.nodes}
         self.kernels = [o.node for o in block.ops if o.lowering == "kernel"]
@@ -231,8 +234,9 @@ class BlockLowering:
                 lines.append(f"{buffer.name}[{emitter.c(linear(index, value_.shape))}] = {emitter.c(expr)};")
             return ["{"] + ["  " + line for line in lines] + ["}"]
 
-        ctx = KernelContext(kernel, self.reader(kernel), store, prefix="k", place=self.place)
+        ctx = KernelContext(kernel, self.reader(kernel), store, prefix="k", place=self.place, options=self.options)
         code = op.kernel(kernel, ctx)
+        self.method = ctx.method
         if code is None:
             raise CodegenError(f"{kernel.op_type} node '{kernel.name}' has no kernel template for its attributes")
         self.done = {id(t) for t in targets} | {id(o) for o in kernel.outputs if o is not None}

@@ -14,6 +14,7 @@ from ..fusion.plan import Block, Plan
 from ..ir.graph import Value
 from .memory import ALIGN, Interval, plan_arena
 from ..kir.expr import ctype
+from ..kir.kernel import KernelOptions
 from ..kir.mathlib import SOURCE as MATH_SOURCE
 from .lower import BlockLowering, Buffer
 from .outline import outline
@@ -69,6 +70,7 @@ class Program:
     fallback_ops: list[str] = field(default_factory=list)
     profiled: bool = False                   # every block call is timed (df_profile)
     scratch_bytes: int = 0                   # kernel templates' scratch (packed operands), inside the arena
+    methods: dict[int, str] = field(default_factory=dict)   # block position -> the method its template chose
 
     @property
     def native_calls(self) -> int:
@@ -92,13 +94,14 @@ def is_native(block: Block) -> bool:
     return all(o.lowering is not None for o in block.ops)
 
 
-def generate(plan: Plan, profile: bool = False) -> Program:
+def generate(plan: Plan, profile: bool = False, kernels: KernelOptions = KernelOptions()) -> Program:
     """Lower every block, plan the arena, pack the weights, and write the C source; with `profile`, every block
-    call is timed into `df_block_seconds[]` (read with `df_profile`), for per-kernel breakdowns."""
+    call is timed into `df_block_seconds[]` (read with `df_profile`), for per-kernel breakdowns; `kernels` says
+    what the kernel templates may choose."""
     native = [is_native(b) for b in plan.blocks]
     names = [kernel_name(b, k) for k, b in enumerate(plan.blocks)]
     storage = _storage(plan, native)
-    functions, helpers = _lower_blocks(plan, native, names, storage)
+    functions, helpers, methods = _lower_blocks(plan, native, names, storage, kernels)
     storage.write_weights(set().union(*(_identifiers(body) for _, body in functions)))
     offsets, arena_bytes = plan_arena(storage.intervals)
     source = [PRELUDE] + list(helpers.values())
@@ -112,7 +115,7 @@ def generate(plan: Plan, profile: bool = False) -> Program:
     fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
                 for o in b.ops]
     return Program(plan, "\n".join(source), segments, arena_bytes, np.frombuffer(bytes(storage.blob), np.uint8),
-                   offsets, storage.weight_offsets, fallback, profile, storage.scratch_bytes)
+                   offsets, storage.weight_offsets, fallback, profile, storage.scratch_bytes, methods)
 
 
 @dataclass
@@ -205,10 +208,11 @@ def _storage(plan: Plan, native: list[bool]) -> Storage:
     return storage
 
 
-def _lower_blocks(plan: Plan, native: list[bool], names: list[str],
-                  storage: Storage) -> tuple[list[tuple[int, str]], dict[str, str]]:
-    """Each native block's C body (by position), and the file-scope helpers their templates asked for."""
-    functions, helpers = [], {}
+def _lower_blocks(plan: Plan, native: list[bool], names: list[str], storage: Storage,
+                  kernels: KernelOptions) -> tuple[list[tuple[int, str]], dict[str, str], dict[int, str]]:
+    """Each native block's C body (by position), the file-scope helpers their templates asked for, and the
+    methods templates chose (by position)."""
+    functions, helpers, methods = [], {}, {}
     for k, block in enumerate(plan.blocks):
         if not native[k]:
             continue
@@ -218,11 +222,13 @@ def _lower_blocks(plan: Plan, native: list[bool], names: list[str],
             storage.temps[id(v)] = (v, buffer)
             return buffer
 
-        lowering = BlockLowering(block, names[k], storage.buffers, temp, storage.place)
+        lowering = BlockLowering(block, names[k], storage.buffers, temp, storage.place, kernels)
         functions.append((k, lowering.lower()))
+        if lowering.method is not None:
+            methods[k] = lowering.method
         storage.scratch_bytes += lowering.scratch_bytes
         helpers.update(lowering.helpers)
-    return functions, helpers
+    return functions, helpers, methods
 
 
 def _function(name: str, body: str, storage: Storage, offsets: dict[int, int]) -> str:

@@ -3,6 +3,7 @@ templates, a context that names loop variables, emits expressions and stores res
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -20,15 +21,26 @@ PARALLEL = "#pragma dnnfusion parallel"   # marks the next loop for the thread p
 STACK_ARRAY_MAX = 1 << 17         # elements a kernel may keep in one stack array (1 MiB of 8-byte values)
 
 
+@dataclass(frozen=True)
+class KernelOptions:
+    """What the kernel templates are allowed to choose: `winograd` lets 3 x 3 convolutions run as Winograd
+    products (off: results bit-close to a direct convolution's, at its speed)."""
+
+    winograd: bool = True
+
+
 class KernelContext:
     """Handed to `Op.kernel`: `read(i, index)` gives input i's element (fused producers inlined), `store(out,
     index, value)` the C statements that finish output `out`'s element (fused consumers applied), `var()`
     fresh loop variables, `c(expr)` C text, `scratch(ctype, n)` a named temporary array, `helper(name, code)` a
     file-scope C definition (a function or macro) the kernel calls, `weight(build)` a compile-time array (such
-    as weights repacked into a template's layout) placed with the model's weights."""
+    as weights repacked into a template's layout) placed with the model's weights, `options` what it may choose;
+    a template that picks one of several methods names it with `choose` (shown in the plan report)."""
 
-    def __init__(self, node: Node, read: Reader, store: Storer, prefix: str, place: Placer | None = None) -> None:
-        self.node, self.read, self.store = node, read, store
+    def __init__(self, node: Node, read: Reader, store: Storer, prefix: str, place: Placer | None = None,
+                 options: KernelOptions = KernelOptions()) -> None:
+        self.node, self.read, self.store, self.options = node, read, store, options
+        self.method: str | None = None
         self.prefix = prefix
         self._place = place
         self._vars = 0
@@ -59,6 +71,10 @@ class KernelContext:
         """The C name of a read-only array holding `build()` (64-byte aligned, in the weight blob), or a
         placeholder while the template is only probed (then `build`, a repacking of weights, is not run)."""
         return self._place(build()) if self._place is not None else f"{self.prefix}weight"
+
+    def choose(self, method: str) -> None:
+        """Record the method the template generates this node with (e.g. "Winograd F(4x4, 3x3)")."""
+        self.method = method
 
     def helper(self, name: str, code: str) -> str:
         """Declare a file-scope definition once per program (the same name must always mean the same code)."""

@@ -15,6 +15,7 @@ from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_depthwise, conv_direct, co
 from ..kernels.conv import conv_product
 from ..kernels.conv import conv_transpose, pointwise
 from ..kernels.window import Window
+from ..kernels.winograd import conv_winograd, tile_size, applies as winograd_applies
 from ..kir.expr import ctype
 from ..kir.kernel import KernelContext, fits_stack
 from .base import Inferred, MappingType, Op, TensorType, channel_vector, shape_of
@@ -174,6 +175,9 @@ class Conv(ConvLike):
         direct = w.shape[0] // group < PRODUCT_MIN_CHANNELS and fits_stack(window.out[-1])
         if direct:
             return conv_depthwise(ctx, node, window, group, ct) or conv_direct(ctx, node, window, group, ct)
+        winograd = winograd_method(ctx, node, window, group, ct)
+        if winograd is not None:
+            return winograd
         implicit = None if pointwise(window, x.shape[2:]) else \
             conv_outer_window(ctx, node, window, group, ct) or conv_implicit(ctx, node, window, group, ct)
         return implicit if implicit is not None else conv_product(ctx, node, window, group, ct)
@@ -181,6 +185,18 @@ class Conv(ConvLike):
     def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
         """W[m] * scale[m] and B[m] * scale[m] + shift[m] (BatchNormalization folded into the conv)."""
         return scaled_weights(node, scale, shift, lambda w, s: w * s.reshape((-1,) + (1,) * (w.ndim - 1)))
+
+
+def winograd_method(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
+    """The convolution as Winograd F(m x m, 3 x 3) where the options allow it and its cost estimate beats the
+    implicit GEMM's (`tile_size`), naming the choice; None otherwise."""
+    if not ctx.options.winograd or not winograd_applies(node, window, group, ct):
+        return None
+    m = tile_size(node, window)
+    code = None if m is None else conv_winograd(ctx, node, window, group, ct, m)
+    if code is not None:
+        ctx.choose(f"Winograd F({m}x{m}, 3x3)")
+    return code
 
 
 @register
