@@ -328,8 +328,9 @@ class Tiling:
         return ctx.helper(microkernel.name(*args), microkernel.code(*args))
 
 
-def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
-    """One parallel loop over the tiles of a product. Where a column tile of B over the whole depth stays in
+def microkernel_tasks(ctx: KernelContext, t: Tiling, parallel: bool = True) -> list[str]:
+    """One loop over the tiles of a product (on the thread pool unless `parallel` is False: a product inside
+    an outer parallel loop). Where a column tile of B over the whole depth stays in
     L2 (PANEL_CACHE_SHARE of it), each task is one tile: one microkernel call over the full depth. Deeper
     products split the depth into chunks of DEPTH_CHUNK and each task owns a block of tiles
     (BLOCK_TILE_FLOATS of sums): chunk by chunk, every tile of the block adds that chunk's sums, so a chunk
@@ -363,8 +364,8 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
                 a_first, b_first = (t.segments[0], 0) if t.shift_a else (0, t.segments[0])
                 call = f"{t.kernel(ctx, got)}({t.depth}, ({a_ptr} + {a_first}), ({b_ptr} + {b_first}), {t.ldb}, tile);"
             return [call] + edges(j0, t.width, t.n, lambda cols: t.finish(bidx, i0, j0, got, cols, "tile", t.width))
-        return lines + parallel_for(task, numel(t.batch) * row_tiles * col_tiles, head + edges(i0, t.rows, t.m, tile),
-                                    work)
+        loop = parallel_for if parallel else lambda var, extent, body, work: serial_for(var, extent, body)
+        return lines + loop(task, numel(t.batch) * row_tiles * col_tiles, head + edges(i0, t.rows, t.m, tile), work)
     if t.spans is not None:
         raise ValueError("segment spans need a depth that fits the cache (Tiling.splits_depth)")
     chunks = []          # (A offset, B offset) in elements, and the chunk's depth

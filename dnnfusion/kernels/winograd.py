@@ -15,33 +15,38 @@ from typing import Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kir.expr import Index, Lit, Load, Var, broadcast_index, cast, ctype, numel
+from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, linear, numel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from . import microkernel
+from ..machine import l2_bytes
 from .gemm import Operand, Product, Tiling, direct_buffer, microkernel_tasks, packed_a, tile_finish
 from .planes import vector_lanes
 from .window import Window
 from .winograd_math import matrices, transform_filters
 
-TILE_SIZES = (4, 2)          # output tile sizes m tried, largest first: F(6x6, 3x3) rounds off more than
-                             # float32's 1e-4 of the output range from a few hundred channels (docs/WINOGRAD.md)
+TILE_SIZES = (4, 2)          # output tile sizes m tried: F(6x6, 3x3) rounds off more than float32's 1e-4 of the
+                             # output range from a few hundred channels and ran slower here (docs/WINOGRAD.md)
 MIN_CHANNELS = 16            # input and output channels from which the transforms pay for themselves
-TRANSFORM_CYCLES = 1.5       # cycles per transformed element (input tiles and output tiles, per channel)
-NOTE = "/* Winograd F({m}x{m}, 3x3): input tiles transformed, {a} products in the transform domain, " \
+TRANSFORM_CYCLES = 1.5       # cycles per transformed element that stays in cache (input and output side)...
+STREAM_CYCLES = 3.0          # ...and per element when the transformed tiles stream through memory
+FUSED_SHARE = 0.5            # of L2: the transformed filters plus a chunk's tiles, at most, for the fused form
+NOTE = "/* Winograd F({m}x{m}, 3x3){how}: input tiles transformed, {a} products in the transform domain, " \
        "output transform and epilogue */"
 
 
 @dataclass(frozen=True)
 class Geometry:
     """Where a Winograd convolution's tiles lie: output tiles of m x m over the output (ty x tx of them), the
-    input rows and columns each tile row reads (alpha = m + 2 rows, `width` columns from -pad), and the
-    tiles' count padded to whole column tiles of the products (`columns`)."""
+    input rows and columns each tile row reads (alpha = m + 2 rows, `width` columns from -pad), and the tile
+    rows grouped into chunks of `chunk_rows`, each chunk's tiles the columns of its own products (padded to
+    whole column tiles: `columns`). The transformed tiles lie [image][chunk][xi][channel][column]."""
 
     m: int
     out: tuple[int, int]
     spatial: tuple[int, int]
     pads: tuple[int, int]
     columns_multiple: int
+    chunk_rows: int
 
     @property
     def alpha(self) -> int:
@@ -56,10 +61,15 @@ class Geometry:
         return numel(self.tiles)
 
     @property
+    def chunks(self) -> int:
+        return -(-self.tiles[0] // self.chunk_rows)
+
+    @property
     def columns(self) -> int:
-        """Tiles padded to whole column tiles, and off a multiple of 1 KiB so that B's rows spread over cache sets."""
+        """A chunk's tiles padded to whole column tiles, and off a multiple of 1 KiB so that B's rows spread
+        over cache sets."""
         w = self.columns_multiple
-        padded = -(-self.count // w) * w
+        padded = -(-self.chunk_rows * self.tiles[1] // w) * w
         return padded + w if padded * 4 % 1024 == 0 else padded
 
     @property
@@ -67,33 +77,57 @@ class Geometry:
         """Input columns a tile row reads, from column -pad."""
         return self.tiles[1] * self.m + 2
 
+    def slot(self, n: str, ty: str, planes: int) -> str:
+        """C offset of tile row `ty`'s first tile in channel 0 of xi 0 of image n, for `planes` channels."""
+        return f"(({n} * {self.chunks} + {ty} / {self.chunk_rows}) * {self.alpha ** 2 * planes * self.columns} + " \
+               f"{ty} % {self.chunk_rows} * {self.tiles[1]})"
+
+
+@dataclass(frozen=True)
+class Method:
+    """How a Winograd convolution runs: tile size m, and whether the three steps run fused per chunk of tile
+    rows (one parallel loop; the chunk's transformed tiles stay in cache) or as three parallel loops over
+    the whole image (large filters that would not stay in cache beside a chunk)."""
+
+    m: int
+    chunk_rows: int
+    fused: bool
+
+    def __str__(self) -> str:
+        return f"Winograd F({self.m}x{self.m}, 3x3)" + (f", fused per {self.chunk_rows} tile rows" if self.fused else "")
+
 
 def applies(node: Node, window: Window, group: int, ct: str) -> bool:
     """Whether Winograd can run this convolution here: 2-D 3 x 3, stride and dilation 1, one group, float32
-    with constant weights read as they are, on a CPU with microkernels."""
+    with constant weights, on a CPU with microkernels."""
     x, w = node.inputs[0], node.inputs[1]
     return microkernel.target_isa() is not None and ct == "float" and len(window.kernel) == 2 and \
         window.kernel == (3, 3) and window.strides == (1, 1) and window.dilations == (1, 1) and group == 1 and \
         w.const is not None and x.shape[1] >= MIN_CHANNELS and w.shape[0] >= MIN_CHANNELS
 
 
-def tile_size(node: Node, window: Window) -> int | None:
-    """The output tile size m whose estimated cycles beat the direct implicit GEMM's by most, or None where
-    none does: products at the microkernels' rate over alpha^2 / m^2 of the direct count of multiplies per
-    output, plus TRANSFORM_CYCLES per transformed element on each side."""
+def method(node: Node, window: Window) -> Method | None:
+    """The Winograd method whose estimated cycles beat the direct implicit GEMM's by most, or None where none
+    does. Products run at the microkernels' rate over alpha^2 / m^2 of the direct count of multiplies per
+    output (padding tiles included); transformed elements cost TRANSFORM_CYCLES each in the fused form,
+    STREAM_CYCLES when three loops stream them through memory."""
     isa = microkernel.target_isa()
     assert isa is not None
     channels, filters = node.inputs[0].shape[1], node.inputs[1].shape[0]
     rate = 2 * isa.lanes          # multiply-adds per cycle: two FMA pipes
-    direct = numel(window.out) * 9 * channels * filters / rate
-    best, chosen = direct, None
+    best, chosen = numel(window.out) * 9 * channels * filters / rate, None
     for m in TILE_SIZES:
-        geometry = Geometry(m, tuple(window.out), (0, 0), (0, 0), isa.lanes)
-        alpha2 = geometry.alpha ** 2
-        products = alpha2 * geometry.count * channels * filters / rate
-        transforms = TRANSFORM_CYCLES * alpha2 * geometry.count * (channels + filters)
+        alpha2 = (m + 2) ** 2
+        tiles = -(-window.out[0] // m), -(-window.out[1] // m)
+        per_row = alpha2 * 4 * (channels + filters) * tiles[1]
+        budget = FUSED_SHARE * l2_bytes() - alpha2 * 4 * channels * filters
+        rows = int(min(tiles[0], budget // per_row)) if budget > per_row else 0
+        fused = 0 < rows < tiles[0]
+        geometry = Geometry(m, tuple(window.out), (0, 0), (0, 0), isa.lanes * 2, rows if fused else tiles[0])
+        products = alpha2 * geometry.chunks * geometry.columns * channels * filters / rate
+        transforms = (TRANSFORM_CYCLES if rows else STREAM_CYCLES) * alpha2 * numel(tiles) * (channels + filters)
         if products + transforms < best:
-            best, chosen = products + transforms, m
+            best, chosen = products + transforms, Method(m, geometry.chunk_rows, fused)
     return chosen
 
 
@@ -114,46 +148,72 @@ def coefficient_sum(coefficients: Sequence[float], terms: Sequence[str]) -> str:
     return text[2:] if text.startswith("+ ") else "-" + text[2:]
 
 
-def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct: str, m: int) -> list[str] | None:
-    """The convolution as Winograd F(m x m, 3 x 3) in three parallel loops: input transform, the alpha^2
-    products on the microkernels, output transform with the epilogue. None where a stack row block would not
-    fit or `applies` says no."""
+def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct: str,
+                  how: Method) -> list[str] | None:
+    """The convolution as Winograd F(m x m, 3 x 3): input transform, the alpha^2 products on the microkernels,
+    output transform with the epilogue; as three parallel loops, or fused per chunk of tile rows in one. None
+    where a stack row block would not fit or `applies` says no."""
     isa = microkernel.target_isa()
     if isa is None or not applies(node, window, group, ct) or direct_buffer(ctx, 1, node.inputs[1].shape, ct) is None:
         return None
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    x, w = node.inputs[0], node.inputs[1]
     images, channels, filters = x.shape[0], x.shape[1], w.shape[0]
-    _, vectors, _ = isa.tile_shape(filters, 16 * isa.lanes)
-    geometry = Geometry(m, tuple(window.out), tuple(x.shape[2:]), tuple(window.pads_begin), vectors * isa.lanes)
-    alpha = geometry.alpha
-    if not fits_stack(2 * alpha * geometry.width) or not fits_stack(m * geometry.width):
+    ty_count = -(-window.out[0] // how.m)
+    chunk_rows = how.chunk_rows if how.fused else ty_count
+    _, vectors, _ = isa.tile_shape(filters, chunk_rows * -(-window.out[1] // how.m))
+    g = Geometry(how.m, tuple(window.out), tuple(x.shape[2:]), tuple(window.pads_begin), vectors * isa.lanes,
+                 chunk_rows)
+    alpha2 = g.alpha ** 2
+    if not fits_stack(2 * g.alpha * g.width) or not fits_stack(g.m * g.width):
         return None
-    columns = geometry.columns
-    tiles_in = ctx.scratch(ct, images * alpha * alpha * channels * columns)
-    tiles_out = ctx.scratch(ct, images * alpha * alpha * filters * columns)
-    lines = [NOTE.format(m=m, a=alpha * alpha)]
-    lines += input_transform(ctx, node, geometry, tiles_in)
-    lines += products(ctx, node, geometry, rows_vectors=isa.tile_shape(filters, columns)[:2],
-                      tiles_in=tiles_in, tiles_out=tiles_out)
-    lines += output_transform(ctx, node, geometry, tiles_out)
-    return lines
+    rows, vectors, _ = isa.tile_shape(filters, g.columns)
+    tiles_in = ctx.scratch(ct, images * g.chunks * alpha2 * channels * g.columns)
+    tiles_out = ctx.scratch(ct, images * g.chunks * alpha2 * filters * g.columns)
+    task = ctx.var("t")
+    a_lines, tiling = products(ctx, node, g, (rows, vectors), tiles_in, tiles_out, task if how.fused else None)
+    if how.fused and tiling.splits_depth():
+        return None
+    lines = [NOTE.format(m=g.m, a=alpha2, how=", fused per chunk of tile rows" if how.fused else "")] + a_lines
+    if not how.fused:
+        n, c, ty = (Var(f"{task.name}_{h}") for h in ("n", "c", "ty"))
+        head = [f"const int64_t {ty.name} = {task.name} % {g.tiles[0]}, {c.name} = {task.name} / {g.tiles[0]} % "
+                f"{channels}, {n.name} = {task.name} / {g.tiles[0] * channels};"]
+        count = images * channels * g.tiles[0]
+        lines += parallel_for(task, count, head + input_rows(ctx, node, g, tiles_in, n, c, ty),
+                              count * alpha2 * g.width)
+        lines += microkernel_tasks(ctx, tiling)
+        task = ctx.var("t")
+        n, f, ty = (Var(f"{task.name}_{h}") for h in ("n", "f", "ty"))
+        head = [f"const int64_t {ty.name} = {task.name} % {g.tiles[0]}, {f.name} = {task.name} / {g.tiles[0]} % "
+                f"{filters}, {n.name} = {task.name} / {g.tiles[0] * filters};"]
+        count = images * filters * g.tiles[0]
+        return lines + parallel_for(task, count, head + output_rows(ctx, node, g, tiles_out, n, f, ty),
+                                    count * alpha2 * g.width)
+    r, c, f = ctx.var("r"), ctx.var("c"), ctx.var("f")
+    n, k, ty = Var(f"{task.name}_n"), Var(f"{task.name}_k"), Var(f"{task.name}_ty")
+    head = [f"const int64_t {n.name} = {task.name} / {g.chunks}, {k.name} = {task.name} % {g.chunks};"]
+
+    def over_rows(body: list[str]) -> list[str]:
+        return [f"for (int64_t {r.name} = 0; {r.name} < {g.chunk_rows}; ++{r.name}) {{",
+                f"  const int64_t {ty.name} = {k.name} * {g.chunk_rows} + {r.name};",
+                f"  if ({ty.name} >= {g.tiles[0]}) break;", *indent(body), "}"]
+    body = head + serial_for(c, channels, over_rows(input_rows(ctx, node, g, tiles_in, n, c, ty)))
+    body += microkernel_tasks(ctx, tiling, parallel=False)
+    body += serial_for(f, filters, over_rows(output_rows(ctx, node, g, tiles_out, n, f, ty)))
+    work = images * g.count * alpha2 * channels * filters
+    return lines + parallel_for(task, images * g.chunks, body, work)
 
 
-def input_transform(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str) -> list[str]:
-    """Per image, channel and tile row: the alpha input rows it reads (fused producers applied, zero in the
+def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Var, c: Var, ty: Var) -> list[str]:
+    """Tile row ty of channel c of image n: the alpha input rows it reads (fused producers applied, zero in the
     padding) into a stack block, BT applied down the columns (vectorised along the row), then BT along each
-    tile's row into tiles_in[image][xi][channel][tile]; the padding columns of the last tile row are zeroed."""
-    x = node.inputs[0]
-    images, channels = x.shape[0], x.shape[1]
+    tile's row into the transformed tiles; after a chunk's last tile row, its padding columns are zeroed."""
+    channels = node.inputs[0].shape[1]
     _, _, bt = matrices(g.m)
     alpha, width, (ty_count, tx_count) = g.alpha, g.width, g.tiles
     (height, row_width), (pad_top, pad_left) = g.spatial, g.pads
-    task, yy, q, tx, z, xi = (ctx.var(h) for h in ("t", "yy", "q", "tx", "z", "xi"))
-    n, c, ty = Var(f"{task.name}_n"), Var(f"{task.name}_c"), Var(f"{task.name}_ty")
-    head = [f"const int64_t {ty.name} = {task.name} % {ty_count}, {c.name} = {task.name} / {ty_count} % "
-            f"{channels}, {n.name} = {task.name} / {ty_count * channels};",
-            local_array("float", "wd", alpha * width), local_array("float", "wt", alpha * width)]
-    row = Var(f"{task.name}_y")
+    yy, q, tx, z, xi = (ctx.var(h) for h in ("yy", "q", "tx", "z", "xi"))
+    row = Var(f"{ty.name}_y")
     lo, hi = pad_left, min(width, pad_left + row_width)
     value = cast(ctx.read(0, (n, c, row, q - pad_left)), "float")
     fill = [f"const int64_t {row.name} = {ty.name} * {g.m} + {yy.name} - {pad_top};",
@@ -166,33 +226,34 @@ def input_transform(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str) 
                     if hi > lo else []),
             f"  for (int64_t {q.name} = {hi}; {q.name} < {width}; ++{q.name}) wrow[{q.name}] = 0.0f;",
             "}"]
-    body = head + serial_for(yy, alpha, fill)
+    body = [local_array("float", "wd", alpha * width), local_array("float", "wt", alpha * width)]
+    body += serial_for(yy, alpha, fill)
     down = [f"wt[{i} * {width} + {q.name}] = "
             f"{coefficient_sum(bt[i], [f'wd[{k} * {width} + {q.name}]' for k in range(alpha)])};"
             for i in range(alpha)]
     body += serial_for(q, width, down, simd=True)
     plane = channels * g.columns
-    base = f"{tiles_in} + {n.name} * {alpha * alpha * plane} + {c.name} * {g.columns} + {ty.name} * {tx_count}"
     across = []
     for i in range(alpha):
         terms = [f"wt[{i} * {width} + {tx.name} * {g.m} + {k}]" for k in range(alpha)]
         across += [f"dst[{(i * alpha + j) * plane} + {tx.name}] = {coefficient_sum(bt[j], terms)};"
                    for j in range(alpha)]
-    body += [f"float* const dst = {base};"] + serial_for(tx, tx_count, across, simd=True)
-    if g.columns > g.count:
-        clear = serial_for(xi, alpha * alpha, [
-            f"for (int64_t {z.name} = {g.count}; {z.name} < {g.columns}; ++{z.name}) "
-            f"{tiles_in}[{n.name} * {alpha * alpha * plane} + {xi.name} * {plane} + {c.name} * {g.columns} + "
-            f"{z.name}] = 0.0f;"])
-        body += [f"if ({ty.name} == {ty_count - 1}) {{", *indent(clear), "}"]
-    count = images * channels * ty_count
-    return parallel_for(task, count, body, count * alpha * width * 4)
+    body += [f"float* const dst = {tiles_in} + {g.slot(n.name, ty.name, channels)} + {c.name} * {g.columns};"]
+    body += serial_for(tx, tx_count, across, simd=True)
+    used = f"({ty.name} % {g.chunk_rows} + 1) * {tx_count}"
+    clear = serial_for(xi, alpha * alpha, [f"for (int64_t {z.name} = {used}; {z.name} < {g.columns}; ++{z.name}) "
+                                           f"dst[{xi.name} * {plane} + {z.name} - {ty.name} % {g.chunk_rows} * "
+                                           f"{tx_count}] = 0.0f;"])
+    last = f"{ty.name} % {g.chunk_rows} == {g.chunk_rows - 1} || {ty.name} == {ty_count - 1}"
+    return body + [f"if ({last}) {{", *indent(clear), "}"]
 
 
 def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[int, int], tiles_in: str,
-             tiles_out: str) -> list[str]:
-    """tiles_out[image][xi] = U[xi] (filters x channels, transformed and packed at compile time) times
-    tiles_in[image][xi] (channels x tiles), on the microkernels; B is read in place."""
+             tiles_out: str, chunk: Var | None) -> tuple[list[str], Tiling]:
+    """The packing of U (filters x channels per xi: the filters transformed at compile time) and the Tiling of
+    tiles_out[image][chunk][xi] = U[xi] times tiles_in[image][chunk][xi] (channels x columns, read in place):
+    over every image, chunk and xi, or over the xi of one chunk, `chunk` (image * chunks + chunk, a variable
+    of the enclosing loop)."""
     isa = microkernel.target_isa()
     assert isa is not None
     x, w = node.inputs[0], node.inputs[1]
@@ -200,57 +261,55 @@ def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[in
     alpha2, columns = g.alpha ** 2, g.columns
     rows, vectors = rows_vectors
     width = vectors * isa.lanes
-    batch, a_batch = (images, alpha2), (1, alpha2)
-    transformed = transform_filters(w.const, g.m).astype(np.float32).reshape(1, alpha2, filters, channels)
+    batch = (alpha2,) if chunk is not None else (images, g.chunks, alpha2)
+    a_batch = (1,) * (len(batch) - 1) + (alpha2,)
+    transformed = transform_filters(w.const, g.m).astype(np.float32).reshape(*a_batch, filters, channels)
     a = Operand(a_batch, filters, channels, lambda bidx, r, c: Lit(0), constant=transformed)
     a_lines, a_at, a_steps = packed_a(ctx, a, rows)
 
-    def keep(bidx: Index, i: Var, j: Index, value) -> list[str]:
-        at = (bidx[0] * alpha2 + bidx[1]) * (filters * columns) + i * columns + j[0]
+    def entry(bidx: Index) -> Expr:
+        """The (image, chunk, xi) entry's position among all of them."""
+        return linear(bidx, batch) if chunk is None else chunk * alpha2 + bidx[0]
+
+    def keep(bidx: Index, i: Var, j: Index, value: Expr) -> list[str]:
+        at = entry(bidx) * (filters * columns) + i * columns + j[0]
         return [f"{tiles_out}[{ctx.c(at)}] = {ctx.c(value)};"]
 
     unused = Operand(batch, channels, columns, lambda bidx, r, c: Lit(0))
     finish = tile_finish(ctx, Product(batch, a, unused, "float", keep), width)
 
     def b_at(bidx: Index, jt: Var) -> str:
-        return f"({tiles_in} + {ctx.c((bidx[0] * alpha2 + bidx[1]) * (channels * columns) + jt * width)})"
+        return f"({tiles_in} + {ctx.c(entry(bidx) * (channels * columns) + jt * width)})"
 
     tiling = Tiling(isa, batch, filters, columns, channels, (0,), rows, vectors, a_steps, columns,
                     lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at, finish)
-    return a_lines + microkernel_tasks(ctx, tiling)
+    return a_lines, tiling
 
 
-def output_transform(ctx: KernelContext, node: Node, g: Geometry, tiles_out: str) -> list[str]:
-    """Per image, filter and tile row: AT M A of each tile into a stack block of m output rows, then each row
-    that lies inside the output to the fused epilogue (bias added), one vectorised loop along the row."""
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    images, filters = x.shape[0], w.shape[0]
+def output_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_out: str, n: Var, f: Var, ty: Var) -> list[str]:
+    """Tile row ty of filter f of image n: AT M A of each tile into a stack block of m output rows, then each
+    row that lies inside the output to the fused epilogue (bias added), one vectorised loop along the row."""
+    y = node.outputs[0]
+    filters = node.inputs[1].shape[0]
     at, _, _ = matrices(g.m)
-    alpha, m, (ty_count, tx_count), (height, row_width) = g.alpha, g.m, g.tiles, g.out
-    alpha2, columns = alpha * alpha, g.columns
-    task, tx, r, o = (ctx.var(h) for h in ("t", "tx", "r", "o"))
-    n, f, ty = Var(f"{task.name}_n"), Var(f"{task.name}_f"), Var(f"{task.name}_ty")
+    alpha, m, (_, tx_count), (height, row_width) = g.alpha, g.m, g.tiles, g.out
+    plane = filters * g.columns
+    tx, r, o = ctx.var("tx"), ctx.var("r"), ctx.var("o")
     block = tx_count * m
-    head = [f"const int64_t {ty.name} = {task.name} % {ty_count}, {f.name} = {task.name} / {ty_count} % "
-            f"{filters}, {n.name} = {task.name} / {ty_count * filters};",
-            local_array("float", "wo", m * block),
-            f"const float* const src = {tiles_out} + {n.name} * {alpha2 * filters * columns} + {f.name} * {columns} "
-            f"+ {ty.name} * {tx_count};"]
-    loads = [f"const float mv{i}_{j} = src[{(i * alpha + j) * filters * columns} + {tx.name}];"
+    body = [local_array("float", "wo", m * block),
+            f"const float* const src = {tiles_out} + {g.slot(n.name, ty.name, filters)} + {f.name} * {g.columns};"]
+    loads = [f"const float mv{i}_{j} = src[{(i * alpha + j) * plane} + {tx.name}];"
              for i in range(alpha) for j in range(alpha)]
     down = [f"const float sv{a}_{j} = {coefficient_sum(at[a], [f'mv{i}_{j}' for i in range(alpha)])};"
             for a in range(m) for j in range(alpha)]
     across = [f"wo[{a} * {block} + {tx.name} * {m} + {b}] = "
               f"{coefficient_sum(at[b], [f'sv{a}_{j}' for j in range(alpha)])};" for a in range(m) for b in range(m)]
-    body = head + serial_for(tx, tx_count, loads + down + across, simd=True)
+    body += serial_for(tx, tx_count, loads + down + across, simd=True)
     row = ty * m + r
     value = Load("wo", r * block + o, "float")
     if node.input(2) is not None:
         value = value + cast(ctx.read(2, (f,)), "float")
-    store = ctx.store(0, (n, f, row, o), cast(value, ctype(y.dtype)))
-    emit = overlapped_for(o, 0, row_width, vector_lanes(), store)
+    emit = overlapped_for(o, 0, row_width, vector_lanes(), ctx.store(0, (n, f, row, o), cast(value, ctype(y.dtype))))
     if height % m:
         emit = [f"if ({ctx.c(row)} < {height}) {{", *indent(emit), "}"]
-    body += serial_for(r, m, emit)
-    count = images * filters * ty_count
-    return parallel_for(task, count, body, count * alpha2 * tx_count * 4)
+    return body + serial_for(r, m, emit)

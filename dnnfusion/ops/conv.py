@@ -15,7 +15,7 @@ from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_depthwise, conv_direct, co
 from ..kernels.conv import conv_product
 from ..kernels.conv import conv_transpose, pointwise
 from ..kernels.window import Window
-from ..kernels.winograd import conv_winograd, tile_size, applies as winograd_applies
+from ..kernels.winograd import applies as winograd_applies, conv_winograd, method as winograd_method_of
 from ..kir.expr import ctype
 from ..kir.kernel import KernelContext, fits_stack
 from .base import Inferred, MappingType, Op, TensorType, channel_vector, shape_of
@@ -189,13 +189,13 @@ class Conv(ConvLike):
 
 def winograd_method(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
     """The convolution as Winograd F(m x m, 3 x 3) where the options allow it and its cost estimate beats the
-    implicit GEMM's (`tile_size`), naming the choice; None otherwise."""
+    implicit GEMM's (`method`), naming the choice; None otherwise."""
     if not ctx.options.winograd or not winograd_applies(node, window, group, ct):
         return None
-    m = tile_size(node, window)
-    code = None if m is None else conv_winograd(ctx, node, window, group, ct, m)
+    how = winograd_method_of(node, window)
+    code = None if how is None else conv_winograd(ctx, node, window, group, ct, how)
     if code is not None:
-        ctx.choose(f"Winograd F({m}x{m}, 3x3)")
+        ctx.choose(str(how))
     return code
 
 
