@@ -307,6 +307,8 @@ class Tiling:
     finish: Callable[[Index, Var, Var, int, int, str, int], list[str]]
     spans: Callable[[Index], tuple[str, str]] | None = None   # (first segment, count) per batch entry, C
     shift_a: bool = False     # the segments' offsets are A's (elements), B's rows running on through them
+    store_at: Callable[[Index, Var, Var], str] | None = None  # (batch index, i0, j0) -> where a finished tile
+    ldc: int = 0                                              # goes as it is, rows ldc apart (no `finish`)
 
     @property
     def width(self) -> int:
@@ -322,9 +324,10 @@ class Tiling:
         """Row tiles and column tiles."""
         return -(-self.m // self.rows), -(-self.n // self.width)
 
-    def kernel(self, ctx: KernelContext, got: int, segmented: bool = False, accumulate: bool = False) -> str:
+    def kernel(self, ctx: KernelContext, got: int, segmented: bool = False, accumulate: bool = False,
+               strided: bool = False) -> str:
         """The microkernel for a tile of `got` rows, declared once per program."""
-        args = (self.isa, got, self.vectors, self.a_steps, segmented, accumulate, self.shift_a)
+        args = (self.isa, got, self.vectors, self.a_steps, segmented, accumulate, self.shift_a, strided)
         return ctx.helper(microkernel.name(*args), microkernel.code(*args))
 
 
@@ -360,6 +363,11 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling, parallel: bool = True) -> l
             elif len(t.segments) > 1:
                 call = f"{t.kernel(ctx, got, True)}({t.depth}, {len(t.segments)}, {offsets.name}, {a_ptr}, {b_ptr}, " \
                        f"{t.ldb}, tile);"
+            elif t.store_at is not None:
+                assert t.n % t.width == 0 and not t.shift_a, "tiles stored as they are need whole column tiles"
+                call = f"{t.kernel(ctx, got, strided=True)}({t.depth}, {a_ptr}, ({b_ptr} + {t.segments[0]}), {t.ldb}, " \
+                       f"{t.store_at(bidx, i0, j0)}, {t.ldc});"
+                return [call]
             else:
                 a_first, b_first = (t.segments[0], 0) if t.shift_a else (0, t.segments[0])
                 call = f"{t.kernel(ctx, got)}({t.depth}, ({a_ptr} + {a_first}), ({b_ptr} + {b_first}), {t.ldb}, tile);"

@@ -89,14 +89,15 @@ def target_isa() -> Isa | None:
 
 
 def name(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int], segmented: bool = False,
-         accumulate: bool = False, shift_a: bool = False) -> str:
+         accumulate: bool = False, shift_a: bool = False, strided: bool = False) -> str:
     """The C name of the microkernel for a tile of rows x vectors reading A at `a_steps` (see `code`)."""
     return f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_a{a_steps[0]}x{a_steps[1]}" + \
-        (("_sega" if shift_a else "_seg") if segmented else "") + ("_acc" if accumulate else "")
+        (("_sega" if shift_a else "_seg") if segmented else "") + ("_acc" if accumulate else "") + \
+        ("_ldc" if strided else "")
 
 
 def code(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int], segmented: bool = False,
-         accumulate: bool = False, shift_a: bool = False) -> str:
+         accumulate: bool = False, shift_a: bool = False, strided: bool = False) -> str:
     """`void NAME(int64_t depth, const float* a, const float* b, int64_t ldb, float* c)`: c[r][j] (row stride
     vectors * lanes) = sum over k < depth of A(r, k) * b[k * ldb + j] for r < rows, where A(r, k) is
     a[r * a_steps[0] + k * a_steps[1]]: a packed tile (1, rows), or rows of a row-major array (lda, 1). The
@@ -108,15 +109,16 @@ def code(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int], segmented:
     with `shift_a` the other way round: A's columns of segment s start at a + offsets[s] (the pixels of a
     convolution's output row as A's rows, one segment per tap) while B's rows run on.
     `accumulate` adds `int64_t ldc` after `c` and adds the sums to c[r * ldc + j] (a product whose depth is
-    split into cache-sized chunks) instead of storing them at row stride vectors * lanes."""
+    split into cache-sized chunks) instead of storing them at row stride vectors * lanes; `strided` adds
+    `int64_t ldc` too and stores the sums at row stride ldc (a product whose result needs no epilogue)."""
     p, v, width = isa.prefix, isa.vtype, vectors * isa.lanes
     row_step, col_step = a_steps
     acc = [[f"c{r}_{j}" for j in range(vectors)] for r in range(rows)]
     extra = "int64_t segments, const int64_t* restrict offsets, " if segmented else ""
     lines = [f"static __attribute__((noinline, target(\"{isa.target}\"))) void "
-             f"{name(isa, rows, vectors, a_steps, segmented, accumulate, shift_a)}(int64_t depth, {extra}"
+             f"{name(isa, rows, vectors, a_steps, segmented, accumulate, shift_a, strided)}(int64_t depth, {extra}"
              "const float* restrict a, const float* restrict b, int64_t ldb, float* restrict c"
-             f"{', int64_t ldc' if accumulate else ''}) {{"]
+             f"{', int64_t ldc' if accumulate or strided else ''}) {{"]
     lines += [f"  {v} {', '.join(row)};" for row in acc]
     lines += [f"  {name_} = {p}_setzero_ps();" for row in acc for name_ in row]
     if segmented and shift_a:
@@ -143,6 +145,9 @@ def code(isa: Isa, rows: int, vectors: int, a_steps: tuple[int, int], segmented:
     if accumulate:
         lines += [f"  {p}_storeu_ps(c + {r} * ldc + {j * isa.lanes}, "
                   f"{p}_add_ps({p}_loadu_ps(c + {r} * ldc + {j * isa.lanes}), {acc[r][j]}));"
+                  for r in range(rows) for j in range(vectors)]
+    elif strided:
+        lines += [f"  {p}_storeu_ps(c + {r} * ldc + {j * isa.lanes}, {acc[r][j]});"
                   for r in range(rows) for j in range(vectors)]
     else:
         lines += [f"  {p}_storeu_ps(c + {r * width + j * isa.lanes}, {acc[r][j]});"

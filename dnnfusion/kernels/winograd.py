@@ -19,7 +19,7 @@ from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from . import microkernel
 from ..machine import l2_bytes
-from .gemm import Operand, Product, Tiling, direct_buffer, microkernel_tasks, packed_a, tile_finish
+from .gemm import Operand, Tiling, direct_buffer, microkernel_tasks, packed_a
 from .planes import vector_lanes
 from .window import Window
 from .winograd_math import matrices, transform_filters
@@ -27,9 +27,14 @@ from .winograd_math import matrices, transform_filters
 TILE_SIZES = (4, 2)          # output tile sizes m tried: F(6x6, 3x3) rounds off more than float32's 1e-4 of the
                              # output range from a few hundred channels and ran slower here (docs/WINOGRAD.md)
 MIN_CHANNELS = 16            # input and output channels from which the transforms pay for themselves
-TRANSFORM_CYCLES = 1.5       # cycles per transformed element that stays in cache (input and output side)...
-STREAM_CYCLES = 3.0          # ...and per element when the transformed tiles stream through memory
-FUSED_SHARE = 0.5            # of L2: the transformed filters plus a chunk's tiles, at most, for the fused form
+# The estimate that picks a method, in the cycles of the microkernels' tile costs (Isa.tile_shape), fitted to
+# single convolutions at 1 thread on AVX-512 (VGG, U-Net, YOLO, SSD, ResNet shapes; 7 x 7 to 256 x 256):
+CACHED_CYCLES = 2.5          # per transformed element (input and output side) of three loops over the image
+                             # whose transformed tiles stay within STREAMED_BYTES...
+STREAMED_CYCLES = 6.0        # ...and beyond it, where they stream through memory
+STREAMED_BYTES = 16 << 20
+FUSED_CYCLES = 4.0           # per transformed element when the steps run fused per chunk of tile rows
+BYTES_PER_CYCLE = 4.0        # filters (direct or transformed) streamed from memory per cycle, once per run
 NOTE = "/* Winograd F({m}x{m}, 3x3){how}: input tiles transformed, {a} products in the transform domain, " \
        "output transform and epilogue */"
 
@@ -108,26 +113,34 @@ def applies(node: Node, window: Window, group: int, ct: str) -> bool:
 
 def method(node: Node, window: Window) -> Method | None:
     """The Winograd method whose estimated cycles beat the direct implicit GEMM's by most, or None where none
-    does. Products run at the microkernels' rate over alpha^2 / m^2 of the direct count of multiplies per
-    output (padding tiles included); transformed elements cost TRANSFORM_CYCLES each in the fused form,
-    STREAM_CYCLES when three loops stream them through memory."""
+    does: the products' tile costs (padding tiles and columns included) plus the filters streamed once, and
+    for Winograd a cost per transformed element (CACHED_CYCLES, STREAMED_CYCLES or FUSED_CYCLES). The fused
+    form is tried where the transformed filters leave room in L2 for a chunk's tiles."""
     isa = microkernel.target_isa()
     assert isa is not None
     channels, filters = node.inputs[0].shape[1], node.inputs[1].shape[0]
-    rate = 2 * isa.lanes          # multiply-adds per cycle: two FMA pipes
-    best, chosen = numel(window.out) * 9 * channels * filters / rate, None
+    height, width = window.out
+    by_channels = isa.tile_shape(filters, height * (width + 2))[2]
+    by_pixels = height * isa.tile_shape(width, filters)[2] * (1 + 32 / (9 * channels))
+    best = min(by_channels, by_pixels) * 9 * channels + 9 * channels * filters * 4 / BYTES_PER_CYCLE
+    chosen = None
     for m in TILE_SIZES:
         alpha2 = (m + 2) ** 2
-        tiles = -(-window.out[0] // m), -(-window.out[1] // m)
-        per_row = alpha2 * 4 * (channels + filters) * tiles[1]
-        budget = FUSED_SHARE * l2_bytes() - alpha2 * 4 * channels * filters
-        rows = int(min(tiles[0], budget // per_row)) if budget > per_row else 0
-        fused = 0 < rows < tiles[0]
-        geometry = Geometry(m, tuple(window.out), (0, 0), (0, 0), isa.lanes * 2, rows if fused else tiles[0])
-        products = alpha2 * geometry.chunks * geometry.columns * channels * filters / rate
-        transforms = (TRANSFORM_CYCLES if rows else STREAM_CYCLES) * alpha2 * numel(tiles) * (channels + filters)
-        if products + transforms < best:
-            best, chosen = products + transforms, Method(m, geometry.chunk_rows, fused)
+        tiles = -(-height // m), -(-width // m)
+        elements = alpha2 * numel(tiles) * (channels + filters)
+        filter_bytes = alpha2 * channels * filters * 4
+        forms = [(tiles[0], CACHED_CYCLES if elements * 4 <= STREAMED_BYTES else STREAMED_CYCLES)]
+        if filter_bytes < l2_bytes() and tiles[0] > 1:
+            rows = max(1, int((l2_bytes() - filter_bytes) // (alpha2 * 4 * (channels + filters) * tiles[1])))
+            forms += [(min(rows, tiles[0]), FUSED_CYCLES)] if rows < tiles[0] else []
+        for rows, per_element in forms:
+            geometry = Geometry(m, (height, width), (0, 0), (0, 0), 1, rows)
+            vectors = isa.tile_shape(filters, rows * tiles[1])[1]
+            geometry = Geometry(m, (height, width), (0, 0), (0, 0), vectors * isa.lanes, rows)
+            cost = alpha2 * geometry.chunks * isa.tile_shape(filters, geometry.columns)[2] * channels + \
+                per_element * elements + filter_bytes / BYTES_PER_CYCLE
+            if cost < best:
+                best, chosen = cost, Method(m, rows, rows < tiles[0])
     return chosen
 
 
@@ -271,18 +284,15 @@ def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[in
         """The (image, chunk, xi) entry's position among all of them."""
         return linear(bidx, batch) if chunk is None else chunk * alpha2 + bidx[0]
 
-    def keep(bidx: Index, i: Var, j: Index, value: Expr) -> list[str]:
-        at = entry(bidx) * (filters * columns) + i * columns + j[0]
-        return [f"{tiles_out}[{ctx.c(at)}] = {ctx.c(value)};"]
-
-    unused = Operand(batch, channels, columns, lambda bidx, r, c: Lit(0))
-    finish = tile_finish(ctx, Product(batch, a, unused, "float", keep), width)
+    def c_at(bidx: Index, i0: Var, j0: Var) -> str:
+        return f"({tiles_out} + {ctx.c(entry(bidx) * (filters * columns) + i0 * columns + j0)})"
 
     def b_at(bidx: Index, jt: Var) -> str:
         return f"({tiles_in} + {ctx.c(entry(bidx) * (channels * columns) + jt * width)})"
 
     tiling = Tiling(isa, batch, filters, columns, channels, (0,), rows, vectors, a_steps, columns,
-                    lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at, finish)
+                    lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at, lambda *_: [],
+                    store_at=c_at, ldc=columns)
     return a_lines, tiling
 
 
