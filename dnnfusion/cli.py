@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 # Piped output (logs, CI) gets 120 columns so the wider tables do not wrap; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 120)
+WINOGRAD_HELP = ("Run no 3x3 convolution as Winograd products: results bit-close to a direct convolution, "
+                 "slower (docs/WINOGRAD.md).")
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
@@ -161,8 +163,9 @@ def _read_feeds(inputs_file: Path | None, named: tuple[str, ...]) -> dict[str, n
 @click.option("--reference", is_flag=True, help="Run the numpy reference executor instead of compiled code.")
 @click.option("--check", is_flag=True, help="Compare the outputs with onnxruntime (rtol 1e-3, atol 1e-4).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Write the outputs to this .npz.")
+@click.option("--no-winograd", "no_winograd", is_flag=True, help=WINOGRAD_HELP)
 def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tuple[str, ...], level: str,
-        reference: bool, check: bool, save: Path | None) -> None:
+        reference: bool, check: bool, save: Path | None, no_winograd: bool) -> None:
     """Compile MODEL (an .onnx file or a zoo model name) and run it once; --check compares with onnxruntime."""
     from .oracle import compare, run_onnxruntime  # noqa: PLC0415
     from .runtime import ReferenceExecutor, random_feeds  # noqa: PLC0415
@@ -182,7 +185,7 @@ def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tu
         from .pipeline import compile_model  # noqa: PLC0415
 
         with step(f"compiling {path.name} at {level}"):
-            executor = compile_model(path, input_shapes, opt_level=level)
+            executor = compile_model(path, input_shapes, opt_level=level, winograd=not no_winograd)
         graph = executor.graph
     if feeds is None:
         feeds = random_feeds(graph)
@@ -225,8 +228,9 @@ def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tu
 @click.option("--opt", "level", type=click.Choice(["O0", "O1", "O2", "O3"]), default="O3", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="Threads the compiled model runs with.")
 @click.option("--json", "as_json", is_flag=True, help="Print the compile statistics as one JSON object.")
+@click.option("--no-winograd", "no_winograd", is_flag=True, help=WINOGRAD_HELP)
 def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: str, threads: int | None,
-                    as_json: bool) -> None:
+                    as_json: bool, no_winograd: bool) -> None:
     """Compile MODEL (an .onnx file or a zoo model name) and write its C source, library and plan report."""
     import json  # noqa: PLC0415
     import shutil  # noqa: PLC0415
@@ -236,7 +240,8 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: s
 
     path, zoo_shapes = _model_source(model)
     with step(f"compiling {path.name} at {level}"):
-        compiled = compile_model(path, {**zoo_shapes, **parse_shapes(shapes)}, opt_level=level, threads=threads)
+        compiled = compile_model(path, {**zoo_shapes, **parse_shapes(shapes)}, opt_level=level, threads=threads,
+                                 winograd=not no_winograd)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.c").write_text(compiled.source)
     if compiled.library_path is not None:
@@ -251,6 +256,8 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: s
                   f"arena {human(stats['arena_bytes'], 'B')}, {stats['native_calls_per_run']} native call(s) per "
                   f"run, {len(stats['fallback_ops'])} fallback operator(s), {stats['compile_seconds']:.2f} s",
                   highlight=False)
+    for method, count in stats["kernel_methods"].items():
+        console.print(f"{count} kernel(s) as {method}", highlight=False)
     console.print(f"wrote {out_dir}/model.c, model.so, plan.html, stats.json", highlight=False)
 
 

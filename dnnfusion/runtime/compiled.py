@@ -72,7 +72,14 @@ class CompiledModel:
                 "scratch_bytes": self.program.scratch_bytes,
                 "weight_bytes": int(self.program.weights.size), "compile_seconds": round(self.compile_seconds, 3),
                 "fallback_ops": list(self.program.fallback_ops), "native_calls_per_run": self.program.native_calls,
-                "threads": self.threads}
+                "threads": self.threads, "kernel_methods": self.method_counts()}
+
+    def method_counts(self) -> dict[str, int]:
+        """How many blocks each kernel method that a template chose runs (e.g. Winograd F(4x4, 3x3))."""
+        counts: dict[str, int] = {}
+        for method in self.program.methods.values():
+            counts[method] = counts.get(method, 0) + 1
+        return dict(sorted(counts.items()))
 
     def _new_arena(self) -> tuple[np.ndarray, int]:
         """A zeroed arena and its address."""
