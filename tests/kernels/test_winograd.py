@@ -1,0 +1,136 @@
+"""Winograd convolutions (kernels/winograd.py, winograd_math.py): the matrices against a direct correlation,
+every form (tile sizes 2, 4 and 6; three loops or fused per chunk of tile rows) against a float64 direct
+convolution at random shapes and paddings with the error bound asserted, fused producers and epilogues,
+the option that turns it off, and which method the estimate picks."""
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import dnnfusion
+from dnnfusion.kernels import winograd
+from dnnfusion.kernels.window import Window
+from dnnfusion.kernels.winograd import Method
+from dnnfusion.kernels.winograd_math import correlate, matrices, transform_filters
+from dnnfusion.ops import conv as conv_op
+from tests.helpers import FLOAT, make_model
+from tests.kernels.conftest import needs_microkernels
+
+BOUND = {2: 2e-6, 4: 1e-5, 6: 1e-4}     # max error / output range at these channel counts (docs/WINOGRAD.md)
+
+
+def direct64(x: np.ndarray, w: np.ndarray, b: np.ndarray, pads: list[int]) -> np.ndarray:
+    """A float64 direct correlation of (N, C, H, W) with (M, C, 3, 3), padded [top, left, bottom, right]."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))
+    return np.einsum("nchwij,mcij->nmhw", windows, w.astype(np.float64)) + b.reshape(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_matrices_compute_a_correlation(m):
+    rng = np.random.default_rng(m)
+    at, g, bt = matrices(m)
+    assert at.shape == (m, m + 2) and g.shape == (m + 2, 3) and bt.shape == (m + 2, m + 2)
+    x, w = rng.standard_normal((2, 3, 11, 9)), rng.standard_normal((4, 3, 3, 3))
+    expected = direct64(x, w, np.zeros(4), [0, 0, 0, 0])
+    np.testing.assert_allclose(correlate(x, w, m), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_filters_transform_to_alpha_squared_matrices():
+    w = np.random.default_rng(0).standard_normal((5, 7, 3, 3))
+    u = transform_filters(w, 4)
+    _, g, _ = matrices(4)
+    assert u.shape == (36, 5, 7)
+    np.testing.assert_allclose(u.reshape(6, 6, 5, 7)[:, :, 2, 3], g @ w[2, 3] @ g.T)
+
+
+def conv_model(x_shape, filters, pads, seed, producer=False, residual=False):
+    """[Relu ->] Conv 3x3 (bias) -> [Add residual ->] Relu, with its weights and feeds."""
+    rng = np.random.default_rng(seed)
+    channels = x_shape[1]
+    w = (rng.standard_normal((filters, channels, 3, 3)) / np.sqrt(9 * channels)).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    source = "x"
+    nodes = []
+    if producer:
+        nodes.append(helper.make_node("Sigmoid", ["x"], ["p"]))
+        source = "p"
+    nodes.append(helper.make_node("Conv", [source, "w", "b"], ["c"], pads=pads, kernel_shape=[3, 3]))
+    out_hw = (x_shape[2] + pads[0] + pads[2] - 2, x_shape[3] + pads[1] + pads[3] - 2)
+    inputs = [("x", FLOAT, list(x_shape))]
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    last = "c"
+    if residual:
+        inputs.append(("r", FLOAT, [x_shape[0], filters, *out_hw]))
+        feeds["r"] = rng.standard_normal((x_shape[0], filters, *out_hw)).astype(np.float32)
+        nodes.append(helper.make_node("Add", ["c", "r"], ["s"]))
+        last = "s"
+    nodes.append(helper.make_node("Relu", [last], ["y"]))
+    model = make_model(nodes, inputs, ["y"], {"w": w, "b": b}, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+
+    def expected() -> np.ndarray:
+        x = feeds["x"].astype(np.float64)
+        y = direct64(1 / (1 + np.exp(-x)) if producer else x, w, b, pads)
+        return np.maximum(y + feeds["r"] if residual else y, 0)
+    return model, feeds, expected()
+
+
+FORMS = [Method(2, 1, False), Method(4, 1, False), Method(4, 1, True), Method(4, 2, True), Method(2, 3, True),
+         Method(6, 1, False)]
+
+
+@needs_microkernels
+@pytest.mark.parametrize("how", FORMS, ids=str)
+@pytest.mark.parametrize("seed", range(3))
+def test_every_form_matches_a_float64_convolution(isa, monkeypatch, how, seed):
+    rng = np.random.default_rng(100 + seed)
+    x_shape = (int(rng.integers(1, 3)), int(rng.integers(16, 40)), int(rng.integers(5, 30)), int(rng.integers(5, 30)))
+    pads = [int(p) for p in rng.integers(0, 3, 4)]
+    filters = int(rng.integers(16, 48))
+    model, feeds, expected = conv_model(x_shape, filters, pads, seed, producer=seed == 1, residual=seed == 2)
+    monkeypatch.setattr(conv_op, "winograd_method_of", lambda node, window: how)
+    compiled = dnnfusion.compile(model)
+    assert compiled.stats["kernel_methods"] == {str(how): 1}
+    assert compiled.stats["blocks"] == 1      # producer, epilogue and residual fused into the convolution
+    got = compiled.run(feeds)["y"]
+    error = np.abs(got - expected).max() / np.ptp(expected)
+    assert error < BOUND[how.m], (error, x_shape, pads, filters)
+
+
+@needs_microkernels
+def test_the_option_turns_winograd_off(monkeypatch):
+    model, feeds, expected = conv_model((1, 32, 20, 20), 32, [1, 1, 1, 1], 7)
+    monkeypatch.setattr(conv_op, "winograd_method_of", lambda node, window: Method(4, 1, False))
+    on = dnnfusion.compile(model)
+    off = dnnfusion.compile(model, winograd=False)
+    assert on.stats["kernel_methods"] == {"Winograd F(4x4, 3x3)": 1} and off.stats["kernel_methods"] == {}
+    assert "Winograd" in on.source and "Winograd" not in off.source
+    direct = np.abs(off.run(feeds)["y"] - expected).max() / np.ptp(expected)
+    assert direct < 1e-6
+
+
+def node_of(channels: int, filters: int):
+    """A stand-in node with the input and weight shapes `method` looks at."""
+    class Value:
+        def __init__(self, shape):
+            self.shape = shape
+
+    class Node:
+        inputs = [Value((1, channels)), Value((filters, channels, 3, 3))]
+    return Node()
+
+
+@needs_microkernels
+@pytest.mark.parametrize("channels, filters, size, chosen", [
+    (256, 256, 56, "Winograd F(4x4, 3x3)"),            # VGG-16
+    (512, 512, 7, "Winograd F(2x2, 3x3)"),             # a 7 x 7 tail: 4 x 4 tiles would waste 23 %
+    (64, 64, 256, "Winograd F(4x4, 3x3), fused per 1 tile rows"),   # U-Net: tiles of a row stay in cache
+    (16, 16, 14, None),                                # too few channels to pay for the transforms
+])
+def test_the_estimate_picks_a_method(isa, channels, filters, size, chosen):
+    if isa.name != "avx512":
+        pytest.skip("fitted on AVX-512")
+    window = Window((3, 3), (1, 1), (1, 1), (1, 1), (1, 1), (size, size))
+    how = winograd.method(node_of(channels, filters), window)
+    assert (None if how is None else str(how)) == chosen
