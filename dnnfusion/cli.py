@@ -573,7 +573,8 @@ def _remove(target: Path) -> int:
 
 @main.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option("--levels", default="O0,O3", show_default=True, help="dnnfusion levels to time, comma-separated.")
+@click.option("--levels", default="O0,O3", show_default=True,
+              help="dnnfusion levels to time, comma-separated (O3/direct: O3 without Winograd convolutions).")
 @click.option("--threads", default=2, show_default=True, help="Threads for every runtime.")
 @click.option("--blocks", default=8, show_default=True, help="Turns each runtime takes (runs back to back per turn).")
 @click.option("--runs", default=5, show_default=True, help="Consecutive runs per turn.")

@@ -31,10 +31,14 @@ class Loaded:
 
 
 def _dnnfusion(model: Path, feeds: dict[str, np.ndarray], threads: int, level: str) -> Loaded:
+    """A compiled model at `level`, e.g. O3, or O3/direct: no Winograd convolutions."""
     import dnnfusion  # noqa: PLC0415 - the public API, as a user calls it
 
     shapes = {name: tuple(array.shape) for name, array in feeds.items()}
-    compiled = dnnfusion.compile(model, shapes, opt_level=level, threads=threads)
+    opt_level, _, variant = level.partition("/")
+    if variant not in ("", "direct"):
+        raise DnnfusionError(f"unknown variant '{variant}' of dnnfusion {opt_level}; known: direct (no Winograd)")
+    compiled = dnnfusion.compile(model, shapes, opt_level=opt_level, threads=threads, winograd=variant != "direct")
     return Loaded(lambda: compiled.run(feeds), compiled.stats)
 
 
@@ -61,8 +65,8 @@ def _openvino(model: Path, feeds: dict[str, np.ndarray], threads: int) -> Loaded
 
 
 def runner(runtime: str, model: Path, feeds: dict[str, np.ndarray], threads: int) -> Loaded:
-    """The callable for a runtime label: `dnnfusion O3` (any level), `ORT_ENABLE_ALL`, `ORT_DISABLE_ALL`,
-    `openvino`."""
+    """The callable for a runtime label: `dnnfusion O3` (any level; `O3/direct` without Winograd),
+    `ORT_ENABLE_ALL`, `ORT_DISABLE_ALL`, `openvino`."""
     if runtime.startswith("dnnfusion"):
         return _dnnfusion(model, feeds, threads, runtime.split(" ")[-1] if " " in runtime else "O3")
     if runtime in ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL"):

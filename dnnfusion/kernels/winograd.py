@@ -99,7 +99,8 @@ class Method:
     fused: bool
 
     def __str__(self) -> str:
-        return f"Winograd F({self.m}x{self.m}, 3x3)" + (f", fused per {self.chunk_rows} tile rows" if self.fused else "")
+        fused = f", fused per {self.chunk_rows} tile rows" if self.fused else ""
+        return f"Winograd F({self.m}x{self.m}, 3x3){fused}"
 
 
 def applies(node: Node, window: Window, group: int, ct: str) -> bool:

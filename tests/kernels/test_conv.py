@@ -2,7 +2,7 @@
 per-channel planes (kernels/planes.py: depthwise convolutions, max and Lp pools): every geometry the phased
 input copy must get right (padding on either side, strides, dilations, groups, 1-D to 3-D, output grids that
 end mid-tile), weights packed at compile time or read from a graph input, split depths, fused producers and
-epilogues, on each ISA this CPU runs, against onnxruntime."""
+epilogues, on each ISA this CPU runs, against onnxruntime (Winograd off: tests/kernels/test_winograd.py has it)."""
 
 import numpy as np
 import pytest
@@ -45,7 +45,7 @@ def conv_model(x_shape, w_shape, weights_given=False, **attrs):
 ])
 def test_implicit_gemm_geometries(isa, x_shape, w_shape, attrs):
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert f"df_ukr_{isa.name}_" in compiled.source
@@ -54,7 +54,7 @@ def test_implicit_gemm_geometries(isa, x_shape, w_shape, attrs):
 
 def test_implicit_gemm_with_weights_from_a_graph_input(isa):
     model, feeds = conv_model((1, 8, 12, 12), (20, 8, 3, 3), weights_given=True, pads=[1, 1, 1, 1])
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "_seg(" in compiled.source
@@ -63,7 +63,7 @@ def test_implicit_gemm_with_weights_from_a_graph_input(isa):
 def test_implicit_gemm_keeps_weights_packed_only():
     """The weight blob holds the (tap, channel)-ordered packing, not a second, unpacked copy."""
     model, feeds = conv_model((1, 32, 14, 14), (64, 32, 3, 3), pads=[1, 1, 1, 1])
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     assert compiled.stats["weight_bytes"] < 2 * 64 * 32 * 9 * 4
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
@@ -83,7 +83,7 @@ def test_depthwise_planes(x_shape, w_shape, attrs, monkeypatch):
     producer (Relu) and epilogue (bias, Sigmoid) fused into one block (the lanes kernel kept out)."""
     monkeypatch.setattr(lanes, "LANES_MAX_WIDTH", 0)
     model, feeds = conv_model(x_shape, w_shape, group=x_shape[1], **attrs)
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "plane[" in compiled.source
@@ -99,7 +99,7 @@ def test_deep_convolutions_split_their_depth(isa, x_shape, w_shape, attrs, monke
     the depth added into a block of tiles per task (the accumulating microkernels), edges on both axes."""
     monkeypatch.setattr(gemm, "l2_bytes", lambda: 128 << 10)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "_acc(" in compiled.source
@@ -120,7 +120,7 @@ def test_pools_on_planes(op, x_shape, attrs):
     model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], {"one": np.array(1, np.float32)}, 18)
     model.graph.output[0].type.tensor_type.elem_type = FLOAT
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "plane[" in compiled.source
@@ -141,7 +141,7 @@ def test_depth_only_windows_read_the_input_in_place(isa, x_shape, w_shape, attrs
     model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], consts, 13)
     model.graph.output[0].type.tensor_type.elem_type = FLOAT
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "span_first" in compiled.source and "plane[" not in compiled.source
@@ -156,7 +156,7 @@ def test_pointwise_convolution_on_few_pixels_takes_them_as_rows(isa, x_shape, w_
     read as a column-major A, A(pixel, channel) one plane apart), the output channels its columns, each tile
     stored down the channel planes; a fused producer (Relu) and epilogue (bias, Sigmoid)."""
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert f"_a1x{np.prod(x_shape[2:])}(" in compiled.source and compiled.stats["blocks"] == 1
@@ -171,7 +171,7 @@ def test_depthwise_rows_end_in_overlapping_vectors(x_shape, attrs):
     vectors, the last one overlapping the one before instead of a scalar remainder."""
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, 3, 3), group=channels, **attrs)
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "_g0 = " in compiled.source
@@ -191,7 +191,7 @@ def test_short_output_rows_take_pixels_as_rows(isa, x_shape, w_shape, attrs, l2_
     if l2_kib:
         monkeypatch.setattr(gemm, "l2_bytes", lambda: l2_kib << 10)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert PIXEL_ROWS_NOTE in compiled.source and ("_acc(" in compiled.source) == bool(l2_kib)
@@ -205,7 +205,7 @@ def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape, mon
     monkeypatch.setattr(lanes, "LANES_MAX_WIDTH", 0)
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, 5, 5), group=channels, pads=[2, 2, 2, 2])
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "src[" in compiled.source and "flat[" in compiled.source
@@ -223,7 +223,7 @@ def test_depthwise_with_channels_in_the_lanes(isa, x_shape, kernel, attrs):
     Sigmoid) fused."""
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, kernel, kernel), group=channels, **attrs)
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "lanes_in[" in compiled.source and compiled.stats["blocks"] == 1

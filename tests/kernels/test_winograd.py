@@ -16,7 +16,7 @@ from dnnfusion.ops import conv as conv_op
 from tests.helpers import FLOAT, make_model
 from tests.kernels.conftest import needs_microkernels
 
-BOUND = {2: 2e-6, 4: 1e-5, 6: 1e-4}     # max error / output range at these channel counts (docs/WINOGRAD.md)
+BOUND = {2: 5e-6, 4: 3e-5, 6: 1e-4}     # max error / output range (measured up to 2048 channels: docs/WINOGRAD.md)
 
 
 def direct64(x: np.ndarray, w: np.ndarray, b: np.ndarray, pads: list[int]) -> np.ndarray:
