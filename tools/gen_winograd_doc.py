@@ -2,7 +2,8 @@
 and F(6x6, 3x3), against a float64 direct convolution, as max |error| over the output's range, across input
 channel counts and input distributions; the tile sizes the estimate may pick are those whose error stays
 within 1e-4 of the range everywhere (kernels/winograd.TILE_SIZES). Run: `python tools/gen_winograd_doc.py`
-(a few minutes: every cell is one compiled convolution)."""
+(a few minutes: every cell is one compiled convolution). The "End to end" section, numbers from
+`dnnfusion bench NAME --levels O3,O3/direct`, is kept as it is."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "WINOGRAD.md"
 CHANNELS = (16, 64, 256, 1024, 2048)
 FILTERS, SIZE = 16, 12
 BOUND = 1e-4
+KEPT = "## End to end"          # a section written by hand from `dnnfusion bench`, kept as it is
 INPUTS = {
     "normal": lambda rng, shape: rng.standard_normal(shape),
     "post-ReLU": lambda rng, shape: np.maximum(rng.standard_normal(shape), 0),
@@ -86,7 +88,8 @@ def main() -> None:
               f"{', '.join(f'F({m}x{m}, 3x3)' for m in allowed)}. The estimate tries "
               f"{', '.join(f'F({m}x{m}, 3x3)' for m in TILE_SIZES)}; F(6x6, 3x3) is left out"
               + (" for its error" if 6 not in allowed else " because it ran slower than F(4x4, 3x3) here") + ".", ""]
-    DOC.write_text("\n".join(lines))
+    kept = DOC.read_text().partition(KEPT)[2] if DOC.exists() else ""
+    DOC.write_text("\n".join(lines) + ("\n" + KEPT + kept if kept else ""))
     print(f"wrote {DOC}")
 
 
