@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
 # Piped output (logs, CI) gets 120 columns so the wider tables do not wrap; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 WINOGRAD_HELP = ("Run no 3x3 convolution as Winograd products: results bit-close to a direct convolution, "
                  "slower (docs/WINOGRAD.md).")
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def parse_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:

@@ -372,12 +372,20 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     return lines + a_lines + microkernel_tasks(ctx, tiling)
 
 
-def pixel_rows_pay(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int) -> bool:
-    """Whether an implicit-GEMM convolution's tiles cost less (stores down the channel planes included) with
-    each output row's pixels as rows than with the output channels as rows over `columns` of the padded grid
-    (per outer position)."""
+def implicit_tile_costs(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int,
+                        depth: int) -> tuple[float, float]:
+    """Cycles per step of depth of an implicit-GEMM convolution's tiles: with the output channels as rows over
+    `columns` of the padded grid (per outer position), and with each output row's pixels as rows (their
+    stores down the channel planes included)."""
     by_channels = numel(out[:-2]) * isa.tile_shape(mg, columns)[2]
     by_pixels = numel(out[:-1]) * isa.tile_shape(out[-1], mg)[2] * (1 + PIXEL_ROWS_STORE / depth)
+    return by_channels, by_pixels
+
+
+def pixel_rows_pay(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int) -> bool:
+    """Whether an implicit-GEMM convolution's tiles cost less with each output row's pixels as rows than with
+    the output channels as rows (`implicit_tile_costs`)."""
+    by_channels, by_pixels = implicit_tile_costs(isa, out, columns, mg, depth)
     return by_pixels < by_channels
 
 

@@ -356,6 +356,11 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling, parallel: bool = True) -> l
             lines.append(table(offsets.name, t.segments))
 
         def tile(got: int) -> list[str]:
+            if t.store_at is not None:
+                assert t.n % t.width == 0 and len(t.segments) == 1 and t.spans is None and not t.shift_a, \
+                    "tiles stored as they are need whole column tiles and one segment"
+                return [f"{t.kernel(ctx, got, strided=True)}({t.depth}, {a_ptr}, ({b_ptr} + {t.segments[0]}), "
+                        f"{t.ldb}, {t.store_at(bidx, i0, j0)}, {t.ldc});"]
             if t.spans is not None:
                 first, count = t.spans(bidx)
                 call = f"{t.kernel(ctx, got, True)}({t.depth}, {count}, {offsets.name}, ({a_ptr} + " \
@@ -363,11 +368,6 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling, parallel: bool = True) -> l
             elif len(t.segments) > 1:
                 call = f"{t.kernel(ctx, got, True)}({t.depth}, {len(t.segments)}, {offsets.name}, {a_ptr}, {b_ptr}, " \
                        f"{t.ldb}, tile);"
-            elif t.store_at is not None:
-                assert t.n % t.width == 0 and not t.shift_a, "tiles stored as they are need whole column tiles"
-                call = f"{t.kernel(ctx, got, strided=True)}({t.depth}, {a_ptr}, ({b_ptr} + {t.segments[0]}), {t.ldb}, " \
-                       f"{t.store_at(bidx, i0, j0)}, {t.ldc});"
-                return [call]
             else:
                 a_first, b_first = (t.segments[0], 0) if t.shift_a else (0, t.segments[0])
                 call = f"{t.kernel(ctx, got)}({t.depth}, ({a_ptr} + {a_first}), ({b_ptr} + {b_first}), {t.ldb}, tile);"

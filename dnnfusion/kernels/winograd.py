@@ -19,6 +19,7 @@ from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from . import microkernel
 from ..machine import l2_bytes
+from .conv import implicit_tile_costs
 from .gemm import Operand, Tiling, direct_buffer, microkernel_tasks, packed_a
 from .planes import vector_lanes
 from .window import Window
@@ -112,6 +113,14 @@ def applies(node: Node, window: Window, group: int, ct: str) -> bool:
         w.const is not None and x.shape[1] >= MIN_CHANNELS and w.shape[0] >= MIN_CHANNELS
 
 
+def geometry(isa: microkernel.Isa, filters: int, m: int, out: tuple[int, int], chunk_rows: int,
+             spatial: tuple[int, int] = (0, 0), pads: tuple[int, int] = (0, 0)) -> Geometry:
+    """The Geometry whose chunks' columns are padded to the column tiles the products over them use."""
+    tiles_across = -(-out[1] // m)
+    vectors = isa.tile_shape(filters, chunk_rows * tiles_across)[1]
+    return Geometry(m, out, spatial, pads, vectors * isa.lanes, chunk_rows)
+
+
 def method(node: Node, window: Window) -> Method | None:
     """The Winograd method whose estimated cycles beat the direct implicit GEMM's by most, or None where none
     does: the products' tile costs (padding tiles and columns included) plus the filters streamed once, and
@@ -121,9 +130,8 @@ def method(node: Node, window: Window) -> Method | None:
     assert isa is not None
     channels, filters = node.inputs[0].shape[1], node.inputs[1].shape[0]
     height, width = window.out
-    by_channels = isa.tile_shape(filters, height * (width + 2))[2]
-    by_pixels = height * isa.tile_shape(width, filters)[2] * (1 + 32 / (9 * channels))
-    best = min(by_channels, by_pixels) * 9 * channels + 9 * channels * filters * 4 / BYTES_PER_CYCLE
+    direct = min(implicit_tile_costs(isa, (height, width), height * (width + 2), filters, 9 * channels))
+    best = direct * 9 * channels + 9 * channels * filters * 4 / BYTES_PER_CYCLE
     chosen = None
     for m in TILE_SIZES:
         alpha2 = (m + 2) ** 2
@@ -135,10 +143,8 @@ def method(node: Node, window: Window) -> Method | None:
             rows = max(1, int((l2_bytes() - filter_bytes) // (alpha2 * 4 * (channels + filters) * tiles[1])))
             forms += [(min(rows, tiles[0]), FUSED_CYCLES)] if rows < tiles[0] else []
         for rows, per_element in forms:
-            geometry = Geometry(m, (height, width), (0, 0), (0, 0), 1, rows)
-            vectors = isa.tile_shape(filters, rows * tiles[1])[1]
-            geometry = Geometry(m, (height, width), (0, 0), (0, 0), vectors * isa.lanes, rows)
-            cost = alpha2 * geometry.chunks * isa.tile_shape(filters, geometry.columns)[2] * channels + \
+            g = geometry(isa, filters, m, (height, width), rows)
+            cost = alpha2 * g.chunks * isa.tile_shape(filters, g.columns)[2] * channels + \
                 per_element * elements + filter_bytes / BYTES_PER_CYCLE
             if cost < best:
                 best, chosen = cost, Method(m, rows, rows < tiles[0])
@@ -165,18 +171,17 @@ def coefficient_sum(coefficients: Sequence[float], terms: Sequence[str]) -> str:
 def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct: str,
                   how: Method) -> list[str] | None:
     """The convolution as Winograd F(m x m, 3 x 3): input transform, the alpha^2 products on the microkernels,
-    output transform with the epilogue; as three parallel loops, or fused per chunk of tile rows in one. None
-    where a stack row block would not fit or `applies` says no."""
+    output transform with the epilogue; as three parallel loops, or fused per chunk of tile rows in one. For a
+    convolution that `applies`; None where its weights are not read as they are or a stack row block would not
+    fit."""
     isa = microkernel.target_isa()
-    if isa is None or not applies(node, window, group, ct) or direct_buffer(ctx, 1, node.inputs[1].shape, ct) is None:
+    assert isa is not None
+    if direct_buffer(ctx, 1, node.inputs[1].shape, ct) is None:
         return None
     x, w = node.inputs[0], node.inputs[1]
     images, channels, filters = x.shape[0], x.shape[1], w.shape[0]
-    ty_count = -(-window.out[0] // how.m)
-    chunk_rows = how.chunk_rows if how.fused else ty_count
-    _, vectors, _ = isa.tile_shape(filters, chunk_rows * -(-window.out[1] // how.m))
-    g = Geometry(how.m, tuple(window.out), tuple(x.shape[2:]), tuple(window.pads_begin), vectors * isa.lanes,
-                 chunk_rows)
+    chunk_rows = how.chunk_rows if how.fused else -(-window.out[0] // how.m)
+    g = geometry(isa, filters, how.m, tuple(window.out), chunk_rows, tuple(x.shape[2:]), tuple(window.pads_begin))
     alpha2 = g.alpha ** 2
     if not fits_stack(2 * g.alpha * g.width) or not fits_stack(g.m * g.width):
         return None

@@ -35,7 +35,7 @@ class KernelContext:
     fresh loop variables, `c(expr)` C text, `scratch(ctype, n)` a named temporary array, `helper(name, code)` a
     file-scope C definition (a function or macro) the kernel calls, `weight(build)` a compile-time array (such
     as weights repacked into a template's layout) placed with the model's weights, `options` what it may choose;
-    a template that picks one of several methods names it with `choose` (shown in the plan report)."""
+    a template that picks one of several methods names it with `choose` (listed in the compile statistics)."""
 
     def __init__(self, node: Node, read: Reader, store: Storer, prefix: str, place: Placer | None = None,
                  options: KernelOptions = KernelOptions()) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -76,10 +77,7 @@ class CompiledModel:
 
     def method_counts(self) -> dict[str, int]:
         """How many blocks each kernel method that a template chose runs (e.g. Winograd F(4x4, 3x3))."""
-        counts: dict[str, int] = {}
-        for method in self.program.methods.values():
-            counts[method] = counts.get(method, 0) + 1
-        return dict(sorted(counts.items()))
+        return dict(sorted(Counter(self.program.methods.values()).items()))
 
     def _new_arena(self) -> tuple[np.ndarray, int]:
         """A zeroed arena and its address."""
