@@ -581,17 +581,18 @@ def _remove(target: Path) -> int:
 @click.option("--budget", default=60.0, show_default=True, help="Seconds of timing per model at most.")
 @click.option("--load", default=0, show_default=True, type=click.IntRange(min=0),
               help="Busy processes (one core each) running beside the runtimes for the whole timing.")
-@click.option("--openvino", is_flag=True, help="Also time OpenVINO (needs the openvino package).")
+@click.option("--openvino", is_flag=True, help="Also time OpenVINO in float32 (needs the openvino package).")
+@click.option("--mnn", is_flag=True, help="Also time MNN, in the separate environment DNNFUSION_MNN_PYTHON names.")
 @click.option("--small", is_flag=True, help="The zoo's small configurations.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
 def bench(names: tuple[str, ...], levels: str, threads: int, blocks: int, runs: int, budget: float, load: int,
-          openvino: bool, small: bool, markdown: Path | None) -> None:
+          openvino: bool, mnn: bool, small: bool, markdown: Path | None) -> None:
     """Time zoo models NAMES side by side with onnxruntime (outputs checked first), each runtime in its own
     process, taking turns in blocks of consecutive runs; `--load N` adds N busy neighbours."""
     from .bench.compare import bench_zoo_model  # noqa: PLC0415
 
     wanted = tuple(level.strip() for level in levels.split(",") if level.strip())
-    peers = ("ORT_DISABLE_ALL", "openvino") if openvino else ("ORT_DISABLE_ALL",)
+    peers = ("ORT_DISABLE_ALL",) + (("openvino",) if openvino else ()) + (("mnn",) if mnn else ())
     beside = f", {load} busy neighbour process(es)" if load else ", idle machine"
     table = Table(title=f"latency (ms), each runtime in its own process, {threads} thread(s){beside}",
                   title_justify="left")

@@ -43,7 +43,10 @@ def bench_zoo_model(name: str, levels: tuple[str, ...] = ("O0", "O3"), threads: 
                 continue
             diffs = compare(workers.outputs(runtime), expected)
             bad = [d for d in diffs if not d.ok]
-            if bad:
+            if bad and runtime not in ours:
+                progress(f"{name}: {runtime}'s output '{bad[0].name}' differs from onnxruntime "
+                         f"(max abs {bad[0].max_abs:.2e}); timed anyway")
+            elif bad:
                 raise DnnfusionError(f"{name} on {runtime}: output '{bad[0].name}' differs from onnxruntime "
                                      f"(max abs {bad[0].max_abs:.2e})")
             if runtime in ours:

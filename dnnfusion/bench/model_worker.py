@@ -49,12 +49,14 @@ def _onnxruntime(model: Path, feeds: dict[str, np.ndarray], threads: int, optimi
 
 
 def _openvino(model: Path, feeds: dict[str, np.ndarray], threads: int) -> Loaded:
+    """OpenVINO in float32 (it would otherwise run bf16 where the CPU has it), latency mode."""
     try:
         import openvino as ov  # noqa: PLC0415 - optional peer
     except ImportError as e:
         raise DnnfusionError("openvino is not installed: pip install openvino, or leave it out of the runtimes") from e
     compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                           "PERFORMANCE_HINT": "LATENCY"})
+                                                           "PERFORMANCE_HINT": "LATENCY",
+                                                           "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     names = [o.get_any_name() for o in compiled.outputs]
 

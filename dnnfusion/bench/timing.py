@@ -82,6 +82,20 @@ SETTLE_SECONDS = 0.05
 READY_TIMEOUT = 1800.0
 
 
+MNN_PYTHON = "DNNFUSION_MNN_PYTHON"
+
+
+def mnn_python() -> str:
+    """The Python of the separate environment MNN runs in (`mnn_worker`), from DNNFUSION_MNN_PYTHON."""
+    python = os.environ.get(MNN_PYTHON)
+    if not python or not Path(python).exists():
+        raise DnnfusionError(
+            f"MNN runs in a virtual environment of its own (its converter's console script installs a telemetry "
+            f"package wherever it runs): python3 -m venv /tmp/mnn && /tmp/mnn/bin/pip install MNN numpy onnx, "
+            f"then set {MNN_PYTHON}=/tmp/mnn/bin/python" + (f" ({python} does not exist)" if python else ""))
+    return python
+
+
 class RuntimeWorkers:
     """One `model_worker` process per runtime label (see `model_worker.runner`), all on the same model, feeds and
     thread count. Use as a context manager: entering loads (compiles) each runtime in turn and waits until it is
@@ -110,8 +124,11 @@ class RuntimeWorkers:
 
     def _start(self, runtime: str) -> None:
         stderr = self._stack.enter_context(tempfile.TemporaryFile("w+"))
-        command = [sys.executable, "-m", "dnnfusion.bench.model_worker", "--runtime", runtime, "--threads",
-                   str(self.threads), "--model", str(self.model), "--feeds", str(self._folder / "feeds.npz")]
+        where = ["--threads", str(self.threads), "--model", str(self.model), "--feeds", str(self._folder / "feeds.npz")]
+        if runtime == "mnn":
+            command = [mnn_python(), str(Path(__file__).with_name("mnn_worker.py")), *where]
+        else:
+            command = [sys.executable, "-m", "dnnfusion.bench.model_worker", "--runtime", runtime, *where]
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
                                 bufsize=1)
         self._procs[runtime], self._stderr[runtime] = proc, stderr

@@ -351,15 +351,18 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling, parallel: bool = True) -> l
         bidx = _batch_index(ctx, task, t.batch, row_tiles * col_tiles, head)
         a_ptr, b_ptr = t.a_at(bidx, it), t.b_at(bidx, jt)
         lines: list[str] = []
-        if len(t.segments) > 1 or t.spans is not None:
+        if (len(t.segments) > 1 or t.spans is not None) and t.store_at is None:
             offsets = ctx.var("seg_offsets")
             lines.append(table(offsets.name, t.segments))
 
         def tile(got: int) -> list[str]:
             if t.store_at is not None:
-                assert t.n % t.width == 0 and len(t.segments) == 1 and t.spans is None and not t.shift_a, \
-                    "tiles stored as they are need whole column tiles and one segment"
-                return [f"{t.kernel(ctx, got, strided=True)}({t.depth}, {a_ptr}, ({b_ptr} + {t.segments[0]}), "
+                contiguous = all(offset == s * t.depth * t.ldb for s, offset in enumerate(t.segments))
+                assert t.n % t.width == 0 and contiguous and not t.shift_a, \
+                    "tiles stored as they are need whole column tiles and segments that run on one after another"
+                depth, a_first = (t.depth * len(t.segments), "0") if t.spans is None else \
+                    (f"{t.spans(bidx)[1]} * {t.depth}", f"{t.spans(bidx)[0]} * {t.depth * t.a_steps[1]}")
+                return [f"{t.kernel(ctx, got, strided=True)}({depth}, ({a_ptr} + {a_first}), {b_ptr}, "
                         f"{t.ldb}, {t.store_at(bidx, i0, j0)}, {t.ldc});"]
             if t.spans is not None:
                 first, count = t.spans(bidx)

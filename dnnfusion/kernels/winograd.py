@@ -53,6 +53,8 @@ class Geometry:
     pads: tuple[int, int]
     columns_multiple: int
     chunk_rows: int
+    frames: tuple[int, int] = (1, 1)     # a 3 x 3 x 3 convolution's input and output frames (1, 1: 2-D)
+    frame_pad: int = 0                   # ...and the padding before its first frame
 
     @property
     def alpha(self) -> int:
@@ -83,10 +85,17 @@ class Geometry:
         """Input columns a tile row reads, from column -pad."""
         return self.tiles[1] * self.m + 2
 
-    def slot(self, n: str, ty: str, planes: int) -> str:
-        """C offset of tile row `ty`'s first tile in channel 0 of xi 0 of image n, for `planes` channels."""
-        return f"(({n} * {self.chunks} + {ty} / {self.chunk_rows}) * {self.alpha ** 2 * planes * self.columns} + " \
-               f"{ty} % {self.chunk_rows} * {self.tiles[1]})"
+    @property
+    def temporal(self) -> bool:
+        """Whether this is a 3 x 3 x 3 convolution: 2-D Winograd over each frame, its 3 temporal taps summed in
+        the products (their depth runs over (tap, channel))."""
+        return self.frames != (1, 1) or self.frame_pad > 0
+
+    def slot(self, n: str, ty: str, planes: int, frames: int = 1) -> str:
+        """C offset of tile row `ty`'s first tile in channel 0 of frame 0 of xi 0 of image n, for `planes`
+        channels and `frames` frames per xi."""
+        return f"(({n} * {self.chunks} + {ty} / {self.chunk_rows}) * " \
+               f"{self.alpha ** 2 * frames * planes * self.columns} + {ty} % {self.chunk_rows} * {self.tiles[1]})"
 
 
 @dataclass(frozen=True)
@@ -99,55 +108,74 @@ class Method:
     chunk_rows: int
     fused: bool
 
+    temporal: bool = False     # 3 x 3 x 3: per frame, the temporal taps summed in the products
+
     def __str__(self) -> str:
         fused = f", fused per {self.chunk_rows} tile rows" if self.fused else ""
-        return f"Winograd F({self.m}x{self.m}, 3x3){fused}"
+        kernel = "3x3x3 as 3 taps of 3x3" if self.temporal else "3x3"
+        return f"Winograd F({self.m}x{self.m}, {kernel}){fused}"
 
 
 def applies(node: Node, window: Window, group: int, ct: str) -> bool:
-    """Whether Winograd can run this convolution here: 2-D 3 x 3, stride and dilation 1, one group, float32
-    with constant weights, on a CPU with microkernels."""
+    """Whether Winograd can run this convolution here: 2-D 3 x 3 or 3-D 3 x 3 x 3 (at most one frame of
+    padding on each side), stride and dilation 1, one group, float32 with constant weights, on a CPU with
+    microkernels."""
     x, w = node.inputs[0], node.inputs[1]
-    return microkernel.target_isa() is not None and ct == "float" and len(window.kernel) == 2 and \
-        window.kernel == (3, 3) and window.strides == (1, 1) and window.dilations == (1, 1) and group == 1 and \
-        w.const is not None and x.shape[1] >= MIN_CHANNELS and w.shape[0] >= MIN_CHANNELS
+    rank = len(window.kernel)
+    temporal = rank == 3 and max(window.pads_begin[0], window.pads_end[0]) <= 1   # each output frame has a tap
+    return microkernel.target_isa() is not None and ct == "float" and (rank == 2 or temporal) and \
+        window.kernel == (3,) * rank and window.strides == (1,) * rank and window.dilations == (1,) * rank and \
+        group == 1 and w.const is not None and x.shape[1] >= MIN_CHANNELS and w.shape[0] >= MIN_CHANNELS
 
 
 def geometry(isa: microkernel.Isa, filters: int, m: int, out: tuple[int, int], chunk_rows: int,
-             spatial: tuple[int, int] = (0, 0), pads: tuple[int, int] = (0, 0)) -> Geometry:
+             spatial: tuple[int, int] = (0, 0), pads: tuple[int, int] = (0, 0), frames: tuple[int, int] = (1, 1),
+             frame_pad: int = 0) -> Geometry:
     """The Geometry whose chunks' columns are padded to the column tiles the products over them use."""
     tiles_across = -(-out[1] // m)
     vectors = isa.tile_shape(filters, chunk_rows * tiles_across)[1]
-    return Geometry(m, out, spatial, pads, vectors * isa.lanes, chunk_rows)
+    return Geometry(m, out, spatial, pads, vectors * isa.lanes, chunk_rows, frames, frame_pad)
+
+
+def frame_taps(frames: int, frame_pad: int, t: int) -> tuple[int, int]:
+    """(first, count) of the temporal taps of output frame t that land on input frames (not in the padding)."""
+    first = max(0, frame_pad - t)
+    return first, min(3, frames + frame_pad - t) - first
 
 
 def method(node: Node, window: Window) -> Method | None:
     """The Winograd method whose estimated cycles beat the direct implicit GEMM's by most, or None where none
     does: the products' tile costs (padding tiles and columns included) plus the filters streamed once, and
     for Winograd a cost per transformed element (CACHED_CYCLES, STREAMED_CYCLES or FUSED_CYCLES). The fused
-    form is tried where the transformed filters leave room in L2 for a chunk's tiles."""
+    form is tried where the transformed filters leave room in L2 for a chunk's tiles (2-D only: a 3-D
+    convolution's chunk holds every frame)."""
     isa = microkernel.target_isa()
     assert isa is not None
-    channels, filters = node.inputs[0].shape[1], node.inputs[1].shape[0]
-    height, width = window.out
-    direct = min(implicit_tile_costs(isa, (height, width), height * (width + 2), filters, 9 * channels))
-    best = direct * 9 * channels + 9 * channels * filters * 4 / BYTES_PER_CYCLE
+    x = node.inputs[0]
+    channels, filters = x.shape[1], node.inputs[1].shape[0]
+    temporal = len(window.kernel) == 3
+    frames = (x.shape[2], window.out[0]) if temporal else (1, 1)
+    taps = 3 if temporal else 1
+    summed = sum(frame_taps(frames[0], window.pads_begin[0], t)[1] for t in range(frames[1])) if temporal else 1
+    height, width = window.out[-2:]
+    direct = min(implicit_tile_costs(isa, window.out, height * (width + 2), filters, 9 * taps * channels))
+    best = direct * 9 * taps * channels + 9 * taps * channels * filters * 4 / BYTES_PER_CYCLE
     chosen = None
     for m in TILE_SIZES:
         alpha2 = (m + 2) ** 2
         tiles = -(-height // m), -(-width // m)
-        elements = alpha2 * numel(tiles) * (channels + filters)
-        filter_bytes = alpha2 * channels * filters * 4
+        elements = alpha2 * numel(tiles) * (channels * frames[0] + filters * frames[1])
+        filter_bytes = alpha2 * taps * channels * filters * 4
         forms = [(tiles[0], CACHED_CYCLES if elements * 4 <= STREAMED_BYTES else STREAMED_CYCLES)]
-        if filter_bytes < l2_bytes() and tiles[0] > 1:
+        if filter_bytes < l2_bytes() and tiles[0] > 1 and not temporal:
             rows = max(1, int((l2_bytes() - filter_bytes) // (alpha2 * 4 * (channels + filters) * tiles[1])))
             forms += [(min(rows, tiles[0]), FUSED_CYCLES)] if rows < tiles[0] else []
         for rows, per_element in forms:
             g = geometry(isa, filters, m, (height, width), rows)
-            cost = alpha2 * g.chunks * isa.tile_shape(filters, g.columns)[2] * channels + \
+            cost = alpha2 * g.chunks * isa.tile_shape(filters, g.columns)[2] * channels * summed + \
                 per_element * elements + filter_bytes / BYTES_PER_CYCLE
             if cost < best:
-                best, chosen = cost, Method(m, rows, rows < tiles[0])
+                best, chosen = cost, Method(m, rows, rows < tiles[0], temporal)
     return chosen
 
 
@@ -180,34 +208,36 @@ def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct
         return None
     x, w = node.inputs[0], node.inputs[1]
     images, channels, filters = x.shape[0], x.shape[1], w.shape[0]
-    chunk_rows = how.chunk_rows if how.fused else -(-window.out[0] // how.m)
-    g = geometry(isa, filters, how.m, tuple(window.out), chunk_rows, tuple(x.shape[2:]), tuple(window.pads_begin))
+    out, temporal = tuple(window.out[-2:]), len(window.kernel) == 3
+    assert not (how.fused and temporal), "a 3-D convolution's chunk holds every frame: three loops only"
+    frames = (x.shape[2], window.out[0]) if temporal else (1, 1)
+    chunk_rows = how.chunk_rows if how.fused else -(-out[0] // how.m)
+    g = geometry(isa, filters, how.m, out, chunk_rows, tuple(x.shape[-2:]), tuple(window.pads_begin[-2:]), frames,
+                 window.pads_begin[0] if temporal else 0)
     alpha2 = g.alpha ** 2
     if not fits_stack(2 * g.alpha * g.width) or not fits_stack(g.m * g.width):
         return None
     rows, vectors, _ = isa.tile_shape(filters, g.columns)
-    tiles_in = ctx.scratch(ct, images * g.chunks * alpha2 * channels * g.columns)
-    tiles_out = ctx.scratch(ct, images * g.chunks * alpha2 * filters * g.columns)
+    tiles_in = ctx.scratch(ct, images * g.chunks * alpha2 * frames[0] * channels * g.columns)
+    tiles_out = ctx.scratch(ct, images * g.chunks * alpha2 * frames[1] * filters * g.columns)
     task = ctx.var("t")
     a_lines, tiling = products(ctx, node, g, (rows, vectors), tiles_in, tiles_out, task if how.fused else None)
-    if how.fused and tiling.splits_depth():
+    if (how.fused or temporal) and tiling.splits_depth():
         return None
     lines = [NOTE.format(m=g.m, a=alpha2, how=", fused per chunk of tile rows" if how.fused else "")] + a_lines
     if not how.fused:
-        n, c, ty = (Var(f"{task.name}_{h}") for h in ("n", "c", "ty"))
-        head = [f"const int64_t {ty.name} = {task.name} % {g.tiles[0]}, {c.name} = {task.name} / {g.tiles[0]} % "
-                f"{channels}, {n.name} = {task.name} / {g.tiles[0] * channels};"]
-        count = images * channels * g.tiles[0]
-        lines += parallel_for(task, count, head + input_rows(ctx, node, g, tiles_in, n, c, ty),
-                              count * alpha2 * g.width)
+        n, c, t, ty = (Var(f"{task.name}_{h}") for h in ("n", "c", "f", "ty"))
+        count = images * channels * frames[0] * g.tiles[0]
+        body = decode(task, [(ty, g.tiles[0]), (t, frames[0]), (c, channels), (n, images)], temporal)
+        body += input_rows(ctx, node, g, tiles_in, n, c, ty, t if temporal else None)
+        lines += parallel_for(task, count, body, count * alpha2 * g.width)
         lines += microkernel_tasks(ctx, tiling)
         task = ctx.var("t")
-        n, f, ty = (Var(f"{task.name}_{h}") for h in ("n", "f", "ty"))
-        head = [f"const int64_t {ty.name} = {task.name} % {g.tiles[0]}, {f.name} = {task.name} / {g.tiles[0]} % "
-                f"{filters}, {n.name} = {task.name} / {g.tiles[0] * filters};"]
-        count = images * filters * g.tiles[0]
-        return lines + parallel_for(task, count, head + output_rows(ctx, node, g, tiles_out, n, f, ty),
-                                    count * alpha2 * g.width)
+        n, f, t, ty = (Var(f"{task.name}_{h}") for h in ("n", "f", "o", "ty"))
+        count = images * filters * frames[1] * g.tiles[0]
+        body = decode(task, [(ty, g.tiles[0]), (t, frames[1]), (f, filters), (n, images)], temporal)
+        body += output_rows(ctx, node, g, tiles_out, n, f, ty, t if temporal else None)
+        return lines + parallel_for(task, count, body, count * alpha2 * g.width)
     r, c, f = ctx.var("r"), ctx.var("c"), ctx.var("f")
     n, k, ty = Var(f"{task.name}_n"), Var(f"{task.name}_k"), Var(f"{task.name}_ty")
     head = [f"const int64_t {n.name} = {task.name} / {g.chunks}, {k.name} = {task.name} % {g.chunks};"]
@@ -223,10 +253,24 @@ def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct
     return lines + parallel_for(task, images * g.chunks, body, work)
 
 
-def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Var, c: Var, ty: Var) -> list[str]:
-    """Tile row ty of channel c of image n: the alpha input rows it reads (fused producers applied, zero in the
-    padding) into a stack block, BT applied down the columns (vectorised along the row), then BT along each
-    tile's row into the transformed tiles; after a chunk's last tile row, its padding columns are zeroed."""
+def decode(task: Var, axes: Sequence[tuple[Var, int]], temporal: bool) -> list[str]:
+    """The C line splitting a task number into its indices, innermost axis first (a 2-D convolution's frame
+    axis, the second, left out)."""
+    kept = [axis for i, axis in enumerate(axes) if temporal or i != 1]
+    parts, inner = [], 1
+    for i, (var, extent) in enumerate(kept):
+        quotient = task.name if inner == 1 else f"{task.name} / {inner}"
+        parts.append(f"{var.name} = {quotient}" + (f" % {extent}" if i < len(kept) - 1 else ""))
+        inner *= extent
+    return [f"const int64_t {', '.join(parts)};"]
+
+
+def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Var, c: Var, ty: Var,
+               t: Var | None = None) -> list[str]:
+    """Tile row ty of channel c of image n (of frame t, 3-D): the alpha input rows it reads (fused producers
+    applied, zero in the padding) into a stack block, BT applied down the columns (vectorised along the row),
+    then BT along each tile's row into the transformed tiles; after a chunk's last tile row, its padding
+    columns are zeroed."""
     channels = node.inputs[0].shape[1]
     _, _, bt = matrices(g.m)
     alpha, width, (ty_count, tx_count) = g.alpha, g.width, g.tiles
@@ -234,7 +278,7 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
     yy, q, tx, z, xi = (ctx.var(h) for h in ("yy", "q", "tx", "z", "xi"))
     row = Var(f"{ty.name}_y")
     lo, hi = pad_left, min(width, pad_left + row_width)
-    value = cast(ctx.read(0, (n, c, row, q - pad_left)), "float")
+    value = cast(ctx.read(0, (n, c, row, q - pad_left) if t is None else (n, c, t, row, q - pad_left)), "float")
     fill = [f"const int64_t {row.name} = {ty.name} * {g.m} + {yy.name} - {pad_top};",
             f"float* const wrow = wd + {yy.name} * {width};",
             f"if ({row.name} < 0 || {row.name} >= {height}) {{",
@@ -251,13 +295,15 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
             f"{coefficient_sum(bt[i], [f'wd[{k} * {width} + {q.name}]' for k in range(alpha)])};"
             for i in range(alpha)]
     body += serial_for(q, width, down, simd=True)
-    plane = channels * g.columns
+    plane = g.frames[0] * channels * g.columns
+    frame = "" if t is None else f" + {t.name} * {channels * g.columns}"
     across = []
     for i in range(alpha):
         terms = [f"wt[{i} * {width} + {tx.name} * {g.m} + {k}]" for k in range(alpha)]
         across += [f"dst[{(i * alpha + j) * plane} + {tx.name}] = {coefficient_sum(bt[j], terms)};"
                    for j in range(alpha)]
-    body += [f"float* const dst = {tiles_in} + {g.slot(n.name, ty.name, channels)} + {c.name} * {g.columns};"]
+    body += [f"float* const dst = {tiles_in} + {g.slot(n.name, ty.name, channels, g.frames[0])}{frame} + "
+             f"{c.name} * {g.columns};"]
     body += serial_for(tx, tx_count, across, simd=True)
     used = f"({ty.name} % {g.chunk_rows} + 1) * {tx_count}"
     clear = serial_for(xi, alpha * alpha, [f"for (int64_t {z.name} = {used}; {z.name} < {g.columns}; ++{z.name}) "
@@ -272,7 +318,10 @@ def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[in
     """The packing of U (filters x channels per xi: the filters transformed at compile time) and the Tiling of
     tiles_out[image][chunk][xi] = U[xi] times tiles_in[image][chunk][xi] (channels x columns, read in place):
     over every image, chunk and xi, or over the xi of one chunk, `chunk` (image * chunks + chunk, a variable
-    of the enclosing loop)."""
+    of the enclosing loop). A 3-D convolution adds the output frame to the batch, and its depth runs over
+    (temporal tap, channel): the taps' input frames lie one after another, so the taps of an output frame
+    that land on input frames are one contiguous run of B (a span of segments) and those in the padding
+    are left out."""
     isa = microkernel.target_isa()
     assert isa is not None
     x, w = node.inputs[0], node.inputs[1]
@@ -280,40 +329,64 @@ def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[in
     alpha2, columns = g.alpha ** 2, g.columns
     rows, vectors = rows_vectors
     width = vectors * isa.lanes
-    batch = (alpha2,) if chunk is not None else (images, g.chunks, alpha2)
-    a_batch = (1,) * (len(batch) - 1) + (alpha2,)
-    transformed = transform_filters(w.const, g.m).astype(np.float32).reshape(*a_batch, filters, channels)
-    a = Operand(a_batch, filters, channels, lambda bidx, r, c: Lit(0), constant=transformed)
+    taps = 3 if g.temporal else 1
+    batch = (alpha2,) if chunk is not None else (images, g.chunks, alpha2) + ((g.frames[1],) if g.temporal else ())
+    a_batch = tuple(alpha2 if size == alpha2 and i == (0 if chunk is not None else 2) else 1
+                    for i, size in enumerate(batch))
+    weights = w.const if not g.temporal else \
+        np.ascontiguousarray(w.const.transpose(0, 2, 1, 3, 4)).reshape(filters, taps * channels, 3, 3)
+    transformed = transform_filters(weights, g.m).astype(np.float32).reshape(*a_batch, filters, taps * channels)
+    a = Operand(a_batch, filters, taps * channels, lambda bidx, r, c: Lit(0), constant=transformed)
     a_lines, a_at, a_steps = packed_a(ctx, a, rows)
+    frame_size = channels * columns
 
     def entry(bidx: Index) -> Expr:
         """The (image, chunk, xi) entry's position among all of them."""
-        return linear(bidx, batch) if chunk is None else chunk * alpha2 + bidx[0]
+        return linear(bidx[:3], batch[:3]) if chunk is None else chunk * alpha2 + bidx[0]
+
+    def first_tap(bidx: Index) -> str:
+        """C: output frame bidx[3]'s first temporal tap on an input frame."""
+        out_frame = ctx.c(bidx[3])
+        return f"({out_frame} < {g.frame_pad} ? {g.frame_pad} - {out_frame} : 0)" if g.frame_pad else "0"
+
+    def spans(bidx: Index) -> tuple[str, str]:
+        out_frame, first = ctx.c(bidx[3]), first_tap(bidx)
+        last = f"({g.frames[0] + g.frame_pad} - {out_frame} < 3 ? {g.frames[0] + g.frame_pad} - {out_frame} : 3)"
+        return first, f"({last} - {first})"
 
     def c_at(bidx: Index, i0: Var, j0: Var) -> str:
-        return f"({tiles_out} + {ctx.c(entry(bidx) * (filters * columns) + i0 * columns + j0)})"
+        whole = linear(bidx, batch) if chunk is None else chunk * alpha2 + bidx[0]
+        return f"({tiles_out} + {ctx.c(whole * (filters * columns) + i0 * columns + j0)})"
 
     def b_at(bidx: Index, jt: Var) -> str:
-        return f"({tiles_in} + {ctx.c(entry(bidx) * (channels * columns) + jt * width)})"
+        if not g.temporal:
+            return f"({tiles_in} + {ctx.c(entry(bidx) * frame_size + jt * width)})"
+        start = ctx.c(entry(bidx) * (g.frames[0] * frame_size) + (bidx[3] - g.frame_pad) * frame_size + jt * width)
+        return f"({tiles_in} + {start} + {first_tap(bidx)} * {frame_size})"
 
-    tiling = Tiling(isa, batch, filters, columns, channels, (0,), rows, vectors, a_steps, columns,
+    segments = tuple(k * frame_size for k in range(taps))
+    tiling = Tiling(isa, batch, filters, columns, channels, segments, rows, vectors, a_steps, columns,
                     lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at, lambda *_: [],
-                    store_at=c_at, ldc=columns)
+                    spans=spans if g.temporal else None, store_at=c_at, ldc=columns)
     return a_lines, tiling
 
 
-def output_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_out: str, n: Var, f: Var, ty: Var) -> list[str]:
-    """Tile row ty of filter f of image n: AT M A of each tile into a stack block of m output rows, then each
-    row that lies inside the output to the fused epilogue (bias added), one vectorised loop along the row."""
+def output_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_out: str, n: Var, f: Var, ty: Var,
+                t: Var | None = None) -> list[str]:
+    """Tile row ty of filter f of image n (of output frame t, 3-D): AT M A of each tile into a stack block of m
+    output rows, then each row that lies inside the output to the fused epilogue (bias added), one vectorised
+    loop along the row."""
     y = node.outputs[0]
     filters = node.inputs[1].shape[0]
     at, _, _ = matrices(g.m)
     alpha, m, (_, tx_count), (height, row_width) = g.alpha, g.m, g.tiles, g.out
-    plane = filters * g.columns
+    plane = g.frames[1] * filters * g.columns
+    frame = "" if t is None else f" + {t.name} * {filters * g.columns}"
     tx, r, o = ctx.var("tx"), ctx.var("r"), ctx.var("o")
     block = tx_count * m
     body = [local_array("float", "wo", m * block),
-            f"const float* const src = {tiles_out} + {g.slot(n.name, ty.name, filters)} + {f.name} * {g.columns};"]
+            f"const float* const src = {tiles_out} + {g.slot(n.name, ty.name, filters, g.frames[1])}{frame} + "
+            f"{f.name} * {g.columns};"]
     loads = [f"const float mv{i}_{j} = src[{(i * alpha + j) * plane} + {tx.name}];"
              for i in range(alpha) for j in range(alpha)]
     down = [f"const float sv{a}_{j} = {coefficient_sum(at[a], [f'mv{i}_{j}' for i in range(alpha)])};"
@@ -325,7 +398,8 @@ def output_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_out: str, n: 
     value = Load("wo", r * block + o, "float")
     if node.input(2) is not None:
         value = value + cast(ctx.read(2, (f,)), "float")
-    emit = overlapped_for(o, 0, row_width, vector_lanes(), ctx.store(0, (n, f, row, o), cast(value, ctype(y.dtype))))
+    where = (n, f, row, o) if t is None else (n, f, t, row, o)
+    emit = overlapped_for(o, 0, row_width, vector_lanes(), ctx.store(0, where, cast(value, ctype(y.dtype))))
     if height % m:
         emit = [f"if ({ctx.c(row)} < {height}) {{", *indent(emit), "}"]
     return body + serial_for(r, m, emit)

@@ -134,3 +134,55 @@ def test_the_estimate_picks_a_method(isa, channels, filters, size, chosen):
     window = Window((3, 3), (1, 1), (1, 1), (1, 1), (1, 1), (size, size))
     how = winograd.method(node_of(channels, filters), window)
     assert (None if how is None else str(how)) == chosen
+
+
+def direct3d64(x: np.ndarray, w: np.ndarray, b: np.ndarray, pads: list[int]) -> np.ndarray:
+    """A float64 direct correlation of (N, C, T, H, W) with (M, C, 3, 3, 3), pads [t, h, w begins, t, h, w ends]."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), *((pads[i], pads[i + 3]) for i in range(3))))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (3, 3, 3), axis=(2, 3, 4))
+    return np.einsum("ncthwijk,mcijk->nmthw", windows, w.astype(np.float64)) + b.reshape(1, -1, 1, 1, 1)
+
+
+@needs_microkernels
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("seed", range(3))
+def test_3d_convolutions_sum_their_temporal_taps_in_the_products(isa, monkeypatch, m, seed):
+    rng = np.random.default_rng(200 + seed)
+    frames = [1, 2, 5][seed]
+    x_shape = (int(rng.integers(1, 3)), int(rng.integers(16, 40)), frames, int(rng.integers(5, 20)),
+               int(rng.integers(5, 20)))
+    pads = [int(rng.integers(0, 2)) if frames > 2 else 1] + [int(p) for p in rng.integers(0, 3, 2)]
+    pads += [pads[0] if seed != 2 else 1 - pads[0]] + [int(p) for p in rng.integers(0, 3, 2)]
+    filters = int(rng.integers(16, 40))
+    w = (rng.standard_normal((filters, x_shape[1], 3, 3, 3)) / np.sqrt(27 * x_shape[1])).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=pads, kernel_shape=[3, 3, 3]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], {"w": w, "b": b}, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    how = Method(m, 1, False, temporal=True)
+    monkeypatch.setattr(conv_op, "winograd_method_of", lambda node, window: how)
+    compiled = dnnfusion.compile(model)
+    assert compiled.stats["kernel_methods"] == {str(how): 1} and compiled.stats["blocks"] == 1
+    expected = np.maximum(direct3d64(feeds["x"], w, b, pads), 0)
+    got = compiled.run(feeds)["y"]
+    assert got.shape == expected.shape
+    error = np.abs(got - expected).max() / np.ptp(expected)
+    assert error < BOUND[m], (error, x_shape, pads, filters)
+
+
+def test_3d_winograd_applies_only_within_a_frame_of_padding():
+    class Value:
+        def __init__(self, shape, const=None):
+            self.shape, self.const = shape, const
+
+    class Node:
+        inputs = [Value((1, 32, 8, 14, 14)), Value((32, 32, 3, 3, 3), np.zeros(1))]
+    if winograd.microkernel.target_isa() is None:
+        pytest.skip("no microkernels")
+    one = Window((3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), (8, 14, 14))
+    two = Window((3, 3, 3), (1, 1, 1), (1, 1, 1), (2, 1, 1), (2, 1, 1), (10, 14, 14))
+    strided = Window((3, 3, 3), (2, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), (4, 14, 14))
+    assert winograd.applies(Node(), one, 1, "float")
+    assert not winograd.applies(Node(), two, 1, "float") and not winograd.applies(Node(), strided, 1, "float")
