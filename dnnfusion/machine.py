@@ -73,15 +73,26 @@ def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
-def l2_bytes() -> int:
-    """The L2 cache of one core, in bytes, from sysfs (512 KiB where the kernel does not say)."""
+def cache_bytes(level: int, default: int) -> int:
+    """The size of the cache at `level` that cpu0 sees, in bytes, from sysfs (`default` where it does not say)."""
     try:
         for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-            if (index / "level").read_text().strip() == "2":
+            if (index / "level").read_text().strip() == str(level):
                 size = (index / "size").read_text().strip().upper()
                 scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
                 return int(size.rstrip("KM")) * scale
     except (OSError, ValueError):
         pass
-    return 512 << 10
+    return default
+
+
+@functools.lru_cache(maxsize=None)
+def l2_bytes() -> int:
+    """The L2 cache of one core, in bytes (512 KiB where the kernel does not say)."""
+    return cache_bytes(2, 512 << 10)
+
+
+@functools.lru_cache(maxsize=None)
+def l3_bytes() -> int:
+    """The last-level cache cpu0 shares with its neighbours, in bytes (8 MiB where the kernel does not say)."""
+    return cache_bytes(3, 8 << 20)

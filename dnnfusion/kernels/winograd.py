@@ -18,7 +18,7 @@ from ..ir.graph import Node
 from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, linear, numel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from . import microkernel
-from ..machine import l2_bytes
+from ..machine import l2_bytes, l3_bytes
 from .conv import implicit_tile_costs
 from .gemm import Operand, Tiling, direct_buffer, microkernel_tasks, packed_a
 from .planes import vector_lanes
@@ -36,6 +36,7 @@ STREAMED_CYCLES = 6.0        # ...and beyond it, where they stream through memor
 STREAMED_BYTES = 16 << 20
 FUSED_CYCLES = 4.0           # per transformed element when the steps run fused per chunk of tile rows
 BYTES_PER_CYCLE = 4.0        # filters (direct or transformed) streamed from memory per cycle, once per run
+L3_BYTES_PER_CYCLE = 16.0    # filters read again from L3 per chunk of the fused form
 NOTE = "/* Winograd F({m}x{m}, 3x3){how}: input tiles transformed, {a} products in the transform domain, " \
        "output transform and epilogue */"
 
@@ -143,12 +144,14 @@ def frame_taps(frames: int, frame_pad: int, t: int) -> tuple[int, int]:
     return first, min(3, frames + frame_pad - t) - first
 
 
-def method(node: Node, window: Window) -> Method | None:
-    """The Winograd method whose estimated cycles beat the direct implicit GEMM's by most, or None where none
-    does: the products' tile costs (padding tiles and columns included) plus the filters streamed once, and
-    for Winograd a cost per transformed element (CACHED_CYCLES, STREAMED_CYCLES or FUSED_CYCLES). The fused
-    form is tried where the transformed filters leave room in L2 for a chunk's tiles (2-D only: a 3-D
-    convolution's chunk holds every frame)."""
+def costs(node: Node, window: Window) -> dict[Method | None, float]:
+    """Estimated cycles of the direct implicit GEMM (key None) and of each Winograd method tried: the products'
+    tile costs (padding tiles and columns included) plus the filters streamed once, and for Winograd a cost
+    per transformed element (CACHED_CYCLES, STREAMED_CYCLES or FUSED_CYCLES). The fused form (2-D only: a
+    3-D convolution's chunk holds every frame) takes chunks of tile rows that fit in L2 beside the filters
+    (or in half of it, where the filters take the other half or more), and then pays for reading the filters
+    again per chunk, from L3 (L3_BYTES_PER_CYCLE) where they fit in half of it, else from memory. Per image:
+    every form scales alike with the batch."""
     isa = microkernel.target_isa()
     assert isa is not None
     x = node.inputs[0]
@@ -159,24 +162,34 @@ def method(node: Node, window: Window) -> Method | None:
     summed = sum(frame_taps(frames[0], window.pads_begin[0], t)[1] for t in range(frames[1])) if temporal else 1
     height, width = window.out[-2:]
     direct = min(implicit_tile_costs(isa, window.out, height * (width + 2), filters, 9 * taps * channels))
-    best = direct * 9 * taps * channels + 9 * taps * channels * filters * 4 / BYTES_PER_CYCLE
-    chosen = None
+    estimates: dict[Method | None, float] = {
+        None: direct * 9 * taps * channels + 9 * taps * channels * filters * 4 / BYTES_PER_CYCLE}
     for m in TILE_SIZES:
         alpha2 = (m + 2) ** 2
         tiles = -(-height // m), -(-width // m)
         elements = alpha2 * numel(tiles) * (channels * frames[0] + filters * frames[1])
         filter_bytes = alpha2 * taps * channels * filters * 4
-        forms = [(tiles[0], CACHED_CYCLES if elements * 4 <= STREAMED_BYTES else STREAMED_CYCLES)]
-        if filter_bytes < l2_bytes() and tiles[0] > 1 and not temporal:
-            rows = max(1, int((l2_bytes() - filter_bytes) // (alpha2 * 4 * (channels + filters) * tiles[1])))
-            forms += [(min(rows, tiles[0]), FUSED_CYCLES)] if rows < tiles[0] else []
-        for rows, per_element in forms:
+        forms = [(tiles[0], CACHED_CYCLES if elements * 4 <= STREAMED_BYTES else STREAMED_CYCLES, 0.0)]
+        if tiles[0] > 1 and not temporal:
+            budget = l2_bytes() - filter_bytes if filter_bytes <= l2_bytes() / 2 else l2_bytes() / 2
+            rows = int(min(tiles[0], max(1, budget // (alpha2 * 4 * (channels + filters) * tiles[1]))))
+            chunks = -(-tiles[0] // rows)
+            rereads = 0.0 if filter_bytes <= l2_bytes() / 2 else chunks * filter_bytes / \
+                (L3_BYTES_PER_CYCLE if filter_bytes <= l3_bytes() / 2 else BYTES_PER_CYCLE)
+            forms += [(rows, FUSED_CYCLES, rereads)] if rows < tiles[0] else []
+        for rows, per_element, rereads in forms:
             g = geometry(isa, filters, m, (height, width), rows)
-            cost = alpha2 * g.chunks * isa.tile_shape(filters, g.columns)[2] * channels * summed + \
-                per_element * elements + filter_bytes / BYTES_PER_CYCLE
-            if cost < best:
-                best, chosen = cost, Method(m, rows, rows < tiles[0], temporal)
-    return chosen
+            estimates[Method(m, rows, rows < tiles[0], temporal)] = \
+                alpha2 * g.chunks * isa.tile_shape(filters, g.columns)[2] * channels * summed + \
+                per_element * elements + filter_bytes / BYTES_PER_CYCLE + rereads
+    return estimates
+
+
+def method(node: Node, window: Window) -> Method | None:
+    """The Winograd method whose estimated cycles (`costs`) beat the direct implicit GEMM's by most, or None
+    where none does."""
+    estimates = costs(node, window)
+    return min(estimates, key=lambda how: (estimates[how], how is not None))
 
 
 def coefficient_sum(coefficients: Sequence[float], terms: Sequence[str]) -> str:
