@@ -87,6 +87,12 @@ class Geometry:
         return self.tiles[1] * self.m + 2
 
     @property
+    def span(self) -> int:
+        """A stack row block's length: `width` padded to whole tiles plus one, so that every phase of the
+        columns (column mod m) has tiles + 1 entries."""
+        return (self.tiles[1] + 1) * self.m
+
+    @property
     def temporal(self) -> bool:
         """Whether this is a 3 x 3 x 3 convolution: 2-D Winograd over each frame, its 3 temporal taps summed in
         the products (their depth runs over (tap, channel))."""
@@ -228,7 +234,7 @@ def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct
     g = geometry(isa, filters, how.m, out, chunk_rows, tuple(x.shape[-2:]), tuple(window.pads_begin[-2:]), frames,
                  window.pads_begin[0] if temporal else 0)
     alpha2 = g.alpha ** 2
-    if not fits_stack(2 * g.alpha * g.width) or not fits_stack(g.m * g.width):
+    if not fits_stack(2 * g.alpha * g.span) or not fits_stack(g.m * g.width):
         return None
     rows, vectors, _ = isa.tile_shape(filters, g.columns)
     tiles_in = ctx.scratch(ct, images * g.chunks * alpha2 * frames[0] * channels * g.columns)
@@ -278,6 +284,14 @@ def decode(task: Var, axes: Sequence[tuple[Var, int]], temporal: bool) -> list[s
     return [f"const int64_t {', '.join(parts)};"]
 
 
+def tile_loop(tx: Var, count: int, body: list[str]) -> list[str]:
+    """A vectorised loop over `count` tiles of a row, the last vector overlapping the one before instead of a
+    scalar remainder (8 lanes where fewer than a full vector's tiles): for bodies that store values computed
+    from arrays they do not write."""
+    lanes = vector_lanes() if count >= vector_lanes() else 8
+    return overlapped_for(tx, 0, count, lanes, body) if count > lanes else serial_for(tx, count, body, simd=True)
+
+
 def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Var, c: Var, ty: Var,
                t: Var | None = None) -> list[str]:
     """Tile row ty of channel c of image n (of frame t, 3-D): the alpha input rows it reads (fused producers
@@ -292,32 +306,49 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
     row = Var(f"{ty.name}_y")
     lo, hi = pad_left, min(width, pad_left + row_width)
     value = cast(ctx.read(0, (n, c, row, q - pad_left) if t is None else (n, c, t, row, q - pad_left)), "float")
+    # Where a row's tiles are not whole vectors, each row block is split by phase (column tx * m + r to wp's
+    # row (i, r), entry tx) as BT goes down its columns: a group of m columns loads as one interleaved group,
+    # and the step along the tiles then reads contiguous phases instead of every m-th column (measured faster
+    # for 13, 14 and 28 tiles, slower for 32 and 64, where the strided reads leave no remainder).
+    split = tx_count % vector_lanes() != 0
+    span, phases = (g.span, tx_count + 1) if split else (width, 0)
     fill = [f"const int64_t {row.name} = {ty.name} * {g.m} + {yy.name} - {pad_top};",
-            f"float* const wrow = wd + {yy.name} * {width};",
+            f"float* const wrow = wd + {yy.name} * {span};",
             f"if ({row.name} < 0 || {row.name} >= {height}) {{",
-            f"  for (int64_t {q.name} = 0; {q.name} < {width}; ++{q.name}) wrow[{q.name}] = 0.0f;",
+            f"  for (int64_t {q.name} = 0; {q.name} < {span}; ++{q.name}) wrow[{q.name}] = 0.0f;",
             "} else {",
             f"  for (int64_t {q.name} = 0; {q.name} < {lo}; ++{q.name}) wrow[{q.name}] = 0.0f;",
             *indent(overlapped_for(q, lo, hi, vector_lanes(), ctx.value("iv", value) + [f"wrow[{q.name}] = iv;"])
                     if hi > lo else []),
-            f"  for (int64_t {q.name} = {hi}; {q.name} < {width}; ++{q.name}) wrow[{q.name}] = 0.0f;",
+            f"  for (int64_t {q.name} = {hi}; {q.name} < {span}; ++{q.name}) wrow[{q.name}] = 0.0f;",
             "}"]
-    body = [local_array("float", "wd", alpha * width), local_array("float", "wt", alpha * width)]
+    body = [local_array("float", "wd", alpha * span), local_array("float", "wt", alpha * span)]
     body += serial_for(yy, alpha, fill)
-    down = [f"wt[{i} * {width} + {q.name}] = "
-            f"{coefficient_sum(bt[i], [f'wd[{k} * {width} + {q.name}]' for k in range(alpha)])};"
-            for i in range(alpha)]
-    body += serial_for(q, width, down, simd=True)
+
+    def down(i: int, r: int, at: str) -> str:
+        """Row i of BT down the columns, into phase r's entry `at` (split) or column `at`."""
+        if not split:
+            return f"wt[{i * span} + {at}] = {coefficient_sum(bt[i], [f'wd[{k * span} + {at}]' for k in range(alpha)])};"
+        terms = [f"wd[{k * span} + {at} * {g.m} + {r}]" for k in range(alpha)]
+        return f"wt[{(i * g.m + r) * phases} + {at}] = {coefficient_sum(bt[i], terms)};"
+
+    if split:
+        body += tile_loop(tx, tx_count, [down(i, r, tx.name) for i in range(alpha) for r in range(g.m)])
+        body += [down(i, r, str(tx_count)) for i in range(alpha) for r in range(alpha - g.m)]  # the last tile's reach
+    else:
+        body += serial_for(q, width, [down(i, 0, q.name) for i in range(alpha)], simd=True)
+
+    def at(i: int, k: int) -> str:
+        """Column tx * m + k of row i of wt."""
+        return f"wt[{(i * g.m + k % g.m) * phases + k // g.m} + {tx.name}]" if split else \
+            f"wt[{i * span} + {tx.name} * {g.m} + {k}]"
     plane = g.frames[0] * channels * g.columns
     frame = "" if t is None else f" + {t.name} * {channels * g.columns}"
-    across = []
-    for i in range(alpha):
-        terms = [f"wt[{i} * {width} + {tx.name} * {g.m} + {k}]" for k in range(alpha)]
-        across += [f"dst[{(i * alpha + j) * plane} + {tx.name}] = {coefficient_sum(bt[j], terms)};"
-                   for j in range(alpha)]
+    across = [f"dst[{(i * alpha + j) * plane} + {tx.name}] = {coefficient_sum(bt[j], [at(i, k) for k in range(alpha)])};"
+              for i in range(alpha) for j in range(alpha)]
     body += [f"float* const dst = {tiles_in} + {g.slot(n.name, ty.name, channels, g.frames[0])}{frame} + "
              f"{c.name} * {g.columns};"]
-    body += serial_for(tx, tx_count, across, simd=True)
+    body += tile_loop(tx, tx_count, across) if split else serial_for(tx, tx_count, across, simd=True)
     used = f"({ty.name} % {g.chunk_rows} + 1) * {tx_count}"
     clear = serial_for(xi, alpha * alpha, [f"for (int64_t {z.name} = {used}; {z.name} < {g.columns}; ++{z.name}) "
                                            f"dst[{xi.name} * {plane} + {z.name} - {ty.name} % {g.chunk_rows} * "
@@ -406,7 +437,7 @@ def output_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_out: str, n: 
             for a in range(m) for j in range(alpha)]
     across = [f"wo[{a} * {block} + {tx.name} * {m} + {b}] = "
               f"{coefficient_sum(at[b], [f'sv{a}_{j}' for j in range(alpha)])};" for a in range(m) for b in range(m)]
-    body += serial_for(tx, tx_count, loads + down + across, simd=True)
+    body += tile_loop(tx, tx_count, loads + down + across)
     row = ty * m + r
     value = Load("wo", r * block + o, "float")
     if node.input(2) is not None:
