@@ -246,7 +246,8 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: s
     (out_dir / "model.c").write_text(compiled.source)
     if compiled.library_path is not None:
         shutil.copyfile(compiled.library_path, out_dir / "model.so")
-    write_plan_html(compiled.plan, out_dir / "plan.html", title=f"{compiled.graph.name} (compiled)")
+    write_plan_html(compiled.plan, out_dir / "plan.html", title=f"{compiled.graph.name} (compiled)",
+                    methods=compiled.program.methods)
     (out_dir / "stats.json").write_text(json.dumps(compiled.stats, indent=1))
     if as_json:
         click.echo(json.dumps(compiled.stats))
@@ -400,7 +401,8 @@ def plan(model: str, shapes: tuple[str, ...], level: str, as_json: bool, why: bo
     if html is not None:
         from .report import write_plan_html  # noqa: PLC0415
 
-        write_plan_html(result, html, title=f"{model} at {level}")
+        chosen = {position: found[0][0] for position, found in result.kernel_choices().items()}
+        write_plan_html(result, html, title=f"{model} at {level}", methods=chosen)
     if onnx_out is not None:
         import onnx  # noqa: PLC0415
 
@@ -438,9 +440,30 @@ def _print_plan(result: Plan, stats: dict) -> None:
         console.print(f"[dim]note: {note}[/]", highlight=False)
 
 
+def _print_kernel_choices(result: Plan) -> None:
+    """One row per block whose template chooses its method: the chosen one, then each alternative with its
+    estimated time relative to the chosen (`Op.kernel_choices`; `--no-winograd` on compile/run turns it off)."""
+    choices = result.kernel_choices()
+    if not choices:
+        return
+    table = Table(title=f"kernel methods chosen by estimate ({len(choices)} blocks)", title_justify="left")
+    for col in ("block", "operator", "chosen", "alternatives (estimated time vs chosen)"):
+        table.add_column(col, overflow="fold")
+    for position, found in choices.items():
+        block = result.blocks[position]
+        (chosen, best), others = found[0], found[1:]
+        anchor = next((op for op in block.ops if op.mapping is ops.MappingType.MANY_TO_MANY), block.ops[0])
+        table.add_row(f"#{block.id}", anchor.name, chosen,
+                      ", ".join(f"{name} {cycles / best:.2f}x" for name, cycles in others))
+    console.print(table)
+
+
 def _print_why(result: Plan) -> None:
-    """Rejected merges grouped by reason, then by operator-type pair, with an example of each."""
+    """Rejected merges grouped by reason, then by operator-type pair, with an example of each; then the kernel
+    methods chosen by estimate (Winograd or direct convolutions) with the alternatives' estimated cost."""
     from collections import defaultdict  # noqa: PLC0415
+
+    _print_kernel_choices(result)
 
     groups: dict = defaultdict(lambda: defaultdict(list))
     for r in result.rejections:

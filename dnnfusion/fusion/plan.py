@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ir.graph import Value
+from .. import ops
+from ..kir.kernel import KernelOptions
 from ..ops import MappingType
 from .ecg import ECG, OpInfo, brief, clip
 
@@ -107,6 +109,19 @@ class Plan:
         kernel never writes it out (DESIGN §2.3)."""
         crossing = {id(v) for v in self.crossing_values()} | {id(v) for v in self.ecg.graph.outputs}
         return id(value) not in crossing
+
+    def kernel_choices(self, options: KernelOptions | None = None) -> dict[int, list[tuple[str, float]]]:
+        """Per block position, the methods its kernel chooses between and their estimated cycles, the chosen
+        one first (`Op.kernel_choices`), for the blocks whose template has a choice."""
+        options = options or KernelOptions()
+        choices = {}
+        for position, block in enumerate(self.blocks):
+            for op in block.ops:
+                spec = ops.get(op.node.op_type, op.node.domain)
+                found = spec.kernel_choices(op.node, options) if spec is not None else []
+                if found:
+                    choices[position] = found
+        return choices
 
     def stats(self) -> dict[str, Any]:
         """The plan statistics scripts rely on (DESIGN §5 counting)."""

@@ -17,7 +17,7 @@ from ..errors import InvalidModelError, ShapeError, UnsupportedOperatorError
 from ..ir.graph import Graph, Node, Value
 
 from ..kir.expr import Expr, Index, Load, Var, broadcast_index, ctype, linear
-from ..kir.kernel import KernelContext, Reader
+from ..kir.kernel import KernelContext, KernelOptions, Reader
 
 
 class MappingType(enum.Enum):
@@ -159,6 +159,11 @@ class Op:
         (the prologue: fused producers inline there) and results written through `ctx.store` (the epilogue).
         None: no template for this node."""
         return None
+
+    def kernel_choices(self, node: Node, options: KernelOptions) -> list[tuple[str, float]]:
+        """The methods `kernel` chooses between for this node under `options`, each with its estimated cycles,
+        the chosen one first; empty where the template has one method only."""
+        return []
 
     def lowering(self, node: Node) -> str | None:
         """'pointwise' or 'kernel' if this node has generated code, None if it runs as a fallback. Decided by

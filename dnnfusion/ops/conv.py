@@ -15,12 +15,15 @@ from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_depthwise, conv_direct, co
 from ..kernels.conv import conv_product
 from ..kernels.conv import conv_transpose, pointwise
 from ..kernels.window import Window
-from ..kernels.winograd import applies as winograd_applies, conv_winograd, method as winograd_method_of
+from ..kernels.winograd import applies as winograd_applies, conv_winograd, costs as winograd_costs
+from ..kernels.winograd import method as winograd_method_of
 from ..kir.expr import ctype
-from ..kir.kernel import KernelContext, fits_stack
+from ..kir.kernel import KernelContext, KernelOptions, fits_stack
 from .base import Inferred, MappingType, Op, TensorType, channel_vector, shape_of
 from .matmul import centered, widened
 from .registry import register
+
+DIRECT = "direct implicit GEMM"     # the method named where a convolution is not run as Winograd
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -181,6 +184,18 @@ class Conv(ConvLike):
         implicit = None if pointwise(window, x.shape[2:]) else \
             conv_outer_window(ctx, node, window, group, ct) or conv_implicit(ctx, node, window, group, ct)
         return implicit if implicit is not None else conv_product(ctx, node, window, group, ct)
+
+    def kernel_choices(self, node: Node, options: KernelOptions) -> list[tuple[str, float]]:
+        """Where Winograd may run this convolution: every Winograd form's estimated cycles and the direct
+        implicit GEMM's (`winograd.costs`), cheapest first, which is the one `kernel` takes."""
+        x, w = node.inputs[0], node.inputs[1]
+        group, ct = int(node.attr("group", 1)), ctype(widened(x.dtype))
+        window = self.window(node, x.shape, w.shape)
+        if not options.winograd or not winograd_applies(node, window, group, ct):
+            return []
+        estimates = winograd_costs(node, window)
+        return sorted(((DIRECT if how is None else str(how), cycles) for how, cycles in estimates.items()),
+                      key=lambda choice: (choice[1], choice[0] != DIRECT))
 
     def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
         """W[m] * scale[m] and B[m] * scale[m] + shift[m] (BatchNormalization folded into the conv)."""

@@ -64,6 +64,7 @@
     h.appendChild(chip(block.mapping, block.color));
     body.appendChild(h);
     body.appendChild(el("div", block.ops.length + " operator(s), fused type " + block.mapping));
+    if (block.method) body.appendChild(el("div", "kernel: " + block.method));
     body.appendChild(el("h3", "Operators"));
     var ops = document.createElement("table");
     row(ops, [el("b", "type"), el("b", "map"), el("b", "name / outputs")]);

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Mapping
 
 from ..fusion.ecg import OpInfo
 from ..fusion.plan import Block, Plan, Reason, Rejection
@@ -43,15 +43,16 @@ def asset(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
-def write_plan_html(plan: Plan, path: Path, title: str = "") -> Path:
-    """Write the page for `plan` to `path` (parents created) and return the path."""
+def write_plan_html(plan: Plan, path: Path, title: str = "", methods: Mapping[int, str] | None = None) -> Path:
+    """Write the page for `plan` to `path` (parents created) and return the path; `methods` names the kernel
+    method of the blocks (by position) whose template chose one (e.g. a Winograd convolution)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_plan_html(plan, title), encoding="utf-8")
+    path.write_text(render_plan_html(plan, title, methods), encoding="utf-8")
     return path
 
 
-def render_plan_html(plan: Plan, title: str = "") -> str:
+def render_plan_html(plan: Plan, title: str = "", methods: Mapping[int, str] | None = None) -> str:
     """The whole page as a string."""
     title = title or f"Fusion plan: {plan.ecg.graph.name}"
     tensors = block_edges(plan)
@@ -63,7 +64,8 @@ def render_plan_html(plan: Plan, title: str = "") -> str:
         _header_html(plan, title),
         f"<main id=\"graph\">{_svg(plan, layout, tensors)}</main>\n",
         PANEL_HTML,
-        f"<script type=\"application/json\" id=\"plan-data\">{_json_for_script(_block_data(plan))}</script>\n",
+        f"<script type=\"application/json\" id=\"plan-data\">{_json_for_script(_block_data(plan, methods or {}))}"
+        "</script>\n",
         f"<script>{asset('plan.js')}</script>\n</body></html>\n",
     ])
 
@@ -235,11 +237,12 @@ def _rejection_li(r: Rejection) -> str:
 
 
 # --- block data for the side panel ----------------------------------------------------------------------------
-def _block_data(plan: Plan) -> dict[str, Any]:
-    """Per block id: fused type, operators with their outputs, and the tensors entering and leaving it."""
+def _block_data(plan: Plan, methods: Mapping[int, str]) -> dict[str, Any]:
+    """Per block id: fused type, kernel method (where its template chose one), operators with their outputs,
+    and the tensors entering and leaving it."""
     graph_outputs = {id(v) for v in plan.ecg.graph.outputs}
     blocks = {}
-    for block in plan.blocks:
+    for position, block in enumerate(plan.blocks):
         nodes = {id(o.node) for o in block.ops}
         inputs: dict[int, Value] = {}
         outputs: dict[int, Value] = {}
@@ -252,6 +255,7 @@ def _block_data(plan: Plan) -> dict[str, Any]:
                     outputs.setdefault(id(v), v)
         blocks[str(block.id)] = {
             "id": block.id, "mapping": block.mapping.value, "color": COLORS[block.mapping][0],
+            "method": methods.get(position, ""),
             "ops": [{"name": o.name, "type": o.node.op_type, "mapping": o.mapping.value,
                      "color": COLORS[o.mapping][0], "chip": CHIPS[o.mapping], "irs": o.irs_bytes,
                      "outputs": [_tensor_data(v) for v in o.node.outputs if v is not None]} for o in block.ops],

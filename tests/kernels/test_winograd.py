@@ -186,3 +186,32 @@ def test_3d_winograd_applies_only_within_a_frame_of_padding():
     strided = Window((3, 3, 3), (2, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), (4, 14, 14))
     assert winograd.applies(Node(), one, 1, "float")
     assert not winograd.applies(Node(), two, 1, "float") and not winograd.applies(Node(), strided, 1, "float")
+
+
+@needs_microkernels
+def test_the_plan_lists_each_convolutions_methods_cheapest_first(tmp_path):
+    from click.testing import CliRunner
+
+    from dnnfusion.cli import main
+    from dnnfusion.fusion import ProfileDB
+    from dnnfusion.kir.kernel import KernelOptions
+    from dnnfusion.pipeline import plan_model
+    from dnnfusion.report.plan_html import render_plan_html
+
+    model, _, _ = conv_model((1, 32, 20, 20), 32, [1, 1, 1, 1], 7)
+    plan = plan_model(model, None, "O3", ProfileDB(tmp_path / "db.json"))
+    choices = plan.kernel_choices()
+    assert list(choices) == [0]
+    names = [name for name, _ in choices[0]]
+    costs = [cycles for _, cycles in choices[0]]
+    assert costs == sorted(costs) and conv_op.DIRECT in names and "Winograd F(2x2, 3x3)" in names
+    conv = plan.blocks[0].ops[0].node
+    chosen = winograd.method(conv, conv_op.Conv().window(conv, conv.inputs[0].shape, conv.inputs[1].shape))
+    assert names[0] == (conv_op.DIRECT if chosen is None else str(chosen))
+    assert plan.kernel_choices(KernelOptions(winograd=False)) == {}
+    assert f'"method":"{names[0]}"' in render_plan_html(plan, methods={0: names[0]})
+    path = tmp_path / "conv.onnx"
+    path.write_bytes(model.SerializeToString())
+    result = CliRunner().invoke(main, ["plan", str(path), "--why"])
+    assert result.exit_code == 0, result.output
+    assert "kernel methods chosen by estimate (1 blocks)" in result.output and names[0][:20] in result.output
