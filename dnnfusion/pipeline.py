@@ -11,7 +11,7 @@ from .codegen.program import Program, generate
 from .fusion import LEVELS, Plan, PlannerOptions, ProfileDB, plan_graph
 from .ir import Graph, ModelSource, from_onnx
 from .options import CompileOptions, resolve
-from .passes import fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents
+from .passes import fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents, recognise_mish
 from .runtime.compiled import CompiledModel
 from .runtime.limits import check_memory, size_text
 
@@ -30,11 +30,13 @@ def load(source: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None =
 def prepare_graph(graph: Graph, level: str = "O3") -> None:
     """The rewrites before planning: constant folding and data-dependent extents padded to a static bound at
     every level, and from O1 up (ORT and TVM do it too) per-channel affine maps such as BatchNormalization
-    folded into the preceding conv/Gemm weights."""
+    folded into the preceding conv/Gemm weights; at O3, decomposed activations (Mish) recognised as one operator."""
     fold_constants(graph)
     pad_dynamic_extents(graph)
     if level != "O0":
         fold_channel_affine(graph)
+    if level == "O3":
+        recognise_mish(graph)
 
 
 def plan_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None, level: str = "O3",
