@@ -26,6 +26,9 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 WINOGRAD_HELP = ("Run no 3x3 convolution as Winograd products: results bit-close to a direct convolution, "
                  "slower (docs/WINOGRAD.md).")
+TUNE_HELP = ("Time each convolution's candidate methods (Winograd forms, direct) in the compiled model and take the "
+             "fastest, instead of the estimate's choice; timings are kept in the profile database, so later "
+             "compiles reuse them.")
 
 
 def parse_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
@@ -164,8 +167,9 @@ def _read_feeds(inputs_file: Path | None, named: tuple[str, ...]) -> dict[str, n
 @click.option("--check", is_flag=True, help="Compare the outputs with onnxruntime (rtol 1e-3, atol 1e-4).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Write the outputs to this .npz.")
 @click.option("--no-winograd", "no_winograd", is_flag=True, help=WINOGRAD_HELP)
+@click.option("--tune", is_flag=True, help=TUNE_HELP)
 def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tuple[str, ...], level: str,
-        reference: bool, check: bool, save: Path | None, no_winograd: bool) -> None:
+        reference: bool, check: bool, save: Path | None, no_winograd: bool, tune: bool) -> None:
     """Compile MODEL (an .onnx file or a zoo model name) and run it once; --check compares with onnxruntime."""
     from .oracle import compare, run_onnxruntime  # noqa: PLC0415
     from .runtime import ReferenceExecutor, random_feeds  # noqa: PLC0415
@@ -185,7 +189,7 @@ def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tu
         from .pipeline import compile_model  # noqa: PLC0415
 
         with step(f"compiling {path.name} at {level}"):
-            executor = compile_model(path, input_shapes, opt_level=level, winograd=not no_winograd)
+            executor = compile_model(path, input_shapes, opt_level=level, winograd=not no_winograd, tune=tune)
         graph = executor.graph
     if feeds is None:
         feeds = random_feeds(graph)
@@ -229,8 +233,9 @@ def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tu
 @click.option("--threads", type=click.IntRange(min=1), help="Threads the compiled model runs with.")
 @click.option("--json", "as_json", is_flag=True, help="Print the compile statistics as one JSON object.")
 @click.option("--no-winograd", "no_winograd", is_flag=True, help=WINOGRAD_HELP)
+@click.option("--tune", is_flag=True, help=TUNE_HELP)
 def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: str, threads: int | None,
-                    as_json: bool, no_winograd: bool) -> None:
+                    as_json: bool, no_winograd: bool, tune: bool) -> None:
     """Compile MODEL (an .onnx file or a zoo model name) and write its C source, library and plan report."""
     import json  # noqa: PLC0415
     import shutil  # noqa: PLC0415
@@ -241,7 +246,7 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: s
     path, zoo_shapes = _model_source(model)
     with step(f"compiling {path.name} at {level}"):
         compiled = compile_model(path, {**zoo_shapes, **parse_shapes(shapes)}, opt_level=level, threads=threads,
-                                 winograd=not no_winograd)
+                                 winograd=not no_winograd, tune=tune)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.c").write_text(compiled.source)
     if compiled.library_path is not None:
@@ -597,7 +602,8 @@ def _remove(target: Path) -> int:
 @main.command()
 @click.argument("names", nargs=-1, required=True)
 @click.option("--levels", default="O0,O3", show_default=True,
-              help="dnnfusion levels to time, comma-separated (O3/direct: O3 without Winograd convolutions).")
+              help="dnnfusion levels to time, comma-separated (O3/direct: O3 without Winograd convolutions; "
+                   "O3/tuned: kernel methods measured, as compile --tune).")
 @click.option("--threads", default=2, show_default=True, help="Threads for every runtime.")
 @click.option("--blocks", default=8, show_default=True, help="Turns each runtime takes (runs back to back per turn).")
 @click.option("--runs", default=5, show_default=True, help="Consecutive runs per turn.")

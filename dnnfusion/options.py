@@ -21,7 +21,9 @@ class CompileOptions:
     """How to compile: `opt_level` O0 (one kernel per operator), O1 (fixed patterns), O2/O3 (DNNFusion);
     `threads` for the generated code (None: every core); `planner` limits; `toolchain` compiler and flags;
     `profile` times each block (CompiledModel.block_seconds); `winograd` lets 3 x 3 convolutions run as Winograd
-    products where they pay (False: results bit-close to a direct convolution, docs/WINOGRAD.md)."""
+    products where they pay (False: results bit-close to a direct convolution, docs/WINOGRAD.md); `tune` times
+    each such block's candidate methods in the compiled model (timings kept in the profile database) and takes
+    the fastest, instead of the estimate's choice; `methods` names a node's method outright (node name, method)."""
 
     opt_level: str = "O3"
     threads: int | None = None
@@ -29,6 +31,8 @@ class CompileOptions:
     toolchain: Toolchain = field(default_factory=Toolchain)
     profile: bool = False
     winograd: bool = True
+    tune: bool = False
+    methods: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.opt_level not in LEVELS:
@@ -48,7 +52,7 @@ class CompileOptions:
     @property
     def kernels(self) -> KernelOptions:
         """What the kernel templates may choose."""
-        return KernelOptions(winograd=self.winograd)
+        return KernelOptions(winograd=self.winograd, methods=tuple(self.methods))
 
     def replace(self, **fields: Any) -> CompileOptions:
         """A copy with some fields changed (unknown names are an error that lists the known ones)."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 import time
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from .codegen.build import build_and_load
 from .codegen.program import Program, generate
-from .fusion import LEVELS, Plan, PlannerOptions, ProfileDB, plan_graph
+from .fusion import LEVELS, Block, Plan, PlannerOptions, ProfileDB, plan_graph
 from .ir import Graph, ModelSource, from_onnx
+from .ops.conv import DIRECT
 from .options import CompileOptions, resolve
 from .passes import fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents, recognise_mish
 from .runtime.compiled import CompiledModel
@@ -58,6 +61,58 @@ def compile_graph(graph: Graph, options: CompileOptions | None = None, **fields:
     return build_plan(plan, chosen, started)
 
 
+TUNE_CANDIDATES = 3      # methods measured per block that chooses one: the estimate's best few
+TUNE_RUNS = 5            # profiled runs per round; a block's time is its best one
+
+
+def block_key(block: Block) -> list:
+    """What identifies a block's timing across models: its operators' types, input shapes and attributes."""
+    return [[op.node.op_type, [list(v.shape) if v is not None else None for v in op.node.inputs],
+             repr(sorted(op.node.attrs.items()))] for op in block.ops]
+
+
+def tune_methods(plan: Plan, options: CompileOptions, db: ProfileDB) -> tuple[tuple[str, str], ...]:
+    """The fastest measured method per node whose kernel chooses one (`Plan.kernel_choices`): the estimate's
+    TUNE_CANDIDATES best are timed in the compiled model itself (profiled blocks, so each in its own block with
+    its fused producers and epilogue, at the options' threads), one build per round in which every block
+    tries its next untimed candidate; every timing goes into the profile database, and blocks whose candidates
+    are all there are not built again."""
+    choosing = plan.choosing_nodes(options.kernels)
+    anchors = {position: node for position, (node, _) in choosing.items()}
+    keys = {position: block_key(plan.blocks[position]) for position in choosing}
+    candidates = {position: [name for name, _ in found[:TUNE_CANDIDATES]] for position, (_, found) in choosing.items()}
+    rng = np.random.default_rng(0)
+    graph = plan.ecg.graph
+    feeds = {v.name: (rng.standard_normal(v.shape) if v.dtype.kind == "f" else np.zeros(v.shape)).astype(v.dtype)
+             for v in graph.inputs}
+    for _ in range(TUNE_CANDIDATES):
+        trial = {}
+        for position, names in candidates.items():
+            untimed = [name for name in names if name not in db.method_seconds(keys[position])]
+            if untimed:
+                trial[position] = untimed[0]
+        if not trial:
+            break
+        compiled = build_plan(plan, options.replace(profile=True, tune=False, methods=tuple(
+            (anchors[position].name, name) for position, name in trial.items())))
+        best = None
+        for _ in range(TUNE_RUNS + 1):
+            compiled.block_seconds(reset=True)
+            compiled.run(feeds)
+            seconds = np.array(compiled.block_seconds(reset=True))
+            best = seconds if best is None else np.minimum(best, seconds)   # the first run warms up only
+        for position, name in trial.items():
+            if compiled.program.methods.get(position, DIRECT) == name or name == DIRECT:
+                db.record_method(keys[position], name, float(best[position]))
+    chosen = []
+    for position, names in candidates.items():
+        timed = db.method_seconds(keys[position])
+        measured = [name for name in names if name in timed]
+        if measured:
+            chosen.append((anchors[position].name, min(measured, key=lambda name: timed[name])))
+    return tuple(chosen)
+
+
 def build_plan(plan: Plan, options: CompileOptions, started: float | None = None) -> CompiledModel:
     """Generate C for a plan, check that it fits in memory, build it with the options' toolchain and load it."""
     started = started if started is not None else time.perf_counter()
@@ -86,5 +141,8 @@ def compile_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] 
     given by name, e.g. opt_level="O0") say."""
     started = time.perf_counter()
     chosen = resolve(options, **fields)
-    plan = plan_model(model, input_shapes, chosen.opt_level, ProfileDB(threads=chosen.threads), chosen.planner)
+    db = ProfileDB(threads=chosen.threads)
+    plan = plan_model(model, input_shapes, chosen.opt_level, db, chosen.planner)
+    if chosen.tune:
+        chosen = chosen.replace(tune=False, methods=tune_methods(plan, chosen, db) + chosen.methods)
     return build_plan(plan, chosen, started)

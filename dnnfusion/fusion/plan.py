@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ir.graph import Value
+from ..ir.graph import Node, Value
 from .. import ops
 from ..kir.kernel import KernelOptions
 from ..ops import MappingType
@@ -113,15 +113,19 @@ class Plan:
     def kernel_choices(self, options: KernelOptions | None = None) -> dict[int, list[tuple[str, float]]]:
         """Per block position, the methods its kernel chooses between and their estimated cycles, the chosen
         one first (`Op.kernel_choices`), for the blocks whose template has a choice."""
+        return {position: found for position, (_, found) in self.choosing_nodes(options).items()}
+
+    def choosing_nodes(self, options: KernelOptions | None = None) -> dict[int, tuple[Node, list[tuple[str, float]]]]:
+        """Per block position, the node whose template chooses a method, and its choices (`kernel_choices`)."""
         options = options or KernelOptions()
-        choices = {}
+        choosing = {}
         for position, block in enumerate(self.blocks):
             for op in block.ops:
                 spec = ops.get(op.node.op_type, op.node.domain)
                 found = spec.kernel_choices(op.node, options) if spec is not None else []
                 if found:
-                    choices[position] = found
-        return choices
+                    choosing[position] = (op.node, found)
+        return choosing
 
     def stats(self) -> dict[str, Any]:
         """The plan statistics scripts rely on (DESIGN §5 counting)."""

@@ -33,6 +33,19 @@ CREATE TABLE IF NOT EXISTS profiles (
     PRIMARY KEY (pattern_hash, machine, code_version)
 )"""
 
+# Measured seconds of a block whose kernel chooses its method (Op.kernel_choices), one row per method tried.
+METHODS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kernel_methods (
+    key_hash TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    code_version TEXT NOT NULL,
+    key TEXT NOT NULL,
+    method TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (key_hash, machine, code_version, method)
+)"""
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -62,6 +75,7 @@ class ProfileDB:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
+            db.execute(METHODS_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -90,6 +104,21 @@ class ProfileDB:
                        (self.pattern_hash(pattern), self.machine, self.version, json.dumps(pattern, sort_keys=True),
                         profile.fused_seconds, profile.unfused_seconds, profile.source, time.time()))
 
+    def method_seconds(self, key: object) -> dict[str, float]:
+        """The measured seconds of each kernel method recorded for the block described by `key`, on this
+        machine and code version."""
+        with self._connect() as db:
+            rows = db.execute("SELECT method, seconds FROM kernel_methods WHERE key_hash=? AND machine=? AND "
+                              "code_version=?", (self.pattern_hash(key), self.machine, self.version)).fetchall()
+        return dict(rows)
+
+    def record_method(self, key: object, method: str, seconds: float) -> None:
+        """Record one measured time of a kernel method for the block described by `key`."""
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO kernel_methods VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (self.pattern_hash(key), self.machine, self.version, json.dumps(key, sort_keys=True),
+                        method, seconds, time.time()))
+
     def stats(self) -> dict[str, object]:
         with self._connect() as db:
             total = db.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
@@ -105,6 +134,7 @@ class ProfileDB:
         with self._connect() as db:
             count = db.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
             db.execute("DELETE FROM profiles")
+            db.execute("DELETE FROM kernel_methods")
         return count
 
     def rows(self) -> Iterator[dict[str, object]]:

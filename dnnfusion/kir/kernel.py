@@ -24,9 +24,15 @@ STACK_ARRAY_MAX = 1 << 17         # elements a kernel may keep in one stack arra
 @dataclass(frozen=True)
 class KernelOptions:
     """What the kernel templates are allowed to choose: `winograd` lets 3 x 3 convolutions run as Winograd
-    products (off: results bit-close to a direct convolution's, at its speed)."""
+    products (off: results bit-close to a direct convolution's, at its speed); `methods` names the method a
+    node's template takes, by node name (measured fastest by tuning), instead of its estimate's choice."""
 
     winograd: bool = True
+    methods: tuple[tuple[str, str], ...] = ()
+
+    def method_for(self, node_name: str) -> str | None:
+        """The method named for this node, if any."""
+        return dict(self.methods).get(node_name)
 
 
 class KernelContext:

@@ -14,6 +14,8 @@ from ..ir.graph import Node
 from .arithmetic import maximum, wrapping
 from .base import Binary, Inferred, MappingType, Op, TensorType, Unary, same_as_input
 from .registry import register
+
+MISH_OPSET = 18     # the first default-domain opset with Mish
 from .unary_math import FloatUnary, erf, magnitude, real
 
 
@@ -237,6 +239,18 @@ class Mish(FloatUnary):
         e = cast(call("exp", maximum(x, lit(20, x.ctype), "<=")), "double")
         n = e * (e + lit(2, "double"))
         return cast(cast(x, "double") * (n / (n + lit(2, "double"))), x.ctype)
+
+    def onnx_body(self, node: Node) -> list | None:
+        """Below opset 18, where ONNX has no Mish (the node was recognised in its decomposition, passes/decomposed.py):
+        that decomposition, Softplus, Tanh and Mul."""
+        if node.opset == 0 or node.opset >= MISH_OPSET:
+            return None
+        from onnx import helper  # noqa: PLC0415
+
+        x, y = node.inputs[0].name, node.outputs[0].name
+        return [helper.make_node("Softplus", [x], ["mish_softplus"]),
+                helper.make_node("Tanh", ["mish_softplus"], ["mish_tanh"]),
+                helper.make_node("Mul", [x, "mish_tanh"], [y])]
 
 
 @register

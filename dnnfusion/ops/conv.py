@@ -203,11 +203,13 @@ class Conv(ConvLike):
 
 
 def winograd_method(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
-    """The convolution as Winograd F(m x m, 3 x 3) where the options allow it and its cost estimate beats the
-    implicit GEMM's (`method`), naming the choice; None otherwise."""
+    """The convolution as Winograd F(m x m, 3 x 3) where the options allow it and the method the options name
+    for it (measured by tuning), else its cost estimate, is a Winograd one, naming the choice; None otherwise."""
     if not ctx.options.winograd or not winograd_applies(node, window, group, ct):
         return None
-    how = winograd_method_of(node, window)
+    named = ctx.options.method_for(node.name)
+    how = winograd_method_of(node, window) if named is None else \
+        next((h for h in winograd_costs(node, window) if h is not None and str(h) == named), None)
     code = None if how is None else conv_winograd(ctx, node, window, group, ct, how)
     if code is not None:
         ctx.choose(str(how))

@@ -215,3 +215,29 @@ def test_the_plan_lists_each_convolutions_methods_cheapest_first(tmp_path):
     result = CliRunner().invoke(main, ["plan", str(path), "--why"])
     assert result.exit_code == 0, result.output
     assert "kernel methods chosen by estimate (1 blocks)" in result.output and names[0][:20] in result.output
+
+
+@needs_microkernels
+def test_tuning_times_the_candidates_records_them_and_takes_the_fastest(monkeypatch, tmp_path):
+    from dnnfusion import pipeline
+    from dnnfusion.fusion import ProfileDB
+
+    monkeypatch.setenv("DNNFUSION_CACHE_DIR", str(tmp_path))
+    model, feeds, expected = conv_model((1, 32, 24, 24), 32, [1, 1, 1, 1], 11)
+    plan = pipeline.plan_model(model)
+    db = ProfileDB(threads=1)
+    options = pipeline.resolve(None, threads=1)
+    (node, found), = plan.choosing_nodes().values()
+    chosen = pipeline.tune_methods(plan, options, db)
+    timed = db.method_seconds(pipeline.block_key(plan.blocks[0]))
+    assert set(timed) == {name for name, _ in found[:pipeline.TUNE_CANDIDATES]}
+    assert all(seconds > 0 for seconds in timed.values())
+    assert chosen == ((node.name, min(timed, key=timed.get)),)
+    # measured times decide, not the estimate: make the estimate's last candidate the fastest on record
+    slowest = found[pipeline.TUNE_CANDIDATES - 1][0]
+    db.record_method(pipeline.block_key(plan.blocks[0]), slowest, 1e-9)
+    compiled = dnnfusion.compile(model, threads=1, tune=True)
+    named = compiled.stats["kernel_methods"]
+    assert (named == {slowest: 1}) if slowest != conv_op.DIRECT else (named == {})
+    error = np.abs(compiled.run(feeds)["y"] - expected).max() / np.ptp(expected)
+    assert error < BOUND[4]

@@ -51,3 +51,16 @@ def test_compiled_mish_matches_the_unrewritten_chain(seed):
     assert compiled.stats["ops_after_folding"] == 1
     expected = run_onnxruntime(model, {"x": x})["y"]
     np.testing.assert_allclose(compiled.run({"x": x})["y"], expected, rtol=2e-6, atol=1e-6)
+
+
+def test_the_fused_onnx_graph_spells_mish_out_below_opset_18():
+    from dnnfusion.fusion.onnx_blocks import fused_model
+    from dnnfusion.pipeline import plan_model
+
+    model = mish_model()
+    x = np.random.default_rng(5).standard_normal(SHAPE).astype(np.float32)
+    plan = plan_model(model, None, "O3")
+    assert [o.node.op_type for b in plan.blocks for o in b.ops] == ["Mish"]
+    exported = fused_model(plan)
+    np.testing.assert_allclose(run_onnxruntime(exported, {"x": x})["y"], run_onnxruntime(model, {"x": x})["y"],
+                               rtol=1e-6, atol=1e-7)
