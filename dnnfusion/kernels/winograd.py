@@ -10,7 +10,7 @@ passes over the transformed tiles and float32 rounding that grows with m (docs/W
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -199,20 +199,62 @@ def method(node: Node, window: Window) -> Method | None:
 
 
 def coefficient_sum(coefficients: Sequence[float], terms: Sequence[str]) -> str:
-    """C text of sum over k of coefficients[k] * terms[k], skipping zeros; every coefficient of the transforms
-    used is exact in float32 (dyadic rationals)."""
+    """C text of sum over k of coefficients[k] * terms[k], skipping zeros, a term of coefficient 1 first where
+    there is one, so that each scaled term after it is one fused multiply-add; every coefficient of the
+    transforms used is exact in float32 (dyadic rationals)."""
+    pairs = [(float(c), t) for c, t in zip(coefficients, terms) if c != 0]
+    pairs.sort(key=lambda pair: pair[0] != 1)
     parts = []
-    for c, t in zip(coefficients, terms):
-        if c == 0:
-            continue
+    for c, t in pairs:
         assert float(np.float32(c)) == c, f"coefficient {c} is not exact in float32"
         sign = "-" if c < 0 else "+"
-        size = abs(float(c))
+        size = abs(c)
         parts.append(f"{sign} {t}" if size == 1 else f"{sign} {size!r}f * {t}")
     if not parts:
         return "0.0f"
     text = " ".join(parts)
     return text[2:] if text.startswith("+ ") else "-" + text[2:]
+
+
+def _signed_pair(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether vectors a and b agree up to sign entry by entry, in both ways (a + b and a - b both nonzero)."""
+    return bool(np.all((a == b) | (a == -b))) and bool(np.any(a + b)) and bool(np.any(a - b))
+
+
+def transform_statements(matrix: np.ndarray, inputs: Sequence[str], assign: Callable[[int, str], str],
+                         prefix: str) -> list[str]:
+    """C statements computing out[r] = sum over k of matrix[r, k] * inputs[k] (assign(r, value) gives the
+    statement storing row r), with fewer operations than one sum per row: inputs whose columns agree up to
+    sign are first added and subtracted (AT's points +-p), and rows that agree up to sign share their even
+    and odd halves, e + o and e - o (BT's). Temporaries are `const float` named from `prefix`."""
+    matrix = np.array(matrix, np.float64)
+    terms, lines = list(inputs), []
+    for j in range(matrix.shape[1]):
+        for k in range(j + 1, matrix.shape[1]):
+            if not (terms[j] and terms[k] and _signed_pair(matrix[:, j], matrix[:, k])):
+                continue
+            same = matrix[:, j] == matrix[:, k]
+            lines += [f"const float {prefix}s{j} = {terms[j]} + {terms[k]};",
+                      f"const float {prefix}d{j} = {terms[j]} - {terms[k]};"]
+            column = matrix[:, j].copy()
+            matrix[:, j], matrix[:, k] = np.where(same, column, 0), np.where(same, 0, column)
+            terms[j], terms[k] = f"{prefix}s{j}", f"{prefix}d{j}"
+    done: set[int] = set()
+    for r in range(matrix.shape[0]):
+        if r in done:
+            continue
+        partner = next((q for q in range(r + 1, matrix.shape[0]) if q not in done and
+                        _signed_pair(matrix[r], matrix[q])), None)
+        if partner is None:
+            lines.append(assign(r, coefficient_sum(matrix[r], terms)))
+            continue
+        same = matrix[r] == matrix[partner]
+        even, odd = np.where(same, matrix[r], 0), np.where(same, 0, matrix[r])
+        lines += [f"const float {prefix}e{r} = {coefficient_sum(even, terms)};",
+                  f"const float {prefix}o{r} = {coefficient_sum(odd, terms)};",
+                  assign(r, f"{prefix}e{r} + {prefix}o{r}"), assign(partner, f"{prefix}e{r} - {prefix}o{r}")]
+        done |= {r, partner}
+    return lines
 
 
 def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct: str,
@@ -325,18 +367,21 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
     body = [local_array("float", "wd", alpha * span), local_array("float", "wt", alpha * span)]
     body += serial_for(yy, alpha, fill)
 
-    def down(i: int, r: int, at: str) -> str:
-        """Row i of BT down the columns, into phase r's entry `at` (split) or column `at`."""
+    def down(r: int, at: str, rows: int = alpha) -> list[str]:
+        """BT down the columns (its first `rows` rows), into phase r's entry `at` (split) or column `at`."""
         if not split:
-            return f"wt[{i * span} + {at}] = {coefficient_sum(bt[i], [f'wd[{k * span} + {at}]' for k in range(alpha)])};"
-        terms = [f"wd[{k * span} + {at} * {g.m} + {r}]" for k in range(alpha)]
-        return f"wt[{(i * g.m + r) * phases} + {at}] = {coefficient_sum(bt[i], terms)};"
+            return transform_statements(bt[:rows], [f"wd[{k * span} + {at}]" for k in range(alpha)],
+                                        lambda i, value: f"wt[{i * span} + {at}] = {value};", "tb")
+        return transform_statements(bt[:rows], [f"wd[{k * span} + {at} * {g.m} + {r}]" for k in range(alpha)],
+                                    lambda i, value: f"wt[{(i * g.m + r) * phases} + {at}] = {value};", f"tb{r}_")
 
     if split:
-        body += tile_loop(tx, tx_count, [down(i, r, tx.name) for i in range(alpha) for r in range(g.m)])
-        body += [down(i, r, str(tx_count)) for i in range(alpha) for r in range(alpha - g.m)]  # the last tile's reach
+        body += tile_loop(tx, tx_count, [line for r in range(g.m) for line in down(r, tx.name)])
+        body += [f"wt[{(i * g.m + r) * phases + tx_count}] = "        # the last tile's reach: phases below alpha - m
+                 f"{coefficient_sum(bt[i], [f'wd[{k * span + tx_count * g.m + r}]' for k in range(alpha)])};"
+                 for i in range(alpha) for r in range(alpha - g.m)]
     else:
-        body += serial_for(q, width, [down(i, 0, q.name) for i in range(alpha)], simd=True)
+        body += serial_for(q, width, down(0, q.name), simd=True)
 
     def at(i: int, k: int) -> str:
         """Column tx * m + k of row i of wt."""
@@ -344,8 +389,9 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
             f"wt[{i * span} + {tx.name} * {g.m} + {k}]"
     plane = g.frames[0] * channels * g.columns
     frame = "" if t is None else f" + {t.name} * {channels * g.columns}"
-    across = [f"dst[{(i * alpha + j) * plane} + {tx.name}] = {coefficient_sum(bt[j], [at(i, k) for k in range(alpha)])};"
-              for i in range(alpha) for j in range(alpha)]
+    across = [line for i in range(alpha) for line in transform_statements(
+        bt, [at(i, k) for k in range(alpha)],
+        lambda j, value, i=i: f"dst[{(i * alpha + j) * plane} + {tx.name}] = {value};", f"ta{i}_")]
     body += [f"float* const dst = {tiles_in} + {g.slot(n.name, ty.name, channels, g.frames[0])}{frame} + "
              f"{c.name} * {g.columns};"]
     body += tile_loop(tx, tx_count, across) if split else serial_for(tx, tx_count, across, simd=True)
@@ -433,10 +479,12 @@ def output_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_out: str, n: 
             f"{f.name} * {g.columns};"]
     loads = [f"const float mv{i}_{j} = src[{(i * alpha + j) * plane} + {tx.name}];"
              for i in range(alpha) for j in range(alpha)]
-    down = [f"const float sv{a}_{j} = {coefficient_sum(at[a], [f'mv{i}_{j}' for i in range(alpha)])};"
-            for a in range(m) for j in range(alpha)]
-    across = [f"wo[{a} * {block} + {tx.name} * {m} + {b}] = "
-              f"{coefficient_sum(at[b], [f'sv{a}_{j}' for j in range(alpha)])};" for a in range(m) for b in range(m)]
+    down = [line for j in range(alpha) for line in transform_statements(
+        at, [f"mv{i}_{j}" for i in range(alpha)], lambda a, value, j=j: f"const float sv{a}_{j} = {value};",
+        f"td{j}_")]
+    across = [line for a in range(m) for line in transform_statements(
+        at, [f"sv{a}_{j}" for j in range(alpha)],
+        lambda b, value, a=a: f"wo[{a} * {block} + {tx.name} * {m} + {b}] = {value};", f"tc{a}_")]
     body += tile_loop(tx, tx_count, loads + down + across)
     row = ty * m + r
     value = Load("wo", r * block + o, "float")
