@@ -3,7 +3,10 @@ Every entry point (the API, the CLI, the onnx backend, the zoo, the benchmarks) 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import time
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -65,18 +68,33 @@ TUNE_CANDIDATES = 3      # methods measured per block that chooses one: the esti
 TUNE_RUNS = 5            # profiled runs per round; a block's time is its best one
 
 
-def block_key(block: Block) -> list:
-    """What identifies a block's timing across models: its operators' types, input shapes and attributes."""
-    return [[op.node.op_type, [list(v.shape) if v is not None else None for v in op.node.inputs],
-             repr(sorted(op.node.attrs.items()))] for op in block.ops]
+@functools.lru_cache(maxsize=None)
+def kernels_fingerprint() -> str:
+    """A hash of the kernel templates' source (dnnfusion/kernels): timings of kernel methods measured with other
+    templates are not reused."""
+    folder = Path(__file__).with_name("kernels")
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
-def tune_methods(plan: Plan, options: CompileOptions, db: ProfileDB) -> tuple[tuple[str, str], ...]:
-    """The fastest measured method per node whose kernel chooses one (`Plan.kernel_choices`): the estimate's
-    TUNE_CANDIDATES best are timed in the compiled model itself (profiled blocks, so each in its own block with
-    its fused producers and epilogue, at the options' threads), one build per round in which every block
-    tries its next untimed candidate; every timing goes into the profile database, and blocks whose candidates
-    are all there are not built again."""
+def block_key(block: Block) -> dict:
+    """What identifies a block's timing across models: its operators' types, input shapes and attributes, and
+    the kernel templates' version."""
+    return {"kernels": kernels_fingerprint(),
+            "ops": [[op.node.op_type, [list(v.shape) if v is not None else None for v in op.node.inputs],
+                     repr(sorted(op.node.attrs.items()))] for op in block.ops]}
+
+
+def tune_methods(plan: Plan, options: CompileOptions, db: ProfileDB,
+                 measure: bool = True) -> tuple[tuple[str, str], ...]:
+    """The fastest measured method per node whose kernel chooses one (`Plan.kernel_choices`), among the
+    estimate's TUNE_CANDIDATES best, for the nodes whose candidates all have a time in the profile database.
+    With `measure`, the untimed ones are timed first in the compiled model itself (profiled blocks, so each in
+    its own block with its fused producers and epilogue, at the options' threads), one build per round in
+    which every block tries its next untimed candidate; a candidate the template cannot generate is recorded
+    as infinitely slow."""
     choosing = plan.choosing_nodes(options.kernels)
     anchors = {position: node for position, (node, _) in choosing.items()}
     keys = {position: block_key(plan.blocks[position]) for position in choosing}
@@ -85,7 +103,7 @@ def tune_methods(plan: Plan, options: CompileOptions, db: ProfileDB) -> tuple[tu
     graph = plan.ecg.graph
     feeds = {v.name: (rng.standard_normal(v.shape) if v.dtype.kind == "f" else np.zeros(v.shape)).astype(v.dtype)
              for v in graph.inputs}
-    for _ in range(TUNE_CANDIDATES):
+    for _ in range(TUNE_CANDIDATES if measure else 0):
         trial = {}
         for position, names in candidates.items():
             untimed = [name for name in names if name not in db.method_seconds(keys[position])]
@@ -96,20 +114,19 @@ def tune_methods(plan: Plan, options: CompileOptions, db: ProfileDB) -> tuple[tu
         compiled = build_plan(plan, options.replace(profile=True, tune=False, methods=tuple(
             (anchors[position].name, name) for position, name in trial.items())))
         best = None
-        for _ in range(TUNE_RUNS + 1):
+        for _ in range(TUNE_RUNS + 1):                  # best of the runs; the first one warms up
             compiled.block_seconds(reset=True)
             compiled.run(feeds)
             seconds = np.array(compiled.block_seconds(reset=True))
-            best = seconds if best is None else np.minimum(best, seconds)   # the first run warms up only
+            best = seconds if best is None else np.minimum(best, seconds)
         for position, name in trial.items():
-            if compiled.program.methods.get(position, DIRECT) == name or name == DIRECT:
-                db.record_method(keys[position], name, float(best[position]))
+            ran = compiled.program.methods.get(position, DIRECT) == name
+            db.record_method(keys[position], name, float(best[position]) if ran else float("inf"))
     chosen = []
     for position, names in candidates.items():
         timed = db.method_seconds(keys[position])
-        measured = [name for name in names if name in timed]
-        if measured:
-            chosen.append((anchors[position].name, min(measured, key=lambda name: timed[name])))
+        if all(name in timed for name in names):
+            chosen.append((anchors[position].name, min(names, key=lambda name: timed[name])))
     return tuple(chosen)
 
 
@@ -143,6 +160,6 @@ def compile_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] 
     chosen = resolve(options, **fields)
     db = ProfileDB(threads=chosen.threads)
     plan = plan_model(model, input_shapes, chosen.opt_level, db, chosen.planner)
-    if chosen.tune:
-        chosen = chosen.replace(tune=False, methods=tune_methods(plan, chosen, db) + chosen.methods)
+    if chosen.winograd:              # measured kernel methods where the profile database has them (tune: measure)
+        chosen = chosen.replace(tune=False, methods=tune_methods(plan, chosen, db, chosen.tune) + chosen.methods)
     return build_plan(plan, chosen, started)

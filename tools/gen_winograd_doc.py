@@ -76,7 +76,8 @@ def main() -> None:
              "a 2-D convolution of 3C channels). An estimate picks, per convolution, the direct implicit GEMM or a "
              "Winograd form (tile size, and whether the three steps run fused per chunk of tile rows); "
              "`CompileOptions(tune=True)` or `--tune` times the estimate's three best in the compiled model instead "
-             "and takes the fastest (timings kept in the profile database). The choice is listed by "
+             "and takes the fastest (timings kept in the profile database, where later compiles find them). The "
+             "choice is listed by "
              "`dnnfusion plan --why` (with the alternatives' estimates), in `dnnfusion compile`'s output, in "
              "plan.html and in stats.json (`kernel_methods`). `CompileOptions(winograd=False)` or `--no-winograd` "
              "turns it off for results bit-close to a direct convolution.", "",

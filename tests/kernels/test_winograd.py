@@ -236,8 +236,10 @@ def test_tuning_times_the_candidates_records_them_and_takes_the_fastest(monkeypa
     # measured times decide, not the estimate: make the estimate's last candidate the fastest on record
     slowest = found[pipeline.TUNE_CANDIDATES - 1][0]
     db.record_method(pipeline.block_key(plan.blocks[0]), slowest, 1e-9)
-    compiled = dnnfusion.compile(model, threads=1, tune=True)
-    named = compiled.stats["kernel_methods"]
-    assert (named == {slowest: 1}) if slowest != conv_op.DIRECT else (named == {})
-    error = np.abs(compiled.run(feeds)["y"] - expected).max() / np.ptp(expected)
-    assert error < BOUND[4]
+    for tune in (True, False):           # later compiles take the measured choice without tuning
+        compiled = dnnfusion.compile(model, threads=1, tune=tune)
+        named = compiled.stats["kernel_methods"]
+        assert (named == {slowest: 1}) if slowest != conv_op.DIRECT else (named == {})
+        error = np.abs(compiled.run(feeds)["y"] - expected).max() / np.ptp(expected)
+        assert error < BOUND[4]
+    assert dnnfusion.compile(model, threads=2).stats["kernel_methods"] == {found[0][0]: 1}   # timed at 1 thread
