@@ -125,7 +125,7 @@ def tune_methods(plan: Plan, options: CompileOptions, db: ProfileDB,
     chosen = []
     for position, names in candidates.items():
         timed = db.method_seconds(keys[position])
-        if all(name in timed for name in names):
+        if all(name in timed for name in names) and min(timed[name] for name in names) < float("inf"):
             chosen.append((anchors[position].name, min(names, key=lambda name: timed[name])))
     return tuple(chosen)
 

@@ -64,3 +64,18 @@ def test_busy_neighbours_burn_cpu_only_while_they_run():
 def _children_cpu() -> float:
     t = os.times()
     return t.children_user + t.children_system
+
+
+def test_mnn_needs_its_own_environment(monkeypatch, tmp_path):
+    from dnnfusion.bench.timing import MNN_PYTHON, mnn_python
+
+    monkeypatch.delenv(MNN_PYTHON, raising=False)
+    with pytest.raises(DnnfusionError, match="DNNFUSION_MNN_PYTHON=.*bin/python"):
+        mnn_python()
+    monkeypatch.setenv(MNN_PYTHON, str(tmp_path / "missing" / "python"))
+    with pytest.raises(DnnfusionError, match="does not exist"):
+        mnn_python()
+    python = tmp_path / "python"
+    python.write_text("")
+    monkeypatch.setenv(MNN_PYTHON, str(python))
+    assert mnn_python() == str(python)

@@ -243,3 +243,21 @@ def test_tuning_times_the_candidates_records_them_and_takes_the_fastest(monkeypa
         error = np.abs(compiled.run(feeds)["y"] - expected).max() / np.ptp(expected)
         assert error < BOUND[4]
     assert dnnfusion.compile(model, threads=2).stats["kernel_methods"] == {found[0][0]: 1}   # timed at 1 thread
+
+
+@needs_microkernels
+def test_a_candidate_the_template_cannot_generate_is_never_chosen(monkeypatch, tmp_path):
+    from dnnfusion import pipeline
+    from dnnfusion.fusion import ProfileDB
+
+    monkeypatch.setenv("DNNFUSION_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(conv_op, "conv_winograd", lambda *args: None)     # every Winograd form declines
+    model, _, _ = conv_model((1, 32, 24, 24), 32, [1, 1, 1, 1], 12)
+    plan = pipeline.plan_model(model)
+    db = ProfileDB(threads=1)
+    (node, found), = plan.choosing_nodes().values()
+    chosen = pipeline.tune_methods(plan, pipeline.resolve(None, threads=1), db)
+    timed = db.method_seconds(pipeline.block_key(plan.blocks[0]))
+    names = [name for name, _ in found[:pipeline.TUNE_CANDIDATES]]
+    assert all((timed[name] == float("inf")) == (name != conv_op.DIRECT) for name in names)
+    assert chosen == (((node.name, conv_op.DIRECT),) if conv_op.DIRECT in names else ())
