@@ -27,7 +27,8 @@ from .winograd_math import matrices, transform_filters
 
 TILE_SIZES = (4, 2)          # output tile sizes m tried: F(6x6, 3x3) rounds off more than float32's 1e-4 of the
                              # output range from a few hundred channels and ran slower here (docs/WINOGRAD.md)
-MIN_CHANNELS = 16            # input and output channels from which the transforms pay for themselves
+MIN_CHANNELS = 16            # input and output channels (per group) from which the transforms pay for themselves
+MAX_GROUPS = 8               # groups a 2-D convolution may have (one product per group per xi)
 # The estimate that picks a method, in the cycles of the microkernels' tile costs (Isa.tile_shape), fitted to
 # single convolutions at 1 thread on AVX-512 (VGG, U-Net, YOLO, SSD, ResNet shapes; 7 x 7 to 256 x 256):
 CACHED_CYCLES = 2.5          # per transformed element (input and output side) of three loops over the image
@@ -125,14 +126,15 @@ class Method:
 
 def applies(node: Node, window: Window, group: int, ct: str) -> bool:
     """Whether Winograd can run this convolution here: 2-D 3 x 3 or 3-D 3 x 3 x 3 (at most one frame of
-    padding on each side), stride and dilation 1, one group, float32 with constant weights, on a CPU with
-    microkernels."""
+    padding on each side), stride and dilation 1, at least MIN_CHANNELS input and output channels per group
+    (2-D: up to MAX_GROUPS groups, 3-D: one), float32 with constant weights, on a CPU with microkernels."""
     x, w = node.inputs[0], node.inputs[1]
     rank = len(window.kernel)
     temporal = rank == 3 and max(window.pads_begin[0], window.pads_end[0]) <= 1   # each output frame has a tap
     return microkernel.target_isa() is not None and ct == "float" and (rank == 2 or temporal) and \
         window.kernel == (3,) * rank and window.strides == (1,) * rank and window.dilations == (1,) * rank and \
-        group == 1 and w.const is not None and x.shape[1] >= MIN_CHANNELS and w.shape[0] >= MIN_CHANNELS
+        (group == 1 or rank == 2 and group <= MAX_GROUPS) and w.const is not None and \
+        x.shape[1] // group >= MIN_CHANNELS and w.shape[0] // group >= MIN_CHANNELS
 
 
 def geometry(isa: microkernel.Isa, filters: int, m: int, out: tuple[int, int], chunk_rows: int,
@@ -162,19 +164,21 @@ def costs(node: Node, window: Window) -> dict[Method | None, float]:
     assert isa is not None
     x = node.inputs[0]
     channels, filters = x.shape[1], node.inputs[1].shape[0]
+    groups = int(getattr(node, "attrs", {}).get("group", 1))
+    cg, fg = channels // groups, filters // groups
     temporal = len(window.kernel) == 3
     frames = (x.shape[2], window.out[0]) if temporal else (1, 1)
     taps = 3 if temporal else 1
     summed = sum(frame_taps(frames[0], window.pads_begin[0], t)[1] for t in range(frames[1])) if temporal else 1
     height, width = window.out[-2:]
-    direct = min(implicit_tile_costs(isa, window.out, height * (width + 2), filters, 9 * taps * channels))
+    direct = min(implicit_tile_costs(isa, window.out, height * (width + 2), fg, 9 * taps * cg))
     estimates: dict[Method | None, float] = {
-        None: direct * 9 * taps * channels + 9 * taps * channels * filters * 4 / BYTES_PER_CYCLE}
+        None: groups * direct * 9 * taps * cg + 9 * taps * cg * filters * 4 / BYTES_PER_CYCLE}
     for m in TILE_SIZES:
         alpha2 = (m + 2) ** 2
         tiles = -(-height // m), -(-width // m)
         elements = alpha2 * numel(tiles) * (channels * frames[0] + filters * frames[1])
-        filter_bytes = alpha2 * taps * channels * filters * 4
+        filter_bytes = alpha2 * taps * cg * filters * 4
         forms = [(tiles[0], CACHED_CYCLES if elements * 4 <= STREAMED_BYTES else STREAMED_CYCLES, 0.0)]
         if tiles[0] > 1 and not temporal:
             budget = l2_bytes() - filter_bytes if filter_bytes <= l2_bytes() / 2 else l2_bytes() / 2
@@ -184,9 +188,9 @@ def costs(node: Node, window: Window) -> dict[Method | None, float]:
                 (L3_BYTES_PER_CYCLE if filter_bytes <= l3_bytes() / 2 else BYTES_PER_CYCLE)
             forms += [(rows, FUSED_CYCLES, rereads)] if rows < tiles[0] else []
         for rows, per_element, rereads in forms:
-            g = geometry(isa, filters, m, (height, width), rows)
+            g = geometry(isa, fg, m, (height, width), rows)
             estimates[Method(m, rows, rows < tiles[0], temporal)] = \
-                alpha2 * g.chunks * isa.tile_shape(filters, g.columns)[2] * channels * summed + \
+                groups * alpha2 * g.chunks * isa.tile_shape(fg, g.columns)[2] * cg * summed + \
                 per_element * elements + filter_bytes / BYTES_PER_CYCLE + rereads
     return estimates
 
@@ -273,16 +277,17 @@ def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct
     assert not (how.fused and temporal), "a 3-D convolution's chunk holds every frame: three loops only"
     frames = (x.shape[2], window.out[0]) if temporal else (1, 1)
     chunk_rows = how.chunk_rows if how.fused else -(-out[0] // how.m)
-    g = geometry(isa, filters, how.m, out, chunk_rows, tuple(x.shape[-2:]), tuple(window.pads_begin[-2:]), frames,
+    g = geometry(isa, filters // group, how.m, out, chunk_rows, tuple(x.shape[-2:]), tuple(window.pads_begin[-2:]), frames,
                  window.pads_begin[0] if temporal else 0)
     alpha2 = g.alpha ** 2
     if not fits_stack(2 * g.alpha * g.span) or not fits_stack(g.m * g.width):
         return None
-    rows, vectors, _ = isa.tile_shape(filters, g.columns)
+    rows, vectors, _ = isa.tile_shape(filters // group, g.columns)
     tiles_in = ctx.scratch(ct, images * g.chunks * alpha2 * frames[0] * channels * g.columns)
     tiles_out = ctx.scratch(ct, images * g.chunks * alpha2 * frames[1] * filters * g.columns)
     task = ctx.var("t")
-    a_lines, tiling = products(ctx, node, g, (rows, vectors), tiles_in, tiles_out, task if how.fused else None)
+    a_lines, tiling = products(ctx, node, g, (rows, vectors), tiles_in, tiles_out, task if how.fused else None,
+                               group)
     if (how.fused or temporal) and tiling.splits_depth():
         return None
     lines = [NOTE.format(m=g.m, a=alpha2, how=", fused per chunk of tile rows" if how.fused else "")] + a_lines
@@ -404,14 +409,15 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
 
 
 def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[int, int], tiles_in: str,
-             tiles_out: str, chunk: Var | None) -> tuple[list[str], Tiling]:
+             tiles_out: str, chunk: Var | None, groups: int = 1) -> tuple[list[str], Tiling]:
     """The packing of U (filters x channels per xi: the filters transformed at compile time) and the Tiling of
     tiles_out[image][chunk][xi] = U[xi] times tiles_in[image][chunk][xi] (channels x columns, read in place):
     over every image, chunk and xi, or over the xi of one chunk, `chunk` (image * chunks + chunk, a variable
     of the enclosing loop). A 3-D convolution adds the output frame to the batch, and its depth runs over
     (temporal tap, channel): the taps' input frames lie one after another, so the taps of an output frame
     that land on input frames are one contiguous run of B (a span of segments) and those in the padding
-    are left out."""
+    are left out. A grouped convolution adds the group to the batch instead: its channels and filters are
+    a contiguous share of the tiles' rows."""
     isa = microkernel.target_isa()
     assert isa is not None
     x, w = node.inputs[0], node.inputs[1]
@@ -420,19 +426,26 @@ def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[in
     rows, vectors = rows_vectors
     width = vectors * isa.lanes
     taps = 3 if g.temporal else 1
-    batch = (alpha2,) if chunk is not None else (images, g.chunks, alpha2) + ((g.frames[1],) if g.temporal else ())
-    a_batch = tuple(alpha2 if size == alpha2 and i == (0 if chunk is not None else 2) else 1
-                    for i, size in enumerate(batch))
+    cg, fg = channels // groups, filters // groups
+    xi_axis = 0 if chunk is not None else 2
+    extra = (g.frames[1],) if g.temporal else (groups,) if groups > 1 else ()
+    batch = ((alpha2,) if chunk is not None else (images, g.chunks, alpha2)) + extra
+    a_batch = tuple(alpha2 if i == xi_axis else groups if groups > 1 and i == len(batch) - 1 else 1
+                    for i in range(len(batch)))
     weights = w.const if not g.temporal else \
         np.ascontiguousarray(w.const.transpose(0, 2, 1, 3, 4)).reshape(filters, taps * channels, 3, 3)
-    transformed = transform_filters(weights, g.m).astype(np.float32).reshape(*a_batch, filters, taps * channels)
-    a = Operand(a_batch, filters, taps * channels, lambda bidx, r, c: Lit(0), constant=transformed)
+    transformed = transform_filters(weights, g.m).astype(np.float32).reshape(*a_batch, fg, taps * cg)
+    a = Operand(a_batch, fg, taps * cg, lambda bidx, r, c: Lit(0), constant=transformed)
     a_lines, a_at, a_steps = packed_a(ctx, a, rows)
     frame_size = channels * columns
 
     def entry(bidx: Index) -> Expr:
         """The (image, chunk, xi) entry's position among all of them."""
         return linear(bidx[:3], batch[:3]) if chunk is None else chunk * alpha2 + bidx[0]
+
+    def share(bidx: Index, per_group: int) -> Expr:
+        """Where the entry's group starts among the tiles' rows of `per_group` rows a group."""
+        return bidx[-1] * (per_group * columns) if groups > 1 else Lit(0)
 
     def first_tap(bidx: Index) -> str:
         """C: output frame bidx[3]'s first temporal tap on an input frame."""
@@ -445,17 +458,17 @@ def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[in
         return first, f"({last} - {first})"
 
     def c_at(bidx: Index, i0: Var, j0: Var) -> str:
-        whole = linear(bidx, batch) if chunk is None else chunk * alpha2 + bidx[0]
-        return f"({tiles_out} + {ctx.c(whole * (filters * columns) + i0 * columns + j0)})"
+        whole = linear(bidx, batch) if g.temporal else entry(bidx)
+        return f"({tiles_out} + {ctx.c(whole * (filters * columns) + share(bidx, fg) + i0 * columns + j0)})"
 
     def b_at(bidx: Index, jt: Var) -> str:
         if not g.temporal:
-            return f"({tiles_in} + {ctx.c(entry(bidx) * frame_size + jt * width)})"
+            return f"({tiles_in} + {ctx.c(entry(bidx) * frame_size + share(bidx, cg) + jt * width)})"
         start = ctx.c(entry(bidx) * (g.frames[0] * frame_size) + (bidx[3] - g.frame_pad) * frame_size + jt * width)
         return f"({tiles_in} + {start} + {first_tap(bidx)} * {frame_size})"
 
     segments = tuple(k * frame_size for k in range(taps))
-    tiling = Tiling(isa, batch, filters, columns, channels, segments, rows, vectors, a_steps, columns,
+    tiling = Tiling(isa, batch, fg, columns, cg, segments, rows, vectors, a_steps, columns,
                     lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at, lambda *_: [],
                     spans=spans if g.temporal else None, store_at=c_at, ldc=columns)
     return a_lines, tiling

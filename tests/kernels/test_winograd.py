@@ -261,3 +261,43 @@ def test_a_candidate_the_template_cannot_generate_is_never_chosen(monkeypatch, t
     names = [name for name, _ in found[:pipeline.TUNE_CANDIDATES]]
     assert all((timed[name] == float("inf")) == (name != conv_op.DIRECT) for name in names)
     assert chosen == (((node.name, conv_op.DIRECT),) if conv_op.DIRECT in names else ())
+
+
+@needs_microkernels
+@pytest.mark.parametrize("how", [Method(4, 1, False), Method(2, 1, False), Method(4, 2, True)], ids=str)
+@pytest.mark.parametrize("groups", [2, 4])
+def test_grouped_convolutions_run_one_product_per_group(isa, monkeypatch, how, groups):
+    rng = np.random.default_rng(300 + groups)
+    cg, fg = int(rng.integers(16, 24)), int(rng.integers(16, 24))
+    x_shape = (2, cg * groups, int(rng.integers(6, 20)), int(rng.integers(6, 20)))
+    pads = [int(p) for p in rng.integers(0, 3, 4)]
+    w = (rng.standard_normal((fg * groups, cg, 3, 3)) / np.sqrt(9 * cg)).astype(np.float32)
+    b = rng.standard_normal(fg * groups).astype(np.float32)
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=pads, kernel_shape=[3, 3], group=groups)]
+    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], {"w": w, "b": b}, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    monkeypatch.setattr(conv_op, "winograd_method_of", lambda node, window: how)
+    compiled = dnnfusion.compile(model)
+    assert compiled.stats["kernel_methods"] == {str(how): 1}
+    expected = np.concatenate([direct64(feeds["x"][:, k * cg:(k + 1) * cg], w[k * fg:(k + 1) * fg],
+                                        b[k * fg:(k + 1) * fg], pads) for k in range(groups)], axis=1)
+    error = np.abs(compiled.run(feeds)["y"] - expected).max() / np.ptp(expected)
+    assert error < BOUND[how.m], (error, x_shape, pads)
+
+
+def test_winograd_applies_to_few_wide_groups_only():
+    class Value:
+        def __init__(self, shape, const=None):
+            self.shape, self.const = shape, const
+
+    def node(channels, filters, groups):
+        class Node:
+            inputs = [Value((1, channels, 14, 14)), Value((filters, channels // groups, 3, 3), np.zeros(1))]
+        return Node()
+    if winograd.microkernel.target_isa() is None:
+        pytest.skip("no microkernels")
+    window = Window((3, 3), (1, 1), (1, 1), (1, 1), (1, 1), (14, 14))
+    assert winograd.applies(node(64, 64, 2), window, 2, "float")
+    assert not winograd.applies(node(64, 64, 8), window, 8, "float")        # 8 channels a group
+    assert not winograd.applies(node(512, 512, 16), window, 16, "float")    # too many groups
