@@ -500,6 +500,8 @@ def profile_db_stats(db_path: Path | None) -> None:
     stats = ProfileDB(db_path).stats()
     console.print(f"{stats['path']}: {stats['entries']} entries, {human(stats['bytes'], 'B')}", highlight=False)
     console.print(f"this machine: {stats['this_machine']}   code version: {stats['code_version']}", highlight=False)
+    console.print(f"kernel methods measured (compile --tune): {stats['kernel_method_timings']} timings of "
+                  f"{stats['kernel_method_blocks']} blocks", highlight=False)
     table = Table(title_justify="left")
     for col in ("machine", "code version", "source", "entries", "fused"):
         table.add_column(col, justify="right" if col in ("entries", "fused") else "left")

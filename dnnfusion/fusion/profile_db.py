@@ -124,8 +124,10 @@ class ProfileDB:
             total = db.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
             by = db.execute("SELECT machine, code_version, source, COUNT(*), SUM(fused_seconds < unfused_seconds) "
                             "FROM profiles GROUP BY machine, code_version, source").fetchall()
+            methods = db.execute("SELECT COUNT(*), COUNT(DISTINCT key_hash) FROM kernel_methods").fetchone()
         return {"path": str(self.path), "bytes": self.path.stat().st_size if self.path.exists() else 0,
                 "entries": total, "this_machine": self.machine, "code_version": self.version,
+                "kernel_method_timings": methods[0], "kernel_method_blocks": methods[1],
                 "groups": [{"machine": m, "code_version": v, "source": s, "entries": n, "fused": int(f or 0)}
                            for m, v, s, n, f in by]}
 

@@ -233,6 +233,7 @@ def test_tuning_times_the_candidates_records_them_and_takes_the_fastest(monkeypa
     assert set(timed) == {name for name, _ in found[:pipeline.TUNE_CANDIDATES]}
     assert all(seconds > 0 for seconds in timed.values())
     assert chosen == ((node.name, min(timed, key=timed.get)),)
+    assert db.stats()["kernel_method_blocks"] == 1 and db.stats()["kernel_method_timings"] == len(timed)
     # measured times decide, not the estimate: make the estimate's last candidate the fastest on record
     slowest = found[pipeline.TUNE_CANDIDATES - 1][0]
     db.record_method(pipeline.block_key(plan.blocks[0]), slowest, 1e-9)
