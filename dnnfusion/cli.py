@@ -523,12 +523,15 @@ def profile_db_clear(db_path: Path | None) -> None:
 @click.option("--path", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Database file.")
 @click.option("-o", "--output", type=click.File("w"), default="-", help="JSON-lines file (default: stdout).")
 def profile_db_export(db_path: Path | None, output) -> None:  # noqa: ANN001 - click.File
-    """Every entry as one JSON object per line (pattern, machine, code version, timings, source)."""
+    """Every entry as one JSON object per line (pattern, machine, code version, timings, source), then every
+    measured kernel-method timing (kernel_method, block, seconds)."""
+    import itertools  # noqa: PLC0415
     import json  # noqa: PLC0415
 
     from .fusion import ProfileDB  # noqa: PLC0415
 
-    for row in ProfileDB(db_path).rows():
+    db = ProfileDB(db_path)
+    for row in itertools.chain(db.rows(), db.method_rows()):
         output.write(json.dumps(row) + "\n")
 
 

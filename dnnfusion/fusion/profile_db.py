@@ -146,3 +146,12 @@ class ProfileDB:
         for pattern, machine, version, fused, unfused, source, created in rows:
             yield {"pattern": json.loads(pattern), "machine": machine, "code_version": version,
                    "fused_seconds": fused, "unfused_seconds": unfused, "source": source, "created": created}
+
+    def method_rows(self) -> Iterator[dict[str, object]]:
+        """Every measured kernel-method timing (`record_method`), oldest first; always measured."""
+        with self._connect() as db:
+            rows = db.execute("SELECT key, machine, code_version, method, seconds, created FROM kernel_methods "
+                              "ORDER BY created").fetchall()
+        for key, machine, version, method, seconds, created in rows:
+            yield {"kernel_method": method, "block": json.loads(key), "machine": machine, "code_version": version,
+                   "seconds": seconds, "source": "measured", "created": created}

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from dnnfusion.cli import main
+from dnnfusion.fusion import ProfileDB
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.pipeline import load
 from dnnfusion.runtime import ReferenceExecutor, random_feeds
@@ -71,5 +72,10 @@ def test_profile_db_commands(ln_path, tmp_path):
     exported = invoke("profile-db", "export", "--path", db)
     rows = [json.loads(line) for line in exported.output.splitlines()]
     assert len(rows) == 1 and rows[0]["source"] == "estimate" and rows[0]["pattern"][0][0] == "ReduceMean"
+    ProfileDB(db).record_method({"ops": [["Conv"]]}, "Winograd F(4x4, 3x3)", 0.25)
+    exported = invoke("profile-db", "export", "--path", db)
+    rows = [json.loads(line) for line in exported.output.splitlines()]
+    assert len(rows) == 2 and rows[1]["kernel_method"] == "Winograd F(4x4, 3x3)" and rows[1]["seconds"] == 0.25
+    assert "1 timings of 1 blocks" in invoke("profile-db", "stats", "--path", db).output
     assert "deleted 1 entries" in invoke("profile-db", "clear", "--path", db).output
     assert "0 entries" in invoke("profile-db", "stats", "--path", db).output
