@@ -8,14 +8,13 @@ with MNN's defaults (fp32 on x86, its Winograd 3 x 3 convolutions)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from protocol import serve     # beside this file: run by path, this worker imports nothing of dnnfusion
 
 WARMUP = 3
 
@@ -79,22 +78,7 @@ def main() -> int:
             sys.stdout.flush()
             os.dup2(answers, 1)
         print("ready", flush=True)
-        for line in sys.stdin:
-            word = line.strip()
-            if not word:
-                continue
-            if word.startswith("outputs "):
-                np.savez(word.split(" ", 1)[1], **run())
-                print("saved", flush=True)
-            elif word == "stats":
-                print("{}", flush=True)
-            else:
-                times = []
-                for _ in range(int(word)):
-                    start = time.perf_counter()
-                    run()
-                    times.append(time.perf_counter() - start)
-                print(json.dumps(times), flush=True)
+        serve(run, {}, sys.stdin, sys.stdout)
     return 0
 
 

@@ -8,15 +8,14 @@ statistics as JSON (dnnfusion only, else `{}`); end of input ends it."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import DnnfusionError
+from .protocol import serve
 from .timing import onnxruntime_session
 
 WARMUP = 3
@@ -82,28 +81,6 @@ def runner(runtime: str, model: Path, feeds: dict[str, np.ndarray], threads: int
                          f"ORT_DISABLE_ALL, openvino")
 
 
-def serve(loaded: Loaded, commands: Any, answers: Any) -> None:
-    """Answer the parent's commands (see the module docstring) until its input ends."""
-    run = loaded.run
-    for line in commands:
-        word = line.strip()
-        if not word:
-            continue
-        if word.startswith("outputs "):
-            np.savez(word.split(" ", 1)[1], **run())
-            answers.write("saved\n")
-        elif word == "stats":
-            answers.write(json.dumps(loaded.stats, default=str) + "\n")
-        else:
-            times = []
-            for _ in range(int(word)):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-            answers.write(json.dumps(times) + "\n")
-        answers.flush()
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """--runtime, --threads, --model, --feeds."""
     parser = argparse.ArgumentParser(prog="python -m dnnfusion.bench.model_worker", description=__doc__)
@@ -127,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print("ready", flush=True)
-    serve(loaded, sys.stdin, sys.stdout)
+    serve(loaded.run, loaded.stats, sys.stdin, sys.stdout)
     return 0
 
 
