@@ -23,7 +23,8 @@ class CompileOptions:
     `profile` times each block (CompiledModel.block_seconds); `winograd` lets 3 x 3 convolutions run as Winograd
     products where they pay (False: results bit-close to a direct convolution, docs/WINOGRAD.md); `tune` times
     each such block's candidate methods in the compiled model (timings kept in the profile database, and used
-    by every later compile on this machine) and takes the fastest, instead of the estimate's choice; `methods` names a node's method outright (node name, method)."""
+    by every later compile on this machine) and takes the fastest, instead of the estimate's choice; `methods`
+    names a node's method outright (node name, method)."""
 
     opt_level: str = "O3"
     threads: int | None = None

@@ -19,6 +19,7 @@ from .ops.conv import DIRECT
 from .options import CompileOptions, resolve
 from .passes import fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents, recognise_mish
 from .runtime.compiled import CompiledModel
+from .runtime.feeds import random_feeds
 from .runtime.limits import check_memory, size_text
 
 __all__ = ["LEVELS", "CompileOptions", "build_plan", "compile_graph", "compile_model", "load", "plan_model",
@@ -99,14 +100,12 @@ def tune_methods(plan: Plan, options: CompileOptions, db: ProfileDB,
     anchors = {position: node for position, (node, _) in choosing.items()}
     keys = {position: block_key(plan.blocks[position]) for position in choosing}
     candidates = {position: [name for name, _ in found[:TUNE_CANDIDATES]] for position, (_, found) in choosing.items()}
-    rng = np.random.default_rng(0)
-    graph = plan.ecg.graph
-    feeds = {v.name: (rng.standard_normal(v.shape) if v.dtype.kind == "f" else np.zeros(v.shape)).astype(v.dtype)
-             for v in graph.inputs}
+    feeds = random_feeds(plan.ecg.graph) if measure and choosing else {}
     for _ in range(TUNE_CANDIDATES if measure else 0):
         trial = {}
         for position, names in candidates.items():
-            untimed = [name for name in names if name not in db.method_seconds(keys[position])]
+            timed = db.method_seconds(keys[position])
+            untimed = [name for name in names if name not in timed]
             if untimed:
                 trial[position] = untimed[0]
         if not trial:

@@ -164,7 +164,7 @@ def costs(node: Node, window: Window) -> dict[Method | None, float]:
     assert isa is not None
     x = node.inputs[0]
     channels, filters = x.shape[1], node.inputs[1].shape[0]
-    groups = int(getattr(node, "attrs", {}).get("group", 1))
+    groups = int(node.attr("group", 1))
     cg, fg = channels // groups, filters // groups
     temporal = len(window.kernel) == 3
     frames = (x.shape[2], window.out[0]) if temporal else (1, 1)
@@ -277,8 +277,8 @@ def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct
     assert not (how.fused and temporal), "a 3-D convolution's chunk holds every frame: three loops only"
     frames = (x.shape[2], window.out[0]) if temporal else (1, 1)
     chunk_rows = how.chunk_rows if how.fused else -(-out[0] // how.m)
-    g = geometry(isa, filters // group, how.m, out, chunk_rows, tuple(x.shape[-2:]), tuple(window.pads_begin[-2:]), frames,
-                 window.pads_begin[0] if temporal else 0)
+    g = geometry(isa, filters // group, how.m, out, chunk_rows, tuple(x.shape[-2:]), tuple(window.pads_begin[-2:]),
+                 frames, window.pads_begin[0] if temporal else 0)
     alpha2 = g.alpha ** 2
     if not fits_stack(2 * g.alpha * g.span) or not fits_stack(g.m * g.width):
         return None
@@ -353,7 +353,7 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
     row = Var(f"{ty.name}_y")
     lo, hi = pad_left, min(width, pad_left + row_width)
     value = cast(ctx.read(0, (n, c, row, q - pad_left) if t is None else (n, c, t, row, q - pad_left)), "float")
-    # Where a row's tiles are not whole vectors, each row block is split by phase (column tx * m + r to wp's
+    # Where a row's tiles are not whole vectors, each row block is split by phase (column tx * m + r to wt's
     # row (i, r), entry tx) as BT goes down its columns: a group of m columns loads as one interleaved group,
     # and the step along the tiles then reads contiguous phases instead of every m-th column (measured faster
     # for 13, 14 and 28 tiles, slower for 32 and 64, where the strided reads leave no remainder).
@@ -372,19 +372,18 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
     body = [local_array("float", "wd", alpha * span), local_array("float", "wt", alpha * span)]
     body += serial_for(yy, alpha, fill)
 
-    def down(r: int, at: str, rows: int = alpha) -> list[str]:
-        """BT down the columns (its first `rows` rows), into phase r's entry `at` (split) or column `at`."""
+    def down(r: int, at: str) -> list[str]:
+        """BT down the columns, into phase r's entry `at` (split) or column `at`."""
         if not split:
-            return transform_statements(bt[:rows], [f"wd[{k * span} + {at}]" for k in range(alpha)],
+            return transform_statements(bt, [f"wd[{k * span} + {at}]" for k in range(alpha)],
                                         lambda i, value: f"wt[{i * span} + {at}] = {value};", "tb")
-        return transform_statements(bt[:rows], [f"wd[{k * span} + {at} * {g.m} + {r}]" for k in range(alpha)],
+        return transform_statements(bt, [f"wd[{k * span} + {at} * {g.m} + {r}]" for k in range(alpha)],
                                     lambda i, value: f"wt[{(i * g.m + r) * phases} + {at}] = {value};", f"tb{r}_")
 
     if split:
         body += tile_loop(tx, tx_count, [line for r in range(g.m) for line in down(r, tx.name)])
-        body += [f"wt[{(i * g.m + r) * phases + tx_count}] = "        # the last tile's reach: phases below alpha - m
-                 f"{coefficient_sum(bt[i], [f'wd[{k * span + tx_count * g.m + r}]' for k in range(alpha)])};"
-                 for i in range(alpha) for r in range(alpha - g.m)]
+        # the last tile's reach: entry tx_count of the phases below alpha - m
+        body += [line for r in range(alpha - g.m) for line in down(r, str(tx_count))]
     else:
         body += serial_for(q, width, down(0, q.name), simd=True)
 

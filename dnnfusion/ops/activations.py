@@ -14,9 +14,9 @@ from ..ir.graph import Node
 from .arithmetic import maximum, wrapping
 from .base import Binary, Inferred, MappingType, Op, TensorType, Unary, same_as_input
 from .registry import register
+from .unary_math import FloatUnary, erf, magnitude, real
 
 MISH_OPSET = 18     # the first default-domain opset with Mish
-from .unary_math import FloatUnary, erf, magnitude, real
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -241,8 +241,8 @@ class Mish(FloatUnary):
         return cast(cast(x, "double") * (n / (n + lit(2, "double"))), x.ctype)
 
     def onnx_body(self, node: Node) -> list | None:
-        """Below opset 18, where ONNX has no Mish (the node was recognised in its decomposition, passes/decomposed.py):
-        that decomposition, Softplus, Tanh and Mul."""
+        """Below opset 18, where ONNX has no Mish (the node was recognised in its decomposition,
+        passes/decomposed.py): that decomposition, Softplus, Tanh and Mul."""
         if node.opset == 0 or node.opset >= MISH_OPSET:
             return None
         from onnx import helper  # noqa: PLC0415
