@@ -4,10 +4,16 @@ process may use (the default thread count)."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 import platform
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+from .errors import DnnfusionError
 
 ISA_FLAGS = ("avx512f", "avx512bw", "avx512vnni", "avx2", "fma", "sse4_2", "neon", "asimd", "sve")
 
@@ -30,6 +36,63 @@ def _cpuinfo() -> tuple[str, set[str]]:
 def cpu_flags() -> frozenset[str]:
     """This CPU's feature flags (avx512f, avx2, fma, neon, ...); empty where the platform does not say."""
     return frozenset(_cpuinfo()[1])
+
+
+@dataclass(frozen=True)
+class Target:
+    """A build target: the gcc `-march` it compiles with and the CPU features (as /proc/cpuinfo names them) its
+    code may use, so a library built for it runs on any CPU that has them. `native` is this machine."""
+
+    name: str
+    march: str
+    features: tuple[str, ...]
+
+
+_V2 = ("pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "cx16")
+_V3 = _V2 + ("avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "movbe")
+_V4 = _V3 + ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
+# The x86-64 psABI microarchitecture levels (gcc 11 and later know them by these -march names).
+TARGETS = {"native": Target("native", "native", ()),
+           "x86-64-v2": Target("x86-64-v2", "x86-64-v2", _V2),
+           "x86-64-v3": Target("x86-64-v3", "x86-64-v3", _V3),
+           "x86-64-v4": Target("x86-64-v4", "x86-64-v4", _V4)}
+_TARGET: contextvars.ContextVar[Target] = contextvars.ContextVar("target", default=TARGETS["native"])
+
+
+def target(name: str) -> Target:
+    """The build target called `name` (an error listing the known ones otherwise)."""
+    if name not in TARGETS:
+        raise DnnfusionError(f"unknown build target '{name}'; use one of {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+@contextmanager
+def targeting(name: str) -> Iterator[Target]:
+    """Generate code for target `name` inside the block: `target_flags` then answers for it, not this CPU."""
+    token = _TARGET.set(target(name))
+    try:
+        yield _TARGET.get()
+    finally:
+        _TARGET.reset(token)
+
+
+def target_flags() -> frozenset[str]:
+    """The CPU features generated code may use: this CPU's (native), or the current build target's."""
+    chosen = _TARGET.get()
+    return cpu_flags() if chosen.name == "native" else frozenset(chosen.features)
+
+
+def required_features(name: str) -> tuple[str, ...]:
+    """The features a library built for target `name` needs from the CPU that loads it: the target's list, or
+    for native the ISA extensions of ISA_FLAGS this CPU has (the ones that change generated code)."""
+    chosen = target(name)
+    return chosen.features if chosen.name != "native" else tuple(f for f in ISA_FLAGS if f in cpu_flags())
+
+
+def missing_features(required: tuple[str, ...] | list[str]) -> list[str]:
+    """The features of `required` this CPU lacks (none where the platform does not list its flags)."""
+    flags = cpu_flags()
+    return [f for f in required if flags and f not in flags]
 
 
 def machine_key(threads: int | None = None) -> str:

@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from . import machine
 from .codegen.build import DEFAULT_OPTIMIZATION, Toolchain
 from .errors import DnnfusionError
 from .fusion import LEVELS, PlannerOptions
@@ -24,7 +25,9 @@ class CompileOptions:
     products where they pay (False: results bit-close to a direct convolution, docs/WINOGRAD.md); `tune` times
     each such block's candidate methods in the compiled model (timings kept in the profile database, and used
     by every later compile on this machine) and takes the fastest, instead of the estimate's choice; `methods`
-    names a node's method outright (node name, method)."""
+    names a node's method outright (node name, method); `target` the CPUs the library must run on: "native"
+(this one, `-march=native`) or a portable x86-64 level ("x86-64-v2", "x86-64-v3": AVX2, "x86-64-v4":
+AVX-512), for which the kernels are generated and gcc builds."""
 
     opt_level: str = "O3"
     threads: int | None = None
@@ -34,8 +37,10 @@ class CompileOptions:
     winograd: bool = True
     tune: bool = False
     methods: tuple[tuple[str, str], ...] = ()
+    target: str = "native"
 
     def __post_init__(self) -> None:
+        machine.target(self.target)                         # an unknown name: an error listing the known ones
         if self.opt_level not in LEVELS:
             raise DnnfusionError(f"unknown optimization level '{self.opt_level}' (use one of {', '.join(LEVELS)})")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
@@ -49,6 +54,11 @@ class CompileOptions:
         toolchain = Toolchain(env.get("CC") or "gcc",
                               tuple(shlex.split(cflags)) if cflags is not None else DEFAULT_OPTIMIZATION)
         return cls(**{"toolchain": toolchain, **fields})
+
+    @property
+    def build_toolchain(self) -> Toolchain:
+        """The toolchain as it builds for the target."""
+        return self.toolchain.for_target(machine.target(self.target).march)
 
     @property
     def kernels(self) -> KernelOptions:

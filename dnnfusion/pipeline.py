@@ -7,7 +7,6 @@ import functools
 import hashlib
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -15,10 +14,11 @@ from .codegen.build import build_and_load
 from .codegen.program import Program, generate
 from .fusion import LEVELS, Block, Plan, PlannerOptions, ProfileDB, plan_graph
 from .ir import Graph, ModelSource, from_onnx
+from .machine import missing_features, required_features, targeting
 from .ops.conv import DIRECT
 from .options import CompileOptions, resolve
-from .passes import fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents, recognise_mish
-from .runtime.compiled import CompiledModel
+from .passes import InputShapes, fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents, recognise_mish
+from .runtime.compiled import BuildInfo, CompiledModel
 from .runtime.feeds import random_feeds
 from .runtime.limits import check_memory, size_text
 
@@ -26,7 +26,7 @@ __all__ = ["LEVELS", "CompileOptions", "build_plan", "compile_graph", "compile_m
            "prepare_graph"]
 
 
-def load(source: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None, fold: bool = True) -> Graph:
+def load(source: ModelSource, input_shapes: InputShapes | None = None, fold: bool = True) -> Graph:
     """Import a model, bind its input shapes, propagate static shapes and (by default) fold constants."""
     graph = infer_shapes(from_onnx(source), input_shapes)
     if fold:
@@ -46,7 +46,7 @@ def prepare_graph(graph: Graph, level: str = "O3") -> None:
         recognise_mish(graph)
 
 
-def plan_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None, level: str = "O3",
+def plan_model(model: ModelSource, input_shapes: InputShapes | None = None, level: str = "O3",
                db: ProfileDB | None = None, options: PlannerOptions = PlannerOptions()) -> Plan:
     """Import, bind shapes, count what was loaded (DESIGN §5), rewrite, and plan."""
     graph = load(model, input_shapes, fold=False)
@@ -60,9 +60,10 @@ def compile_graph(graph: Graph, options: CompileOptions | None = None, **fields:
     """Rewrite, plan, generate and build an already loaded and shaped graph (the onnx backend's path)."""
     started = time.perf_counter()
     chosen = resolve(options, **fields)
-    prepare_graph(graph, chosen.opt_level)
-    plan = plan_graph(graph, chosen.opt_level, ProfileDB(threads=chosen.threads), chosen.planner)
-    return build_plan(plan, chosen, started)
+    with targeting(chosen.target):
+        prepare_graph(graph, chosen.opt_level)
+        plan = plan_graph(graph, chosen.opt_level, ProfileDB(threads=chosen.threads), chosen.planner)
+        return build_plan(plan, chosen, started)
 
 
 TUNE_CANDIDATES = 3      # methods measured per block that chooses one: the estimate's best few
@@ -132,10 +133,18 @@ def tune_methods(plan: Plan, options: CompileOptions, db: ProfileDB,
 def build_plan(plan: Plan, options: CompileOptions, started: float | None = None) -> CompiledModel:
     """Generate C for a plan, check that it fits in memory, build it with the options' toolchain and load it."""
     started = started if started is not None else time.perf_counter()
-    program = generate(plan, options.profile, options.kernels)
+    with targeting(options.target):
+        program = generate(plan, options.profile, options.kernels)
     check_program_memory(program)
-    library_path, library = build_and_load(program.source, options.toolchain) if program.native_calls else (None, None)
-    return CompiledModel(program, library_path, library, options.threads, time.perf_counter() - started)
+    toolchain = options.build_toolchain
+    library_path, library = build_and_load(program.source, toolchain) if program.native_calls else (None, None)
+    return CompiledModel(program, library_path, library, options.threads, time.perf_counter() - started,
+                         BuildInfo(options.target, toolchain))
+
+
+def runs_here(target: str) -> bool:
+    """Whether this CPU runs code built for `target` (tuning measures only where it does)."""
+    return not missing_features(required_features(target))
 
 
 def check_program_memory(program: Program) -> None:
@@ -151,14 +160,16 @@ def check_program_memory(program: Program) -> None:
                   "weights": int(program.weights.size)}, largest)
 
 
-def compile_model(model: ModelSource, input_shapes: Mapping[str, Sequence[int]] | None = None,
+def compile_model(model: ModelSource, input_shapes: InputShapes | None = None,
                   options: CompileOptions | None = None, **fields: object) -> CompiledModel:
     """Plan `model`, generate C for the plan, build and load it, as `options` (and any CompileOptions fields
     given by name, e.g. opt_level="O0") say."""
     started = time.perf_counter()
     chosen = resolve(options, **fields)
     db = ProfileDB(threads=chosen.threads)
-    plan = plan_model(model, input_shapes, chosen.opt_level, db, chosen.planner)
-    if chosen.winograd:              # measured kernel methods where the profile database has them (tune: measure)
-        chosen = chosen.replace(tune=False, methods=tune_methods(plan, chosen, db, chosen.tune) + chosen.methods)
+    with targeting(chosen.target):
+        plan = plan_model(model, input_shapes, chosen.opt_level, db, chosen.planner)
+        if chosen.winograd:          # measured kernel methods where the profile database has them (tune: measure)
+            chosen = chosen.replace(tune=False, methods=tune_methods(plan, chosen, db, chosen.tune and runs_here(chosen.target))
+                                    + chosen.methods)
     return build_plan(plan, chosen, started)

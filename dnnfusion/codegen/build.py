@@ -43,6 +43,14 @@ class Toolchain:
     def flags(self) -> tuple[str, ...]:
         return tuple(self.optimization) + REQUIRED_FLAGS
 
+    def for_target(self, march: str) -> Toolchain:
+        """The same toolchain building for `-march=march` (its own -march flag replaced, or one added); `native`
+        leaves the flags as they are."""
+        if march == "native":
+            return self
+        kept = tuple(f for f in self.optimization if not f.startswith("-march="))
+        return Toolchain(self.cc, kept + (f"-march={march}",))
+
 
 @lru_cache(maxsize=None)
 def compiler_version(cc: str) -> str:

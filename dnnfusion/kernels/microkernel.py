@@ -1,7 +1,7 @@
 """Float32 register-tile microkernels written with intrinsics, one family per vector ISA: a tile of `rows` x
 `vectors` accumulators stays in registers over the whole depth, each step broadcasting one element of a packed
 A column (rows interleaved) against `vectors` loads of a B row. The ISA is chosen from the build target
-(this machine), and each function carries its own `target` attribute, so it compiles whatever flags the user
+(this machine, or the portable level `machine.targeting` names), and each function carries its own `target` attribute, so it compiles whatever flags the user
 gives; other CPUs keep the portable template in `gemm.py`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from ..machine import cpu_flags
+from ..machine import target_flags
 
 
 LOADS_PER_CYCLE = 2   # vector loads and broadcasts a core issues per cycle
@@ -77,10 +77,14 @@ ISAS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
 def target_isa() -> Isa | None:
-    """The widest ISA of ISAS this machine runs (None: the portable template only)."""
-    flags = cpu_flags()
+    """The widest ISA of ISAS the build target runs (None: the portable template only): this machine's, or
+    the one `machine.targeting` names while a portable library is generated."""
+    return _widest_isa(target_flags())
+
+
+@functools.lru_cache(maxsize=None)
+def _widest_isa(flags: frozenset[str]) -> Isa | None:
     if "avx512f" in flags:
         return ISAS["avx512"]
     if "avx2" in flags and "fma" in flags:

@@ -5,20 +5,30 @@ reference on views of the same arena and are counted in the statistics, never hi
 from __future__ import annotations
 
 import ctypes
-import threading
 from collections import Counter
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from .. import ops
 from ..codegen.program import Program
 from ..ir.graph import Value
-from ..machine import available_cores
+from ..codegen.build import Toolchain
+from ..errors import DnnfusionError
+from ..machine import available_cores, missing_features, required_features
 from .feeds import check_feeds
+from .native import ArenaPool, DirectCall, bind_entry
 from .reference import _checked, computed
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What a library was built for: the target's name (machine.TARGETS) and the toolchain that built it."""
+
+    target: str = "native"
+    toolchain: Toolchain = field(default_factory=Toolchain)
 
 
 class CompiledModel:
@@ -30,38 +40,47 @@ class CompiledModel:
     keeps its own thread count, whatever other models were compiled with."""
 
     def __init__(self, program: Program, library_path: Path | None = None, library: ctypes.CDLL | None = None,
-                 threads: int | None = None, compile_seconds: float = 0.0) -> None:
-        """Run a generated program: `library` is its built native code (None when every block is a fallback).
-        `pipeline.build_plan` makes one; nothing here generates or compiles code."""
+                 threads: int | None = None, compile_seconds: float = 0.0, build: BuildInfo | None = None) -> None:
+        """Run a generated program: `library` is its built native code (None when every block is a fallback),
+        `build` what it was built for. `pipeline.build_plan` makes one; nothing here generates or compiles code."""
         self.program = program
         self.plan = program.plan
         self.graph = self.plan.ecg.graph
         self.profiled = program.profiled
         self.threads = threads or available_cores()
+        self.build = build if build is not None else BuildInfo()
         self.library_path, self.library = library_path, library
-        self._entries = {s.entry: getattr(library, s.entry) for s in program.segments if s.native} \
+        self._entries = {s.entry: bind_entry(getattr(library, s.entry)) for s in program.segments if s.native} \
             if library is not None else {}
-        self._arenas = [self._new_arena()]
-        self._arenas_lock = threading.Lock()
+        self._arenas = ArenaPool(program.arena_bytes)
         self._weights = np.ascontiguousarray(program.weights) if program.weights.size else np.zeros(64, np.uint8)
         self._weights_address = self._weights.ctypes.data
-        for entry in self._entries.values():
-            entry.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
-            entry.restype = ctypes.c_int
         self.compile_seconds = compile_seconds
-        self._direct = self._direct_call()
+        layouts = self.direct_layouts()
+        self._direct = DirectCall(self._entries[program.segments[0].entry], self._arenas, self._weights_address,
+                                  layouts) if layouts is not None else None
+        missing = missing_features(required_features(self.build.target))
+        self._cannot_run = (f"this model was built for {self.build.target}, which needs CPU features this CPU "
+                            f"lacks ({', '.join(missing)}); save it to run elsewhere or recompile for another "
+                            "target") if missing else None
 
-    def _direct_call(self) -> tuple[Any, list[tuple[str, tuple, np.dtype]]] | None:
-        """The entry point and output layouts when one native call computes every output into fresh arrays (no
-        fallback, no output that is an input, a constant, padded or of data-dependent shape): the common case,
-        which `run` serves without its general bookkeeping (a few microseconds a call)."""
+    def direct_layouts(self) -> list[tuple[str, tuple, np.dtype]] | None:
+        """The output layouts when one native call computes every output into fresh arrays (no fallback, no
+        output that is an input, a constant, padded or of data-dependent shape): the common case, which `run`
+        serves without its general bookkeeping (a few microseconds a call), and what a saved artifact runs."""
         segments = self.program.segments
         inputs = {id(v) for v in self.graph.inputs}
         if len(segments) != 1 or not segments[0].native or self.graph.padded_outputs or any(
                 not v.is_static or v.const is not None or id(v) in inputs for v in self.graph.outputs) or \
                 len({id(v) for v in self.graph.outputs}) != len(self.graph.outputs):
             return None
-        return self._entries[segments[0].entry], [(v.name, tuple(v.shape), v.dtype) for v in self.graph.outputs]
+        return [(v.name, tuple(v.shape), v.dtype) for v in self.graph.outputs]
+
+    def save(self, folder: str | Path) -> Path:
+        """Write this model as a deployable artifact (library, weights, header, manifest) that `dnnfusion.load`
+        runs in a fresh process without the ONNX file or the compiler; see `runtime.artifact`."""
+        from .artifact import save  # noqa: PLC0415 - artifact imports this module's neighbours only
+        return save(self, Path(folder))
 
     @property
     def source(self) -> str:
@@ -79,32 +98,17 @@ class CompiledModel:
         """How many blocks each kernel method that a template chose runs (e.g. Winograd F(4x4, 3x3))."""
         return dict(sorted(Counter(self.program.methods.values()).items()))
 
-    def _new_arena(self) -> tuple[np.ndarray, int]:
-        """A zeroed arena and its address."""
-        arena = np.zeros(max(self.program.arena_bytes, 64), np.uint8)
-        return arena, arena.ctypes.data
-
-    @contextmanager
-    def _arena(self) -> Iterator[np.ndarray]:
-        """An arena no other running call uses: a pooled one, or a new one when every pooled arena is busy."""
-        with self._arenas_lock:
-            pooled = self._arenas.pop() if self._arenas else None
-        pooled = pooled if pooled is not None else self._new_arena()
-        try:
-            yield pooled[0]
-        finally:
-            with self._arenas_lock:
-                self._arenas.append(pooled)
-
     def _view(self, arena: np.ndarray, value: Value) -> np.ndarray:
         offset = self.program.arena_offsets[id(value)]
         return np.frombuffer(arena.data, value.dtype, value.numel, offset).reshape(value.shape)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Outputs by name for the given feeds (checked against the compiled input names, dtypes and shapes)."""
-        arrays = [np.require(a, requirements="C") for a in check_feeds(self.graph, feeds).values()]
+        if self._cannot_run:
+            raise DnnfusionError(self._cannot_run)
+        arrays = [np.require(a, requirements="C") for a in check_feeds(self.graph.inputs, feeds).values()]
         if self._direct is not None:
-            return self._run_direct(arrays)
+            return self._direct(arrays, self.threads)
         env: dict[int, np.ndarray] = {id(v): a for v, a in zip(self.graph.inputs, arrays)}
         outputs = [env[id(v)].copy() if id(v) in env else v.const.copy() if v.const is not None
                    else np.empty(v.shape, v.dtype) if v.is_static else None for v in self.graph.outputs]
@@ -112,29 +116,12 @@ class CompiledModel:
         outputs_ptr = (ctypes.c_void_p * max(len(outputs), 1))(*[o.ctypes.data if o is not None else 0
                                                                   for o in outputs])
         env.update({id(v): o for v, o in zip(self.graph.outputs, outputs) if o is not None and id(v) not in env})
-        with self._arena() as arena:
+        with self._arenas.lend() as arena:
             self._run_segments(arena, env, inputs_ptr, outputs_ptr)
         for k, v in enumerate(self.graph.outputs):
             if outputs[k] is None:                                   # a data-dependent extent: the fallback's array
                 outputs[k] = env[id(v)]
         return self.graph.trim_outputs({v.name: o for v, o in zip(self.graph.outputs, outputs)})
-
-    def _run_direct(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """One native call into freshly allocated outputs (see `_direct_call`)."""
-        entry, layouts = self._direct
-        outputs = {name: np.empty(shape, dtype) for name, shape, dtype in layouts}
-        inputs_ptr = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
-        outputs_ptr = (ctypes.c_void_p * len(outputs))(*[o.ctypes.data for o in outputs.values()])
-        with self._arenas_lock:
-            pooled = self._arenas.pop() if self._arenas else None
-        arena, address = pooled if pooled is not None else self._new_arena()
-        try:
-            entry(address, self._weights_address, ctypes.addressof(inputs_ptr), ctypes.addressof(outputs_ptr),
-                  self.threads)
-        finally:
-            with self._arenas_lock:
-                self._arenas.append((arena, address))
-        return outputs
 
     def _run_segments(self, arena: np.ndarray, env: dict[int, np.ndarray], inputs_ptr, outputs_ptr) -> None:
         """Every segment in order: native ones with one call each, the others operator by operator in numpy."""

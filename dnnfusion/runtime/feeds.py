@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -11,9 +11,10 @@ from ..ir import dtypes
 from ..ir.graph import Graph
 
 
-def check_feeds(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The feeds as arrays, after checking each against the graph input of the same name."""
-    expected = {v.name: v for v in graph.inputs}
+def check_feeds(inputs: Sequence[Any], feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The feeds as arrays, after checking each against the input of the same name: `inputs` are a graph's input
+    values, or anything else with a name, a dtype and a shape (a saved artifact's input specs)."""
+    expected = {v.name: v for v in inputs}
     extra = sorted(set(feeds) - set(expected))
     if extra:
         raise MissingInputError(f"unknown input {', '.join(map(repr, extra))}; the model's inputs are "

@@ -35,7 +35,7 @@ class ReferenceExecutor:
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Outputs by name for the given feeds (checked against the graph's input names, dtypes, shapes)."""
-        env: dict[int, np.ndarray] = {id(v): a for v, a in zip(self.graph.inputs, check_feeds(self.graph, feeds).values())}
+        env: dict[int, np.ndarray] = {id(v): a for v, a in zip(self.graph.inputs, check_feeds(self.graph.inputs, feeds).values())}
         for node, op, release in zip(self.graph.nodes, self.ops, self._release):
             args = [None if v is None else (v.const if v.const is not None else env[id(v)]) for v in node.inputs]
             results = computed(op, node, args)

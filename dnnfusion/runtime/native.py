@@ -1,0 +1,63 @@
+"""What running generated code needs and nothing more: a pool of zeroed arenas (one per concurrent caller) and
+the one-call path that computes every output of a model into fresh arrays. Shared by `CompiledModel` and by a
+saved artifact loaded without the compiler (`artifact.py`)."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+ENTRY_ARGTYPES = [ctypes.c_void_p] * 4 + [ctypes.c_int]
+Layout = tuple[str, tuple[int, ...], np.dtype]          # an output's name, shape and dtype
+
+
+def bind_entry(function: Any) -> Any:
+    """A segment's entry point (`int f(arena, weights, inputs, outputs, threads)`) with its C signature set."""
+    function.argtypes, function.restype = ENTRY_ARGTYPES, ctypes.c_int
+    return function
+
+
+class ArenaPool:
+    """Zeroed arenas of `nbytes`, each lent to one running call at a time and kept for reuse."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = max(nbytes, 64)
+        self._free = [self._new()]
+        self._lock = threading.Lock()
+
+    def _new(self) -> np.ndarray:
+        return np.zeros(self.nbytes, np.uint8)
+
+    @contextmanager
+    def lend(self) -> Iterator[np.ndarray]:
+        """An arena no other running call uses: a pooled one, or a new one when every pooled arena is busy."""
+        with self._lock:
+            arena = self._free.pop() if self._free else None
+        arena = arena if arena is not None else self._new()
+        try:
+            yield arena
+        finally:
+            with self._lock:
+                self._free.append(arena)
+
+
+class DirectCall:
+    """One native call that computes every output into freshly allocated arrays (the common case)."""
+
+    def __init__(self, entry: Any, arenas: ArenaPool, weights_address: int, outputs: Sequence[Layout]) -> None:
+        self.entry, self.arenas, self.weights_address = entry, arenas, weights_address
+        self.outputs = list(outputs)
+
+    def __call__(self, arrays: Sequence[np.ndarray], threads: int) -> dict[str, np.ndarray]:
+        """Outputs by name for C-contiguous input arrays in the model's input order."""
+        outputs = {name: np.empty(shape, dtype) for name, shape, dtype in self.outputs}
+        inputs_ptr = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+        outputs_ptr = (ctypes.c_void_p * max(len(outputs), 1))(*[o.ctypes.data for o in outputs.values()])
+        with self.arenas.lend() as arena:
+            self.entry(arena.ctypes.data, self.weights_address, ctypes.addressof(inputs_ptr),
+                       ctypes.addressof(outputs_ptr), threads)
+        return outputs
