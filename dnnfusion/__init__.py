@@ -3,6 +3,8 @@
     model = dnnfusion.compile("model.onnx", input_shapes={"input_ids": (1, 128)})
     outputs = model.run({"input_ids": ids})          # one native call per inference
     model.stats["blocks"], model.stats["fallback_ops"], model.source
+    model.save("out/")                               # a folder to ship: library, weights.bin, model.h, manifest
+    shipped = dnnfusion.load("out/")                 # elsewhere: no ONNX file, compiler or onnxruntime needed
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import onnx
 
 from .errors import DnnfusionError, InputError, InvalidModelError, ModelLoadError, ShapeError, \
     UnsupportedOperatorError
-from .ir import dtypes
 from .options import CompileOptions
 from .pipeline import compile_model
+from .runtime.artifact import LoadedModel
+from .runtime.artifact import load as _load_artifact
 from .runtime.compiled import CompiledModel
+from .session import InferenceSession
 
 __all__ = ["CompileOptions", "CompiledModel", "DnnfusionError", "InferenceSession", "InputError", "InvalidModelError",
-           "ModelLoadError", "ShapeError", "UnsupportedOperatorError", "compile"]
+           "LoadedModel", "ModelLoadError", "ShapeError", "UnsupportedOperatorError", "compile", "load"]
 
 
 def compile(model: str | bytes | onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,  # noqa: A001
@@ -29,37 +33,7 @@ def compile(model: str | bytes | onnx.ModelProto, input_shapes: Mapping[str, Seq
     return compile_model(model, input_shapes, options, **fields)
 
 
-class _Arg:
-    """What onnxruntime's NodeArg tells: name, shape and element type."""
-
-    def __init__(self, name: str, shape: list[int], type_: str) -> None:
-        self.name, self.shape, self.type = name, shape, type_
-
-
-class InferenceSession:
-    """onnxruntime's session interface over a compiled model: get_inputs(), get_outputs(), run(names, feeds)."""
-
-    def __init__(self, model: str | bytes | onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 options: CompileOptions | None = None, **fields: Any) -> None:
-        self.compiled = compile(model, input_shapes, options, **fields)
-
-    def _args(self, values) -> list[_Arg]:
-        """Name, shape (None where the extent depends on the data) and type of each value."""
-        padded = self.compiled.graph.padded_outputs
-        return [_Arg(v.name, [None if v.name in padded and k == padded[v.name][0] else d for k, d in enumerate(v.shape)],
-                     f"tensor({onnx.TensorProto.DataType.Name(dtypes.to_onnx(v.dtype)).lower()})") for v in values]
-
-    def get_inputs(self) -> list[_Arg]:
-        return self._args(self.compiled.graph.inputs)
-
-    def get_outputs(self) -> list[_Arg]:
-        return self._args(self.compiled.graph.user_outputs)
-
-    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, Any]) -> list[Any]:
-        results = self.compiled.run(feeds)
-        names = list(output_names) if output_names else list(results)
-        missing = [n for n in names if n not in results]
-        if missing:
-            raise InputError(f"unknown output {', '.join(map(repr, missing))}; the model's outputs are "
-                             f"{', '.join(map(repr, results))}")
-        return [results[n] for n in names]
+def load(folder: str, threads: int | None = None) -> LoadedModel:
+    """A model saved by `CompiledModel.save` or `dnnfusion compile -o`, ready to `run` (checked whole and built
+    for this CPU's features); `threads` defaults to every available core."""
+    return _load_artifact(folder, threads)
