@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 
 class DnnfusionError(Exception):
     """Base of every error dnnfusion raises on purpose; the CLI prints it without a traceback."""
@@ -34,15 +36,32 @@ class ShapeError(DnnfusionError):
 
 
 class UnboundDimensionError(ShapeError):
-    """A graph input has a symbolic or unknown dimension that input_shapes did not bind."""
+    """Graph inputs have symbolic or unknown dimensions that input_shapes did not bind: all of them, in one
+    message that suggests binding the named ones by name."""
 
-    def __init__(self, input_name: str, axis: int, dim: object) -> None:
-        label = f"'{dim}'" if isinstance(dim, str) and dim else "unknown"
-        super().__init__(
-            f"input '{input_name}' has a dynamic dimension {axis} ({label}); "
-            f"bind it with input_shapes={{'{input_name}': (...)}} or --shape {input_name}=D0,D1,..."
-        )
-        self.input_name, self.axis = input_name, axis
+    def __init__(self, unbound: Sequence[tuple[str, int, object]], known: Mapping[str, int] | None = None) -> None:
+        self.unbound = [(name, axis, dim) for name, axis, dim in unbound]
+        self.input_name, self.axis = self.unbound[0][0], self.unbound[0][1]
+        super().__init__(_unbound_message(self.unbound, known or {}))
+
+
+def _unbound_message(unbound: list[tuple[str, int, object]], known: Mapping[str, int]) -> str:
+    """Every unbound (input, axis, dimension name), then how to bind them: by name (with the extent another
+    input already gives that name, else 1 as an example), or by whole shape."""
+    per_input: dict[str, list[str]] = {}
+    for name, axis, dim in unbound:
+        label = f"'{dim}'" if isinstance(dim, str) and dim else "unnamed"
+        per_input.setdefault(name, []).append(f"dimension {axis} ({label})")
+    listed = "; ".join(f"input '{name}' " + ", ".join(axes) for name, axes in per_input.items())
+    names = list(dict.fromkeys(dim for _, _, dim in unbound if isinstance(dim, str) and dim))
+    first = next((name for name, _, dim in unbound if not (isinstance(dim, str) and dim)), unbound[0][0])
+    by_shape = f"input_shapes={{'{first}': (...)}} (--shape {first}=D0,D1,...)"
+    if not names:
+        return f"unbound dynamic dimensions: {listed}; give each input's whole shape with {by_shape}"
+    by_name = ", ".join(f"'{dim}': {known.get(dim, 1)}" for dim in names)
+    flags = " ".join(f"--dim {dim}={known.get(dim, 1)}" for dim in names)
+    return (f"unbound dynamic dimensions: {listed}; bind them by name with input_shapes={{{by_name}}} ({flags}), "
+            f"or give an input's whole shape with {by_shape}")
 
 
 class InputError(DnnfusionError):

@@ -16,6 +16,8 @@ from .profile_db import ProfileDB
 from .table import Verdict, pair
 
 LEVELS = ("O0", "O1", "O2", "O3")
+O3_NOTE = ("O3 is O2 plus recognising decomposed activations: an exporter's Softplus, Tanh, Mul chain becomes one "
+           "Mish operator; no other algebraic rewriting is done yet")
 
 
 def plan_graph(graph: Graph, level: str = "O3", db: ProfileDB | None = None,
@@ -34,14 +36,29 @@ def plan_graph(graph: Graph, level: str = "O3", db: ProfileDB | None = None,
         plan.blocks = plan_o1(ecg)
     else:
         plan.blocks, plan.rejections, plan.yellow, plan.db_hits, plan.db_misses = plan_dnnfusion(ecg, db, options)
-        plan.estimated = any(d.source == "estimate" for d in plan.yellow)
-        if plan.estimated:
-            plan.notes.append("yellow cells without a profile-DB entry were decided by the cost-model estimate "
-                              "(fusion/cost.py): fused code cannot be timed until code generation exists")
+        plan.estimated = any(not d.measured for d in plan.yellow)
+        plan.notes.extend(yellow_notes(plan, db is not None))
         if level == "O3":
-            plan.notes.append("O3 = O2 today: algebraic rewriting (DESIGN §2.4) is not implemented yet")
+            plan.notes.append(O3_NOTE)
     plan.seconds = time.perf_counter() - start
     return plan
+
+
+def yellow_notes(plan: Plan, with_db: bool) -> list[str]:
+    """Where the yellow-cell decisions came from: measured timings from the profile DB, or the cost model."""
+    measured = sum(d.measured for d in plan.yellow)
+    estimated = len(plan.yellow) - measured
+    notes = []
+    if measured:
+        notes.append(f"{measured} of {len(plan.yellow)} yellow cells were decided by measured timings from the "
+                     "profile database")
+    if estimated:
+        why = ("the profile database holds no measured timing of their patterns (the estimates it keeps are marked "
+               "'estimate' and never count as hits)" if with_db else "no profile database was given")
+        notes.append(f"{estimated} of {len(plan.yellow)} yellow cells were decided by the cost-model estimate "
+                     f"(fusion/cost.py), not a measurement: {why}; timing compiled blocks with "
+                     "dnnfusion.compile(..., profile=True) does not feed back into these decisions")
+    return notes
 
 
 __all__ = ["ECG", "LEVELS", "Block", "OpInfo", "Plan", "PlannerOptions", "ProfileDB", "Reason", "Rejection",

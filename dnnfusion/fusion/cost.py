@@ -1,8 +1,8 @@
-"""The cost-model estimate that stands in for profiling a yellow cell until fused code can be timed (issue 5
-replaces it with measurement). Roofline-style: time = FLOPs / FLOP_RATE + bytes moved / BANDWIDTH, where a
-value that stays inside the fused block moves no bytes, and a broadcast read of an inlined producer recomputes
-that producer once per read unless it is an epilogue of a Many-to-Many in the block (computed once, kept). Every
-kernel also pays a fixed launch cost (loop setup, the OpenMP fork/join), which fusing saves."""
+"""The cost-model estimate that decides a yellow cell where the profile database has no measured time for it.
+Roofline-style: time = FLOPs / FLOP_RATE + bytes moved / BANDWIDTH, where a value that stays inside the fused
+block moves no bytes, and a broadcast read of an inlined producer recomputes that producer once per read unless
+it is an epilogue of a Many-to-Many in the block (computed once, kept). Every kernel also pays a fixed launch
+cost (loop setup, waking the thread pool), which fusing saves."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ class Reason(enum.Enum):
     RED = "red cell of the pair table"
     CONVEXITY = "a path would leave the block and come back (cycle between blocks)"
     CONSTRAINT = "constraint bound (inputs per block / one Many-to-Many per block / operators per block)"
-    PROFILE = "profile said the fused block is slower"
+    PROFILE = "the fused block is slower, by a measured timing or the cost-model estimate (see the detail)"
     UNSUPPORTED = "operator cannot share a block (data-dependent shape, random, or no generated code)"
 
 
@@ -42,9 +42,14 @@ class YellowDecision:
     first: OpInfo
     second: OpInfo
     fused: bool
-    source: str                       # "profile-db", "estimate" (cost model) or "measured"
+    source: str                       # "profile-db" (a measured entry of the profile DB) or "estimate" (cost model)
     fused_seconds: float
     unfused_seconds: float
+
+    @property
+    def measured(self) -> bool:
+        """Decided by a measured timing (the profile DB answers only with measured entries)."""
+        return self.source in ("profile-db", "measured")
 
     def __repr__(self) -> str:
         return (f"YellowDecision({self.first.label} -> {self.second.label}: {'fused' if self.fused else 'apart'}, "
@@ -74,8 +79,8 @@ class Plan:
     irs_bytes_before: int             # bytes of all intermediates of the model as loaded
     rejections: list[Rejection] = field(default_factory=list)
     yellow: list[YellowDecision] = field(default_factory=list)
-    db_hits: int = 0
-    db_misses: int = 0
+    db_hits: int = 0                  # yellow cells the profile DB answered with a measured timing
+    db_misses: int = 0                # yellow cells it had no measurement for (decided by the estimate)
     estimated: bool = False           # yellow cells were decided by the cost model, not by measurement
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0              # planning time (ECG and plan, after loading)
@@ -147,6 +152,8 @@ class Plan:
             "yellow_fused": sum(d.fused for d in self.yellow),
             "yellow_rejected": sum(not d.fused for d in self.yellow),
             "yellow_estimated": self.estimated,
+            "yellow_by_source": {"measured": sum(d.measured for d in self.yellow),
+                                 "estimate": sum(not d.measured for d in self.yellow)},
             "profile_db_hits": self.db_hits,
             "profile_db_misses": self.db_misses,
             "plan_seconds": round(self.seconds, 3),

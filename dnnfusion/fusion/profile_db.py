@@ -1,12 +1,17 @@
 """The persistent profile database (DESIGN §2.5): whether a fused pattern beat its parts, keyed by the pattern
 (operator types in order, shapes, dtypes, layout), the machine (CPU model, ISA, threads) and the code version.
 SQLite in the user cache directory, in WAL mode with a busy timeout, one short transaction per write, so
-concurrent planners (pytest workers, parallel compiles) share it safely."""
+concurrent planners (pytest workers, parallel compiles) share it safely.
+
+Each entry says where its times come from: "measured" (timed on this machine) or "estimate" (the cost model's,
+which the planner records for every yellow cell it meets). Only measured entries answer `lookup`, so a plan's
+profile-DB hits are measurements; an estimate is recomputed each time and never replaces a measurement."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -17,6 +22,10 @@ from typing import Iterator
 
 from ..cache import cache_dir
 from ..machine import machine_key
+
+MEASURED = "measured"            # Profile.source of a timing taken on this machine
+ESTIMATE = "estimate"            # Profile.source of the cost model's figures (fusion/cost.py)
+NOT_GENERATED = "not generated"  # a kernel method the template could not generate (recorded as infinitely slow)
 
 CODE_VERSION = "plan-1"          # bump when what a pattern's timing means changes (codegen, kernels)
 
@@ -51,7 +60,7 @@ CREATE TABLE IF NOT EXISTS kernel_methods (
 class Profile:
     fused_seconds: float
     unfused_seconds: float
-    source: str                      # "estimate" (cost model) or "measured"
+    source: str                      # ESTIMATE (cost model) or MEASURED
 
     @property
     def fuse(self) -> bool:
@@ -92,17 +101,25 @@ class ProfileDB:
         return hashlib.sha256(json.dumps(pattern, sort_keys=True).encode()).hexdigest()
 
     def lookup(self, pattern: object) -> Profile | None:
+        """The measured profile of `pattern` on this machine and code version; None when it was never measured
+        (an estimate recorded for it does not count: the caller estimates afresh)."""
         with self._connect() as db:
             row = db.execute("SELECT fused_seconds, unfused_seconds, source FROM profiles WHERE pattern_hash=? "
-                             "AND machine=? AND code_version=?",
-                             (self.pattern_hash(pattern), self.machine, self.version)).fetchone()
+                             "AND machine=? AND code_version=? AND source=?",
+                             (self.pattern_hash(pattern), self.machine, self.version, MEASURED)).fetchone()
         return Profile(*row) if row else None
 
     def record(self, pattern: object, profile: Profile) -> None:
+        """Store `profile` for `pattern`: a measurement replaces any entry, an estimate only another estimate."""
         with self._connect() as db:
-            db.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (pattern_hash, machine, code_version) DO UPDATE SET "
+                       "fused_seconds=excluded.fused_seconds, unfused_seconds=excluded.unfused_seconds, "
+                       "source=excluded.source, created=excluded.created "
+                       "WHERE profiles.source != ? OR excluded.source = ?",
                        (self.pattern_hash(pattern), self.machine, self.version, json.dumps(pattern, sort_keys=True),
-                        profile.fused_seconds, profile.unfused_seconds, profile.source, time.time()))
+                        profile.fused_seconds, profile.unfused_seconds, profile.source, time.time(),
+                        MEASURED, MEASURED))
 
     def method_seconds(self, key: object) -> dict[str, float]:
         """The measured seconds of each kernel method recorded for the block described by `key`, on this
@@ -125,8 +142,10 @@ class ProfileDB:
             by = db.execute("SELECT machine, code_version, source, COUNT(*), SUM(fused_seconds < unfused_seconds) "
                             "FROM profiles GROUP BY machine, code_version, source").fetchall()
             methods = db.execute("SELECT COUNT(*), COUNT(DISTINCT key_hash) FROM kernel_methods").fetchone()
+        counts = {source: sum(n for _, _, s, n, _ in by if s == source) for source in (MEASURED, ESTIMATE)}
         return {"path": str(self.path), "bytes": self.path.stat().st_size if self.path.exists() else 0,
-                "entries": total, "this_machine": self.machine, "code_version": self.version,
+                "entries": total, "measured_entries": counts[MEASURED], "estimated_entries": counts[ESTIMATE],
+                "this_machine": self.machine, "code_version": self.version,
                 "kernel_method_timings": methods[0], "kernel_method_blocks": methods[1],
                 "groups": [{"machine": m, "code_version": v, "source": s, "entries": n, "fused": int(f or 0)}
                            for m, v, s, n, f in by]}
@@ -140,6 +159,7 @@ class ProfileDB:
         return count
 
     def rows(self) -> Iterator[dict[str, object]]:
+        """Every fused-pattern entry, oldest first, with its source: "measured" or "estimate"."""
         with self._connect() as db:
             rows = db.execute("SELECT pattern, machine, code_version, fused_seconds, unfused_seconds, source, "
                               "created FROM profiles ORDER BY created").fetchall()
@@ -148,10 +168,13 @@ class ProfileDB:
                    "fused_seconds": fused, "unfused_seconds": unfused, "source": source, "created": created}
 
     def method_rows(self) -> Iterator[dict[str, object]]:
-        """Every measured kernel-method timing (`record_method`), oldest first; always measured."""
+        """Every kernel-method timing (`record_method`), oldest first: "measured", or "not generated" (seconds
+        None) for a method the template could not generate, which tuning records as infinitely slow."""
         with self._connect() as db:
             rows = db.execute("SELECT key, machine, code_version, method, seconds, created FROM kernel_methods "
                               "ORDER BY created").fetchall()
         for key, machine, version, method, seconds, created in rows:
+            timed = math.isfinite(seconds)
             yield {"kernel_method": method, "block": json.loads(key), "machine": machine, "code_version": version,
-                   "seconds": seconds, "source": "measured", "created": created}
+                   "seconds": seconds if timed else None, "source": MEASURED if timed else NOT_GENERATED,
+                   "created": created}

@@ -7,7 +7,7 @@ ConstantOfShape -> Expand, ...) become constants that later shape rules read.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -20,36 +20,135 @@ from ..ops import lookup
 FOLD_LIMIT_BYTES = 64 << 20   # constants larger than this are left for run time
 
 
-def bind_inputs(graph: Graph, input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
-    """Give every graph input a static shape: declared static dims, overridden by `input_shapes`."""
-    input_shapes = dict(input_shapes or {})
-    names = {v.name for v in graph.inputs}
-    unknown = sorted(set(input_shapes) - names)
-    if unknown:
-        raise ShapeError(f"input_shapes names {', '.join(map(repr, unknown))}, which the model does not have; "
-                         f"its inputs are {', '.join(sorted(names))}")
+InputShapes = Mapping[str, Sequence[int] | int]   # an input's shape, or one dimension name's extent
+
+
+def bind_inputs(graph: Graph, input_shapes: InputShapes | None = None) -> None:
+    """Give every graph input a static shape: its declared static dims, with `input_shapes` binding the rest.
+
+    A key naming an input gives that input's whole shape (an int per axis); a key naming a dimension (an ONNX
+    dim_param such as 'batch') with an int binds that dimension in every input that uses it, like
+    onnxruntime_perf_test's `-f batch:1`. Input names win when a key is both. Inputs that share a dimension
+    name must agree on its extent; every dimension still unbound is reported at once."""
+    shapes, extents = _split_bindings(graph, dict(input_shapes or {}))
     for v in graph.inputs:
-        declared = v.shape
-        if v.name in input_shapes:
-            bound = tuple(int(d) for d in input_shapes[v.name])
-            if declared is not None and len(declared) != len(bound):
-                raise ShapeError(f"input '{v.name}' has rank {len(declared)} ({_fmt(declared)}) "
-                                 f"but input_shapes gives {len(bound)} dims {bound}")
-            for axis, (d, b) in enumerate(zip(declared or bound, bound)):
-                if isinstance(d, int) and d > 0 and d != b:
-                    raise ShapeError(f"input '{v.name}' dimension {axis} is fixed to {d} by the model, not {b}")
-                if b < 0:
-                    raise ShapeError(f"input '{v.name}' dimension {axis}: {b} is not a valid size")
-            v.shape = bound
-        elif declared is None:
-            raise ShapeError(f"input '{v.name}' has no declared shape; give it with input_shapes or --shape")
-        else:
-            for axis, d in enumerate(declared):
-                if not isinstance(d, int) or d < 0:
-                    raise UnboundDimensionError(v.name, axis, d)
-            v.shape = tuple(declared)
         if v.dtype is None:
             raise InvalidModelError(f"input '{v.name}' has no element type")
+    declared = {v.name: v.shape for v in graph.inputs}
+    bound = {v.name: _bound_shape(v.name, declared[v.name], shapes, extents) for v in graph.inputs}
+    known = _check_shared_names(graph, bound, extents)
+    unbound = [(v.name, axis, declared[v.name][axis]) for v in graph.inputs
+               for axis, d in enumerate(bound[v.name]) if not isinstance(d, int) or d < 0]
+    if unbound:
+        raise UnboundDimensionError(unbound, known)
+    for v in graph.inputs:
+        v.shape = bound[v.name]
+
+
+def dimension_names(graph: Graph) -> dict[str, list[tuple[str, int]]]:
+    """Each dimension name (dim_param) declared by the graph inputs -> the (input, axis) pairs that use it."""
+    names: dict[str, list[tuple[str, int]]] = {}
+    for v in graph.inputs:
+        for axis, d in enumerate(v.shape or ()):
+            if isinstance(d, str):
+                names.setdefault(d, []).append((v.name, axis))
+    return names
+
+
+def _split_bindings(graph: Graph, given: dict[str, object]) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """`input_shapes` split into whole input shapes and dimension-name extents, each checked for its kind."""
+    inputs = {v.name for v in graph.inputs}
+    names = dimension_names(graph)
+    unknown = sorted(k for k in given if k not in inputs and k not in names)
+    if unknown:
+        raise ShapeError(f"input_shapes names {', '.join(map(repr, unknown))}, which the model does not have as "
+                         f"an input or a dimension name; its inputs are {_listing(inputs)} and its dimension "
+                         f"names are {_listing(names)}")
+    shapes = {k: _input_axes(k, value) for k, value in given.items() if k in inputs}
+    extents = {k: _name_extent(k, value) for k, value in given.items() if k not in inputs}
+    return shapes, extents
+
+
+def _input_axes(name: str, value: object) -> tuple[int, ...]:
+    """The shape given for input `name`: a sequence with a non-negative int per axis."""
+    keep = f"or leave '{name}' out of input_shapes to keep its declared static shape"
+    if value is None:
+        raise ShapeError(f"input_shapes['{name}'] is None: give an int per axis, {keep}")
+    if _is_int(value):
+        raise ShapeError(f"input_shapes['{name}'] is {value}, but '{name}' is an input, which takes a shape: "
+                         f"give an int per axis, e.g. {{'{name}': ({value}, ...)}}")
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ShapeError(f"input_shapes['{name}'] is {value!r}: give an int per axis, {keep}")
+    axes = tuple(value)
+    for axis, d in enumerate(axes):
+        if not _is_int(d):
+            raise ShapeError(f"input_shapes['{name}'] = {axes!r}: axis {axis} is {d!r}; give an int per axis, "
+                             f"{keep}")
+        if d < 0:
+            raise ShapeError(f"input '{name}' dimension {axis}: {d} is not a valid size; give 0 or more")
+    return tuple(int(d) for d in axes)
+
+
+def _name_extent(name: str, value: object) -> int:
+    """The extent given for dimension name `name`: one non-negative int."""
+    if not _is_int(value):
+        raise ShapeError(f"input_shapes['{name}'] is {value!r}, but '{name}' is a dimension name, which takes "
+                         f"one int: e.g. {{'{name}': 1}}")
+    if value < 0:
+        raise ShapeError(f"dimension '{name}': {value} is not a valid size; give 0 or more")
+    return int(value)
+
+
+def _bound_shape(name: str, declared: tuple | None, shapes: dict[str, tuple[int, ...]],
+                 extents: dict[str, int]) -> tuple:
+    """Input `name`'s shape: the one given for it, checked against its declared static dims, else its
+    declared shape with named dimensions bound (a dimension still unbound stays a name or None)."""
+    if name in shapes:
+        return _checked_shape(name, declared, shapes[name])
+    if declared is None:
+        raise ShapeError(f"input '{name}' has no declared shape; give it with input_shapes or --shape")
+    return tuple(extents.get(d, d) if isinstance(d, str) else d for d in declared)
+
+
+def _checked_shape(name: str, declared: tuple | None, bound: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape given for input `name`, which must have the declared rank and keep its static dims."""
+    if declared is None:
+        return bound
+    if len(declared) != len(bound):
+        raise ShapeError(f"input '{name}' has rank {len(declared)} ({_fmt(declared)}) "
+                         f"but input_shapes gives {len(bound)} dims {bound}")
+    for axis, (d, b) in enumerate(zip(declared, bound)):
+        if _is_int(d) and d > 0 and d != b:
+            raise ShapeError(f"input '{name}' dimension {axis} is fixed to {d} by the model, not {b}; give {d} "
+                             f"there")
+    return bound
+
+
+def _check_shared_names(graph: Graph, bound: dict[str, tuple], extents: dict[str, int]) -> dict[str, int]:
+    """Every use of a dimension name has one extent: inputs bound one by one that disagree (x with batch 2,
+    mask with batch 3) are named here, not left to fail as a broadcast deep in the graph. Returns the extent
+    of each dimension name that is bound somewhere."""
+    known: dict[str, int] = {}
+    for dim, uses in dimension_names(graph).items():
+        first = (extents[dim], f"input_shapes binds '{dim}' to {extents[dim]}") if dim in extents else None
+        for name, axis in uses:
+            extent = bound[name][axis]
+            if not isinstance(extent, int):
+                continue
+            if first is None:
+                first = (extent, f"input '{name}' has {extent} at dimension {axis}")
+            elif extent != first[0]:
+                raise ShapeError(f"inputs disagree on dimension '{dim}': {first[1]} but input '{name}' has "
+                                 f"{extent} at dimension {axis}; give every input the same '{dim}', or bind it "
+                                 f"once by name with input_shapes={{'{dim}': {first[0]}}}")
+        if first is not None:
+            known[dim] = first[0]
+    return known
+
+
+def _listing(names: Iterable[str]) -> str:
+    """Names for a message, sorted and quoted, or 'none'."""
+    return ", ".join(repr(n) for n in sorted(names)) or "none"
 
 
 def infer_node(node: Node, fold_limit: int = FOLD_LIMIT_BYTES) -> None:
@@ -191,9 +290,10 @@ def _foldable(node: Node, deterministic: bool, limit: int) -> bool:
     return all(v is None or v.shape is None or v.nbytes <= limit for v in node.outputs)
 
 
-def infer_shapes(graph: Graph, input_shapes: Mapping[str, Sequence[int]] | None = None,
+def infer_shapes(graph: Graph, input_shapes: InputShapes | None = None,
                  fold_limit: int = FOLD_LIMIT_BYTES) -> Graph:
-    """Bind the inputs and propagate static types through every node (in place; returns the graph)."""
+    """Bind the inputs (`bind_inputs`: by input or by dimension name) and propagate static types through every
+    node (in place; returns the graph)."""
     bind_inputs(graph, input_shapes)
     for node in graph.nodes:
         infer_node(node, fold_limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from functools import lru_cache
@@ -33,6 +34,7 @@ CHIPS = {MappingType.ONE_TO_ONE: "1:1", MappingType.REORGANIZE: "Reorg", Mapping
          MappingType.ONE_TO_MANY: "1:N", MappingType.MANY_TO_MANY: "M:N"}
 
 MAX_REJECTIONS = 300  # listed per reason; the rest are counted
+NAME_CHARS = 18       # operator-name characters that fit a row between its type and its chip
 STAT_KEYS = ("ops_before", "ops_after_folding", "blocks", "fusion_rate", "largest_block", "irs_bytes_before",
              "irs_bytes_after", "irs_reduction", "yellow_fused", "yellow_rejected", "plan_seconds")
 
@@ -43,18 +45,29 @@ def asset(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
-def write_plan_html(plan: Plan, path: Path, title: str = "", methods: Mapping[int, str] | None = None) -> Path:
+def write_plan_html(plan: Plan, path: Path, title: str = "", methods: Mapping[int, str] | None = None,
+                    model: str = "", compiled: bool = False) -> Path:
     """Write the page for `plan` to `path` (parents created) and return the path; `methods` names the kernel
-    method of the blocks (by position) whose template chose one (e.g. a Winograd convolution)."""
+    method of the blocks (by position) whose template chose one (e.g. a Winograd convolution). Without a
+    `title`, the page is titled by `plan_title` from the model's file or zoo name and whether it was compiled."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_plan_html(plan, title, methods), encoding="utf-8")
+    path.write_text(render_plan_html(plan, title or plan_title(plan, model, compiled), methods), encoding="utf-8")
     return path
+
+
+def plan_title(plan: Plan, model: str = "", compiled: bool = False) -> str:
+    """A readable page title: what was planned (the model's file or zoo name, then its graph's name, which
+    exporters often leave generic, e.g. main_graph), at which level, and whether it was compiled; e.g.
+    'Compiled fusion plan of bert.onnx (graph main_graph) at O3'."""
+    graph = plan.ecg.graph.name
+    what = f"{model} (graph {graph})" if model and model != graph else model or f"graph {graph}"
+    return f"{'Compiled fusion plan' if compiled else 'Fusion plan'} of {what} at {plan.level}"
 
 
 def render_plan_html(plan: Plan, title: str = "", methods: Mapping[int, str] | None = None) -> str:
     """The whole page as a string."""
-    title = title or f"Fusion plan: {plan.ecg.graph.name}"
+    title = title or plan_title(plan)
     tensors = block_edges(plan)
     layout = layout_plan(plan, tensors)
     return "".join([
@@ -150,8 +163,8 @@ def _block_svg(block: Block, x: float, y: float, height: float) -> str:
 
 
 def _op_row_svg(op: OpInfo, y: float) -> str:
-    """One operator row: op type, the tail of its name, and a chip coloured by its own mapping type; the
-    tooltip gives the full name, mapping type, output shapes and intermediate-result bytes."""
+    """One operator row: op type, its name shortened (`short_name`), and a chip coloured by its own mapping type;
+    the tooltip gives the full name, mapping type, output shapes and intermediate-result bytes."""
     strong, _ = COLORS[op.mapping]
     outputs = "; ".join(_tensor_text(v) for v in op.node.outputs if v is not None) or "-"
     tip = f"{op.name}\n{op.node.op_type} \u00b7 {op.mapping.value}\noutput: {outputs}\nIRS: {op.irs_bytes:,} B"
@@ -159,7 +172,7 @@ def _op_row_svg(op: OpInfo, y: float) -> str:
     return (f"<g class=\"op\" transform=\"translate(0,{y:.0f})\"><title>{_esc(tip)}</title>"
             f"<rect class=\"row\" x=\"2\" width=\"{BOX_W - 4}\" height=\"{ROW_H}\"/>"
             f"<text class=\"ty\" x=\"8\" y=\"12\">{_esc(_clip(op.node.op_type, 16))}</text>"
-            f"<text class=\"nm\" x=\"122\" y=\"12\">{_esc(_tail(op.name, 14))}</text>"
+            f"<text class=\"nm\" x=\"122\" y=\"12\">{_esc(short_name(op.name))}</text>"
             f"<rect x=\"{chip_x}\" y=\"2\" width=\"38\" height=\"12\" rx=\"6\" fill=\"{strong}\"/>"
             f"<text class=\"chip\" x=\"{chip_x + 19}\" y=\"11\">{CHIPS[op.mapping]}</text></g>")
 
@@ -287,9 +300,35 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
-def _tail(text: str, limit: int) -> str:
-    """The tail of `text` (the informative end of a scoped node name), ellipsised past `limit` characters."""
-    return text if len(text) <= limit else "\u2026" + text[-(limit - 1):]
+def short_name(name: str, limit: int = NAME_CHARS) -> str:
+    """A node name within `limit` characters that still tells nodes apart: the token around the last number
+    of its scope (the layer) and the end of the name (the operator), as in 'layer.3/\u2026/MatMul'; a name
+    whose scope has no number keeps its head and tail around an ellipsis in the middle."""
+    if len(name) <= limit:
+        return name
+    sep = "/" if "/" in name else "."
+    scope, _, last = name.rpartition(sep)
+    mark = _layer_mark(scope)
+    if mark is not None and len(mark) + 6 <= limit:
+        joined = f"{mark}{sep}\u2026{sep}{last}"
+        if len(joined) <= limit:
+            return joined
+        return f"{mark}{sep}\u2026" + name[len(name) - (limit - len(mark) - 2):]
+    head = (limit - 1) // 2
+    return name[:head] + "\u2026" + name[len(name) - (limit - 1 - head):]
+
+
+def _layer_mark(scope: str) -> str | None:
+    """The token that ends with the last number of a scope ('layer.3', 'layers.11', 'conv2d_12'), or None."""
+    numbers = list(re.finditer(r"\d+", scope))
+    if not numbers:
+        return None
+    end = numbers[-1].end()
+    start = scope.rfind("/", 0, numbers[-1].start()) + 1
+    dot = scope.rfind(".", start, numbers[-1].start())
+    if dot >= 0:
+        start = scope.rfind(".", start, dot) + 1 or start
+    return scope[start:end]
 
 
 def _shape_text(v: Value) -> str:

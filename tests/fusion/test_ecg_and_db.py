@@ -42,6 +42,30 @@ def test_profile_db_round_trip(tmp_path):
     assert db.clear() == 1 and db.lookup(pattern) is None
 
 
+def test_lookup_answers_with_measurements_only(tmp_path):
+    """An estimate is kept (export says so) but never answers a lookup, and never replaces a measurement."""
+    db = ProfileDB(tmp_path / "p.sqlite")
+    pattern = [["Softmax", "", [[4, 6]], ["float32"], "Many-to-Many"], "row-major"]
+    db.record(pattern, Profile(1.0, 2.0, "estimate"))
+    assert db.lookup(pattern) is None
+    assert [r["source"] for r in db.rows()] == ["estimate"]
+    db.record(pattern, Profile(3.0, 2.0, "measured"))
+    db.record(pattern, Profile(1.0, 2.0, "estimate"))
+    assert db.lookup(pattern) == Profile(3.0, 2.0, "measured")
+    assert [(r["source"], r["fused_seconds"]) for r in db.rows()] == [("measured", 3.0)]
+    db.record([pattern, "other"], Profile(1.0, 2.0, "estimate"))
+    stats = db.stats()
+    assert (stats["entries"], stats["measured_entries"], stats["estimated_entries"]) == (2, 1, 1)
+
+
+def test_kernel_method_rows_say_which_were_measured(tmp_path):
+    db = ProfileDB(tmp_path / "p.sqlite")
+    db.record_method({"ops": [["Conv"]]}, "direct", 0.5)
+    db.record_method({"ops": [["Conv"]]}, "Winograd F(4x4, 3x3)", float("inf"))   # the template could not make it
+    rows = {r["kernel_method"]: (r["source"], r["seconds"]) for r in db.method_rows()}
+    assert rows == {"direct": ("measured", 0.5), "Winograd F(4x4, 3x3)": ("not generated", None)}
+
+
 def _writer(args):
     path, worker = args
     db = ProfileDB(path)

@@ -28,6 +28,11 @@ def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def json_lines(output: str) -> list[dict]:
+    """The JSON objects of an export, one a line (notes printed beside them are skipped)."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
 def test_plan_json_has_the_keys_scripts_rely_on(ln_path, tmp_path):
     result = invoke("plan", ln_path, "--json", "--profile-db", tmp_path / "db.sqlite")
     assert result.exit_code == 0, result.output
@@ -70,11 +75,14 @@ def test_profile_db_commands(ln_path, tmp_path):
     stats = invoke("profile-db", "stats", "--path", db)
     assert stats.exit_code == 0 and "1 entries" in stats.output and "estimate" in stats.output
     exported = invoke("profile-db", "export", "--path", db)
-    rows = [json.loads(line) for line in exported.output.splitlines()]
+    rows = json_lines(exported.output)
     assert len(rows) == 1 and rows[0]["source"] == "estimate" and rows[0]["pattern"][0][0] == "ReduceMean"
+    replanned = json.loads(invoke("plan", ln_path, "--json", "--profile-db", db).output)
+    assert (replanned["profile_db_hits"], replanned["profile_db_misses"]) == (0, 1)   # an estimate is no hit
+    assert replanned["yellow_by_source"] == {"measured": 0, "estimate": 1}
     ProfileDB(db).record_method({"ops": [["Conv"]]}, "Winograd F(4x4, 3x3)", 0.25)
     exported = invoke("profile-db", "export", "--path", db)
-    rows = [json.loads(line) for line in exported.output.splitlines()]
+    rows = json_lines(exported.output)
     assert len(rows) == 2 and rows[1]["kernel_method"] == "Winograd F(4x4, 3x3)" and rows[1]["seconds"] == 0.25
     assert "1 timings of 1 blocks" in invoke("profile-db", "stats", "--path", db).output
     assert "deleted 1 entries" in invoke("profile-db", "clear", "--path", db).output

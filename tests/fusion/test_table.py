@@ -67,3 +67,37 @@ def test_yellow_cell_follows_the_profile_database(fused_faster, tmp_path):
     assert len(again.blocks) == (1 if fused_faster else 2)
     if not fused_faster:
         assert [r.reason for r in again.rejections] == [Reason.PROFILE]
+
+
+def test_a_recorded_estimate_is_not_a_profile_db_hit(tmp_path):
+    """The estimate the planner keeps in the database is estimated again next time, never read as a measurement:
+    the statistics and notes say which yellow cells were measured and which estimated."""
+    db = ProfileDB(tmp_path / "p.sqlite")
+    model = chain(MM, S)
+    plan_of(model, db=db)
+    assert [row["source"] for row in db.rows()] == ["estimate"]
+    again = plan_of(model, db=db)
+    assert (again.db_hits, again.db_misses) == (0, 1)
+    assert again.yellow[0].source == "estimate" and not again.yellow[0].measured
+    stats = again.stats()
+    assert stats["yellow_by_source"] == {"measured": 0, "estimate": 1} and stats["yellow_estimated"]
+    assert any(note.startswith("1 of 1 yellow cells were decided by the cost-model estimate (fusion/cost.py), not a "
+                               "measurement: the profile database holds no measured timing") for note in again.notes)
+    for row in db.rows():
+        db.record(row["pattern"], Profile(1.0, 2.0, "measured"))
+    measured = plan_of(model, db=db)
+    assert measured.stats()["yellow_by_source"] == {"measured": 1, "estimate": 0}
+    assert not measured.stats()["yellow_estimated"]
+    assert measured.notes[0] == "1 of 1 yellow cells were decided by measured timings from the profile database"
+    assert not any("cost-model estimate" in note for note in measured.notes)
+
+
+def test_plan_notes_say_what_they_mean():
+    """Notes name no document users lack, and say what O3 adds today."""
+    for level in ("O2", "O3"):
+        plan = plan_of(chain(MM, S), level=level)
+        assert plan.notes and not any("DESIGN" in note or "§" in note for note in plan.notes)
+        assert any("no profile database was given" in note for note in plan.notes)
+    assert plan.notes[-1].startswith("O3 is O2 plus recognising decomposed activations: an exporter's Softplus, "
+                                     "Tanh, Mul chain becomes one Mish operator")
+    assert not any("code generation exists" in note for note in plan.notes)

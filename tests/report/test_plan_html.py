@@ -3,6 +3,7 @@ without overlaps, and (when Chromium is installed) the script running in a headl
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -18,7 +19,7 @@ from dnnfusion.pipeline import plan_model
 from dnnfusion.ops import MappingType
 from dnnfusion.report import write_plan_html
 from dnnfusion.report.layout import BOX_W, MAX_ROWS, layout_plan
-from dnnfusion.report.plan_html import block_edges
+from dnnfusion.report.plan_html import block_edges, plan_title, short_name
 from tests.helpers import FLOAT, make_model
 
 EVIL = "<script>alert(1)</script>"
@@ -97,8 +98,44 @@ def test_header_shows_title_level_stats_and_notes(tmp_path):
         assert f'data-stat="{key}">{stats[key]}<' in text
     for key in ("irs_bytes_before", "irs_bytes_after"):
         assert f'data-stat="{key}">{stats[key]:,} (' in text
+    assert plan.notes
     for note in plan.notes:
-        assert note in text
+        assert html.escape(note) in text
+    assert "DESIGN" not in text and "\u00a7" not in text
+
+
+def test_title_names_the_model_file_graph_level_and_compilation(tmp_path):
+    plan = plan_model(mlp_model(), None, "O3")
+    assert plan_title(plan) == "Fusion plan of graph test at O3"
+    assert plan_title(plan, "mlp.onnx") == "Fusion plan of mlp.onnx (graph test) at O3"
+    assert plan_title(plan, "test") == "Fusion plan of test at O3"
+    text = write_plan_html(plan, tmp_path / "plan.html", model="mlp.onnx", compiled=True).read_text()
+    assert "<title>Compiled fusion plan of mlp.onnx (graph test) at O3</title>" in text
+    assert "<h1>Compiled fusion plan of mlp.onnx (graph test) at O3</h1>" in text
+    assert "<h1>Fusion plan of graph test at O3</h1>" in page(plan, tmp_path)
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("/encoder/layer.3/attention/self/MatMul", "layer.3/\u2026/MatMul"),
+    ("/model/layers.11/self_attn/q_proj/MatMul", "layers.11/\u2026/MatMul"),
+    ("/bert/encoder/layer.10/output/LayerNorm/ReduceMean", "layer.10/\u2026duceMean"),
+    ("model.layers.3.mlp.down_proj.MatMul", "layers.3.\u2026.MatMul"),
+    ("StatefulPartitionedCall/model/conv2d_12/Conv2D", "conv2d_12/\u2026/Conv2D"),
+    ("/encoder/attention/self/MatMul", "/encoder\u2026lf/MatMul"),
+    ("Relu_7", "Relu_7"),
+])
+def test_operator_names_keep_their_layer_number(name, shown):
+    assert short_name(name) == shown and len(shown) <= 18
+
+
+def test_operator_rows_show_the_shortened_name(tmp_path):
+    names = ["/encoder/layer.3/attention/self/MatMul", "/encoder/layer.3/attention/self/Softmax"]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name=names[0]),
+             helper.make_node("Softmax", ["m"], ["y"], name=names[1], axis=-1)]
+    model = make_model(nodes, [("x", FLOAT, [4, 8])], ["y"], {"w": np.full((8, 8), 0.1, np.float32)})
+    text = page(plan_model(model, None, "O0"), tmp_path)
+    assert '>layer.3/\u2026/MatMul</text>' in text and '>layer.3/\u2026/Softmax</text>' in text
+    assert all(name in text for name in names)                           # the tooltip keeps the whole name
 
 
 def test_rejected_merges_are_grouped_by_reason(tmp_path):
