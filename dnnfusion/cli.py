@@ -1,11 +1,14 @@
-"""The `dnnfusion` command: info, ops, demo. Errors print as one line (no traceback) and exit with status 2."""
+"""The `dnnfusion` command: info, ops, run, compile, plan, bench, zoo, caches. Errors print as one line (no
+traceback) and exit with status 2."""
 
 from __future__ import annotations
 
+import functools
+import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import click
 import numpy as np
@@ -16,10 +19,10 @@ from rich.table import Table
 from . import ops
 from .errors import DnnfusionError
 from .ir import dtypes
-from .ir.graph import Graph
+from .ir.graph import Graph, Value
 
 if TYPE_CHECKING:
-    from .fusion import Plan
+    from .fusion import Block, Plan
 
 # Piped output (logs, CI) gets 120 columns so the wider tables do not wrap; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -29,20 +32,97 @@ WINOGRAD_HELP = ("Run no 3x3 convolution as Winograd products: results bit-close
 TUNE_HELP = ("Time each convolution's candidate methods (Winograd forms, direct) in the compiled model and take the "
              "fastest, instead of the estimate's choice; timings are kept in the profile database, so later "
              "compiles reuse them.")
+OPT_HELP = "O0 one kernel per operator, O1 fixed patterns (TVM/ORT-like), O2/O3 DNNFusion's fusion plan."
+LEVEL_CHOICE = click.Choice(["O0", "O1", "O2", "O3"])
+ALL_CORES = "all available cores"
+SHAPE_METAVAR = "NAME=D0,D1,...|NAME=D0xD1x..."
+TARGETS = ("native", "x86-64-v2", "x86-64-v3", "x86-64-v4")
+TARGET_HELP = ("The instruction set the generated code may use: native (this CPU) or an x86-64 level, for a "
+               "library that runs on other machines.")
+PROFILE_RUNS = 10
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def parse_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    """`NAME=D0,D1,...` strings as an input_shapes dict."""
+    """`NAME=D0,D1,...` (or `NAME=D0xD1x...`) strings as an input_shapes dict; an input named twice is an error."""
     shapes: dict[str, tuple[int, ...]] = {}
     for spec in specs:
         name, sep, dims = spec.rpartition("=")
         try:
             if not sep or not name:
                 raise ValueError
-            shapes[name] = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
         except ValueError:
-            raise click.BadParameter(f"'{spec}' is not NAME=D0,D1,... (e.g. input_ids=1,128)", param_hint="--shape")
+            raise click.BadParameter(f"'{spec}' is not NAME=D0,D1,... or NAME=D0xD1x... (e.g. input_ids=1,128)",
+                                     param_hint="--shape")
+        if name in shapes:
+            raise click.BadParameter(f"input '{name}' is given twice ({'x'.join(map(str, shapes[name]))} and "
+                                     f"{'x'.join(map(str, shape))}); give each input once", param_hint="--shape")
+        shapes[name] = shape
     return shapes
+
+
+def parse_dims(specs: tuple[str, ...]) -> dict[str, int]:
+    """`NAME=N` strings (a dynamic dimension's name in the model and its size); a name given twice is an error."""
+    dims: dict[str, int] = {}
+    for spec in specs:
+        name, sep, size = spec.rpartition("=")
+        if not sep or not name or not size.strip().isdigit():
+            raise click.BadParameter(f"'{spec}' is not NAME=N (e.g. batch=1)", param_hint="--dim")
+        if name in dims:
+            raise click.BadParameter(f"dimension '{name}' is given twice; give each name once", param_hint="--dim")
+        dims[name] = int(size)
+    return dims
+
+
+def bindings(zoo: Mapping[str, Any], shapes: tuple[str, ...], dims: tuple[str, ...],
+             fed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The input_shapes mapping: a zoo model's sample shapes (left out when --dim binds dimensions by name), the
+    shapes of given feeds, then --shape (input name -> shape) and --dim (dimension name -> size, an int)."""
+    by_input, by_dim = parse_shapes(shapes), parse_dims(dims)
+    both = sorted(set(by_input) & set(by_dim))
+    if both:
+        raise click.BadParameter(f"'{both[0]}' is named by both --shape and --dim; give it once", param_hint="--dim")
+    return {**({} if by_dim else zoo), **(fed or {}), **by_input, **by_dim}
+
+
+def binding_options(f: F) -> F:
+    """--shape and --dim, the two ways to bind dynamic dimensions."""
+    f = click.option("--dim", "dims", multiple=True, metavar="NAME=N",
+                     help="Bind a dynamic dimension by its name in the model, e.g. batch=1 (repeat per name); "
+                          "every input that uses the name gets the size (a zoo model's sample shapes are then "
+                          "not used).")(f)
+    return click.option("--shape", "shapes", multiple=True, metavar=SHAPE_METAVAR,
+                        help="Bind an input's whole shape, e.g. x=1,3,224,224 or x=1x3x224x224 (repeat per "
+                             "input).")(f)
+
+
+def threads_option(help_text: str) -> Callable[[F], F]:
+    """--threads N, default every core this process may use (`machine.available_cores`)."""
+    return click.option("--threads", type=click.IntRange(min=1), show_default=ALL_CORES, help=help_text)
+
+
+def hidden_alias(old: str, param: str, **option: Any) -> Callable[[F], F]:
+    """A hidden, deprecated option `old` (not in --help) that stands in for parameter `param` (default None)
+    when that is not given."""
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            legacy = kwargs.pop(f"{param}_legacy")
+            kwargs[param] = kwargs[param] if kwargs[param] is not None else legacy
+            return f(*args, **kwargs)
+        return click.option(old, f"{param}_legacy", hidden=True, **option)(wrapper)
+    return decorate
+
+
+def compile_fields(level: str, threads: int | None, no_winograd: bool, tune: bool, target: str,
+                   profile: bool = False) -> dict[str, Any]:
+    """CompileOptions fields from the shared options; `target` only when not native."""
+    fields: dict[str, Any] = {"opt_level": level, "threads": threads, "winograd": not no_winograd, "tune": tune,
+                              "profile": profile}
+    if target != "native":
+        fields["target"] = target
+    return fields
 
 
 @contextmanager
@@ -59,17 +139,22 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:.0f} {unit}".rstrip()
 
 
-def fmt_shape(shape: tuple | None) -> str:
-    return "?" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+def fmt_shape(shape: tuple | list | None) -> str:
+    """[2, 16, 64] for a static shape; `batch x seq x 64` where a dimension is still a name ('?': unknown)."""
+    if shape is None:
+        return "?"
+    if all(isinstance(d, int) for d in shape):
+        return "[" + ", ".join(map(str, shape)) + "]"
+    return " x ".join("?" if d is None else str(d) for d in shape) or "[]"
 
 
-def io_table(graph: Graph) -> Table:
+def io_table(summary: Mapping[str, Any]) -> Table:
     table = Table(title="inputs and outputs", title_justify="left")
     for col in ("", "name", "dtype", "shape"):
         table.add_column(col)
-    for kind, values in (("input", graph.inputs), ("output", graph.outputs)):
-        for v in values:
-            table.add_row(kind, v.name, dtypes.name(v.dtype), fmt_shape(v.shape))
+    for kind in ("input", "output"):
+        for v in summary[f"{kind}s"]:
+            table.add_row(kind, escape(v["name"]), v["dtype"], escape(fmt_shape(v["shape"])))
     return table
 
 
@@ -92,48 +177,150 @@ def main() -> None:
 
 @main.command()
 @click.argument("model")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
-              help="Bind an input's dynamic dimensions (repeat per input).")
+@binding_options
 @click.option("--top", default=15, show_default=True, help="How many operator types to list.")
-def info(model: str, shapes: tuple[str, ...], top: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def info(model: str, shapes: tuple[str, ...], dims: tuple[str, ...], top: int, as_json: bool) -> None:
     """MODEL (an .onnx file or a zoo model name): inputs/outputs with shapes, operator counts per mapping type,
-    FLOPs and parameter bytes after folding."""
+    FLOPs and parameter bytes after folding. With dynamic dimensions left unbound, shapes show their names
+    (batch x 128) and the operators are counted as loaded; FLOPs need every dimension bound (--dim/--shape)."""
+    from .errors import UnboundDimensionError  # noqa: PLC0415
     from .ir import from_onnx  # noqa: PLC0415
-    from .passes import fold_constants, infer_shapes  # noqa: PLC0415
+    from .passes import infer_shapes  # noqa: PLC0415
+
+    path, zoo_shapes = _model_source(model)
+    input_shapes = bindings(zoo_shapes, shapes, dims)
+    with step(f"importing {path.name}"):
+        graph = from_onnx(path)
+    loaded = len(graph.operators())
+    try:
+        with step("propagating static shapes"):
+            infer_shapes(graph, input_shapes)
+    except UnboundDimensionError as e:
+        summary = _symbolic_summary(path, graph, input_shapes, _unbound_labels(e.unbound))
+    else:
+        summary = _static_summary(path, graph, loaded)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    _print_info(summary, top)
+
+
+def _unbound_labels(unbound: list[tuple[str, int, object]]) -> list[str]:
+    """Unbound (input, axis, dimension) triples as names, once each (`input[axis]` where unnamed)."""
+    return list(dict.fromkeys(dim if isinstance(dim, str) and dim else f"{name}[{axis}]"
+                              for name, axis, dim in unbound))
+
+
+def _header(path: Path, graph: Graph) -> dict[str, Any]:
+    return {"model": path.name, "graph": graph.name, "opsets": graph.opsets,
+            "producer": graph.doc.get("producer") or None}
+
+
+def _static_summary(path: Path, graph: Graph, loaded: int) -> dict[str, Any]:
+    """Every dimension bound (shapes propagated): constants folded, FLOPs and bytes counted (`stats.graph_stats`)."""
+    from .passes import fold_constants  # noqa: PLC0415
     from .stats import graph_stats  # noqa: PLC0415
 
-    model, zoo_shapes = _model_source(model)
-    input_shapes = {**zoo_shapes, **parse_shapes(shapes)}
-    with step(f"importing {model.name}"):
-        graph = from_onnx(model)
-        loaded = len(graph.operators())
-    with step("propagating static shapes and folding constants"):
-        infer_shapes(graph, input_shapes)
+    with step("folding constants"):
         fold_constants(graph)
     stats = graph_stats(graph)
-    console.print(f"[bold]{model.name}[/]  graph '{graph.name}'  opsets {graph.opsets}  producer: {graph.doc.get('producer') or '?'}",
-                  highlight=False)
-    console.print(io_table(graph))
-    summary = Table(title="operators after folding", title_justify="left")
-    summary.add_column("mapping type")
-    summary.add_column("operators", justify="right")
-    for mapping, count in stats.ops_by_mapping.items():
-        summary.add_row(mapping, str(count))
-    summary.add_row("[bold]total[/]", f"[bold]{stats.ops_total}[/]")
-    console.print(summary)
-    types = Table(title=f"most common operators (of {len(stats.ops_by_type)} types)", title_justify="left")
+    values = {kind: [{"name": v.name, "dtype": dtypes.name(v.dtype), "shape": _json_shape(v.shape)}
+                     for v in getattr(graph, kind)] for kind in ("inputs", "outputs")}
+    return {**_header(path, graph), **values, "folded": True, "unbound": [], "ops_loaded": loaded,
+            "ops_total": stats.ops_total, "ops_by_mapping": stats.ops_by_mapping, "ops_by_type": stats.ops_by_type,
+            "flops": stats.flops, "param_count": stats.param_count, "param_bytes": stats.param_bytes,
+            "irs_bytes": stats.irs_bytes, "dynamic_values": stats.dynamic_values}
+
+
+def _symbolic_summary(path: Path, graph: Graph, input_shapes: Mapping[str, Any],
+                      unbound: list[str]) -> dict[str, Any]:
+    """Some dimension unbound: shapes as declared (names where bound sizes are not given), operators counted as
+    loaded, FLOPs and intermediate bytes unknown."""
+    from collections import Counter  # noqa: PLC0415
+
+    from .ir.onnx_import import declared_shape, read_model  # noqa: PLC0415
+
+    def shape(declared: tuple | None, name: str) -> list | None:
+        """An input's given shape, else its declared one with the dimension names given sizes bound."""
+        given = input_shapes.get(name)
+        if given is not None and not isinstance(given, int):
+            return [int(d) for d in given]
+        return None if declared is None else [_symbolic_dim(d, input_shapes) for d in declared]
+
+    declared = {vi.name: vi for vi in read_model(path)[0].graph.output}
+    declared_outputs = {name: declared_shape(vi) for name, vi in declared.items()}
+
+    def dtype(v: Value) -> str:
+        """A value's dtype, else the element type its declaration gives, else '?'."""
+        elem = declared[v.name].type.tensor_type.elem_type if v.name in declared else 0
+        return dtypes.name(v.dtype) if v.dtype is not None else dtypes.name(dtypes.to_numpy(elem)) if elem else "?"
+
+    nodes = graph.operators()
+    used = {id(v) for n in graph.nodes for v in n.inputs if v is not None}
+    params = [v for v in graph.initializers if id(v) in used]
+    mapping = Counter(ops.lookup(n).mapping.value for n in nodes)
+    return {**_header(path, graph),
+            "inputs": [{"name": v.name, "dtype": dtypes.name(v.dtype), "shape": shape(v.shape, v.name)}
+                       for v in graph.inputs],
+            "outputs": [{"name": v.name, "dtype": dtype(v),
+                         "shape": shape(declared_outputs.get(v.name), v.name)} for v in graph.outputs],
+            "folded": False, "unbound": unbound, "ops_loaded": len(nodes), "ops_total": len(nodes),
+            "ops_by_mapping": {m.value: mapping.get(m.value, 0) for m in ops.MappingType},
+            "ops_by_type": dict(Counter(n.op_type for n in nodes).most_common()), "flops": None,
+            "param_count": sum(v.numel for v in params), "param_bytes": sum(v.nbytes for v in params),
+            "irs_bytes": None, "dynamic_values": None}
+
+
+def _symbolic_dim(d: object, input_shapes: Mapping[str, Any]) -> int | str | None:
+    """A declared dimension: its size when bound by name, else its name, its static size, or None (unknown)."""
+    if isinstance(d, str) and d:
+        bound = input_shapes.get(d)
+        return bound if isinstance(bound, int) else d
+    return d if isinstance(d, int) and d >= 0 else None
+
+
+def _json_shape(shape: tuple | None) -> list | None:
+    return None if shape is None else [d if isinstance(d, (int, str)) else None for d in shape]
+
+
+def _print_info(summary: Mapping[str, Any], top: int) -> None:
+    """The info summary as tables and lines."""
+    console.print(f"[bold]{escape(summary['model'])}[/]  graph '{escape(summary['graph'])}'  opsets "
+                  f"{summary['opsets']}  producer: {escape(summary['producer'] or '?')}", highlight=False)
+    console.print(io_table(summary))
+    folded = summary["folded"]
+    table = Table(title="operators after folding" if folded else "operators as loaded (not folded: dimensions "
+                  "unbound)", title_justify="left")
+    table.add_column("mapping type")
+    table.add_column("operators", justify="right")
+    for mapping, count in summary["ops_by_mapping"].items():
+        table.add_row(mapping, str(count))
+    table.add_row("[bold]total[/]", f"[bold]{summary['ops_total']}[/]")
+    console.print(table)
+    types = Table(title=f"most common operators (of {len(summary['ops_by_type'])} types)", title_justify="left")
     types.add_column("operator")
     types.add_column("count", justify="right")
     types.add_column("mapping type")
-    for op_type, count in list(stats.ops_by_type.items())[:top]:
+    for op_type, count in list(summary["ops_by_type"].items())[:top]:
         types.add_row(op_type, str(count), ops.get(op_type).mapping.value)
     console.print(types)
-    console.print(f"operators as loaded: {loaded} (Constant nodes excluded); folded away: {loaded - stats.ops_total}")
-    console.print(f"FLOPs per run: {human(stats.flops, 'FLOP')}   parameters: {human(stats.param_count)} "
-                  f"({human(stats.param_bytes, 'B')})   intermediate results: {human(stats.irs_bytes, 'B')}")
-    if stats.dynamic_values:
-        console.print(f"[yellow]{len(stats.dynamic_values)} values have data-dependent extents[/] "
-                      f"(e.g. {', '.join(stats.dynamic_values[:3])})")
+    params = f"parameters: {human(summary['param_count'])} ({human(summary['param_bytes'], 'B')})"
+    if not folded:
+        console.print(f"operators as loaded: {summary['ops_loaded']} (Constant nodes excluded)   {params}",
+                      highlight=False)
+        console.print(f"[yellow]dynamic dimensions not bound: {escape(', '.join(summary['unbound']))}[/]; FLOPs "
+                      "and intermediate results need every one bound: --dim NAME=N or --shape INPUT=D0,D1,...",
+                      highlight=False)
+        return
+    console.print(f"operators as loaded: {summary['ops_loaded']} (Constant nodes excluded); folded away: "
+                  f"{summary['ops_loaded'] - summary['ops_total']}")
+    console.print(f"FLOPs per run: {human(summary['flops'], 'FLOP')}   {params}   intermediate results: "
+                  f"{human(summary['irs_bytes'], 'B')}", highlight=False)
+    dynamic = summary["dynamic_values"]
+    if dynamic:
+        console.print(f"[yellow]{len(dynamic)} values have data-dependent extents[/] "
+                      f"(e.g. {escape(', '.join(dynamic[:3]))})")
     else:
         console.print("[green]every value has a static shape[/]")
 
@@ -157,124 +344,186 @@ def _read_feeds(inputs_file: Path | None, named: tuple[str, ...]) -> dict[str, n
 
 @main.command()
 @click.argument("model")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
-              help="Bind an input's dynamic dimensions (repeat per input).")
+@binding_options
 @click.option("--inputs", "inputs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An .npz of feeds by input name (default: seeded random feeds).")
 @click.option("--input", "named", multiple=True, metavar="NAME=FILE.npy", help="One input from a .npy file.")
-@click.option("--opt", "level", type=click.Choice(["O0", "O1", "O2", "O3"]), default="O3", show_default=True)
+@click.option("--opt", "level", type=LEVEL_CHOICE, default="O3", show_default=True, help=OPT_HELP)
+@threads_option("Threads the compiled model runs with.")
+@click.option("--target", type=click.Choice(TARGETS), default="native", show_default=True, help=TARGET_HELP)
 @click.option("--reference", is_flag=True, help="Run the numpy reference executor instead of compiled code.")
-@click.option("--check", is_flag=True, help="Compare the outputs with onnxruntime (rtol 1e-3, atol 1e-4).")
+@click.option("--check", is_flag=True, help="Compare the outputs with onnxruntime's (--rtol, --atol); exit status 1 "
+              "when one differs.")
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="Relative tolerance of --check.")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Absolute tolerance of --check.")
+@click.option("--profile", is_flag=True, help=f"Time every kernel (mean of {PROFILE_RUNS} runs): operators, ms per "
+              "run, share of the total, GFLOP/s.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Write the outputs to this .npz.")
 @click.option("--no-winograd", "no_winograd", is_flag=True, help=WINOGRAD_HELP)
 @click.option("--tune", is_flag=True, help=TUNE_HELP)
-def run(model: str, shapes: tuple[str, ...], inputs_file: Path | None, named: tuple[str, ...], level: str,
-        reference: bool, check: bool, save: Path | None, no_winograd: bool, tune: bool) -> None:
-    """Compile MODEL (an .onnx file or a zoo model name) and run it once; --check compares with onnxruntime."""
-    from .oracle import compare, run_onnxruntime  # noqa: PLC0415
+def run(model: str, shapes: tuple[str, ...], dims: tuple[str, ...], inputs_file: Path | None,
+        named: tuple[str, ...], level: str, threads: int | None, target: str, reference: bool, check: bool,
+        rtol: float, atol: float, profile: bool, save: Path | None, no_winograd: bool, tune: bool) -> None:
+    """Compile MODEL (an .onnx file or a zoo model name) and run it once; --check compares with onnxruntime,
+    --profile times each kernel."""
     from .runtime import ReferenceExecutor, random_feeds  # noqa: PLC0415
 
+    if reference and profile:
+        raise click.UsageError("--profile times compiled kernels; leave out --reference")
     path, zoo_shapes = _model_source(model)
-    input_shapes = {**zoo_shapes, **parse_shapes(shapes)}
     feeds = _read_feeds(inputs_file, named)
-    if feeds is not None:
-        input_shapes = {**{k: v.shape for k, v in feeds.items()}, **input_shapes}
+    fed = {k: v.shape for k, v in feeds.items()} if feeds is not None else {}
+    input_shapes = bindings(zoo_shapes, shapes, dims, fed)
     if reference:
         from .pipeline import load  # noqa: PLC0415
 
         with step(f"importing {path.name}"):
             executor = ReferenceExecutor(load(path, input_shapes))
-        graph = executor.graph
     else:
         from .pipeline import compile_model  # noqa: PLC0415
 
         with step(f"compiling {path.name} at {level}"):
-            executor = compile_model(path, input_shapes, opt_level=level, winograd=not no_winograd, tune=tune)
-        graph = executor.graph
+            executor = compile_model(path, input_shapes,
+                                     **compile_fields(level, threads, no_winograd, tune, target, profile))
     if feeds is None:
-        feeds = random_feeds(graph)
+        feeds = random_feeds(executor.graph)
     with step("running"):
         outputs = executor.run(feeds)
     if not reference:
         stats = executor.stats
         console.print(f"compiled: {stats['blocks']} kernels for {stats['ops_before']} operators, arena "
                       f"{human(stats['arena_bytes'], 'B')}, {len(stats['fallback_ops'])} fallback operator(s), "
-                      f"{stats['compile_seconds']:.2f} s", highlight=False)
+                      f"{stats['threads']} thread(s), {stats['compile_seconds']:.2f} s", highlight=False)
+    console.print(_outputs_table(outputs))
+    if save is not None:
+        np.savez(save, **outputs)
+    if profile:
+        _print_profile(executor, feeds)
+    if check:
+        _check(path, feeds, outputs, rtol, atol)
+
+
+def _outputs_table(outputs: Mapping[str, np.ndarray]) -> Table:
     table = Table(title="outputs", title_justify="left")
     for col in ("name", "dtype", "shape", "mean", "min", "max"):
         table.add_column(col)
     for name, array in outputs.items():
         numeric = array.dtype.kind in "biuf" and array.size
-        stats_ = [f"{float(f(array)):.4g}" for f in (np.mean, np.min, np.max)] if numeric else ["", "", ""]
-        table.add_row(name, dtypes.name(array.dtype), fmt_shape(array.shape), *stats_)
-    console.print(table)
-    if save is not None:
-        np.savez(save, **outputs)
-    if check:
-        with step("running onnxruntime"):
-            theirs = run_onnxruntime(str(path), feeds)
-        diffs = compare(outputs, theirs)
-        for d in diffs:
-            console.print(f"'{d.name}': max abs {d.max_abs:.2e}, max rel {d.max_rel:.2e}: "
-                          + ("[green]match[/]" if d.ok else "[red]MISMATCH[/]"))
-        bad = [d for d in diffs if not d.ok]
-        if bad:
-            raise DnnfusionError(f"{len(bad)} output(s) differ from onnxruntime beyond tolerance: "
-                                 f"{', '.join(d.name for d in bad)}")
+        stats = [f"{float(f(array)):.4g}" for f in (np.mean, np.min, np.max)] if numeric else ["", "", ""]
+        table.add_row(escape(name), dtypes.name(array.dtype), fmt_shape(array.shape), *stats)
+    return table
+
+
+def _profile_rows(model: Any, feeds: Mapping[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Per-kernel times of a model compiled with profile=True (`report.profile.profile_rows`; random feeds by
+    default)."""
+    from .report.profile import profile_rows  # noqa: PLC0415
+    from .runtime import random_feeds  # noqa: PLC0415
+
+    with step(f"profiling ({PROFILE_RUNS} runs)"):
+        return profile_rows(model, random_feeds(model.graph) if feeds is None else feeds, PROFILE_RUNS)
+
+
+def _print_profile(model: Any, feeds: Mapping[str, np.ndarray] | None = None) -> None:
+    """Time every kernel of a model compiled with profile=True and print the table."""
+    from .report.profile import profile_table  # noqa: PLC0415
+
+    console.print(profile_table(_profile_rows(model, feeds), PROFILE_RUNS))
+
+
+def _check(path: Path, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], rtol: float,
+           atol: float) -> None:
+    """Compare with onnxruntime: one verdict line per output; exit status 1 when one differs."""
+    from .oracle import compare, run_onnxruntime  # noqa: PLC0415
+
+    with step("running onnxruntime"):
+        theirs = run_onnxruntime(str(path), feeds)
+    diffs = compare(outputs, theirs, rtol=rtol, atol=atol)
+    for d in diffs:
+        console.print(f"'{escape(d.name)}': max abs {d.max_abs:.2e}, max rel {d.max_rel:.2e} (rtol {rtol:g}, "
+                      f"atol {atol:g}): " + ("[green]match[/]" if d.ok else "[red]MISMATCH[/]"), highlight=False)
+    bad = [d.name for d in diffs if not d.ok]
+    if bad:
+        err_console.print(f"[bold red]error:[/] {len(bad)} output(s) differ from onnxruntime beyond rtol {rtol:g}, "
+                          f"atol {atol:g}: {escape(', '.join(bad))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 @main.command("compile")
 @click.argument("model")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for model.c, the shared library, plan.html and stats.json.")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
-              help="Bind an input's dynamic dimensions (repeat per input).")
-@click.option("--opt", "level", type=click.Choice(["O0", "O1", "O2", "O3"]), default="O3", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="Threads the compiled model runs with.")
-@click.option("--json", "as_json", is_flag=True, help="Print the compile statistics as one JSON object.")
+              help="Folder for the saved model (model.so, weights.bin, model.h, manifest.json), its C source "
+                   "model.c, plan.html and stats.json.")
+@binding_options
+@click.option("--opt", "level", type=LEVEL_CHOICE, default="O3", show_default=True, help=OPT_HELP)
+@threads_option("Threads the compiled model runs with.")
+@click.option("--target", type=click.Choice(TARGETS), default="native", show_default=True, help=TARGET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the compile statistics (and --profile's rows) as one "
+              "JSON object.")
+@click.option("--profile", is_flag=True, help=f"Time every kernel on random inputs (mean of {PROFILE_RUNS} runs); "
+              "the written library then keeps the timers.")
 @click.option("--no-winograd", "no_winograd", is_flag=True, help=WINOGRAD_HELP)
 @click.option("--tune", is_flag=True, help=TUNE_HELP)
-def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], level: str, threads: int | None,
-                    as_json: bool, no_winograd: bool, tune: bool) -> None:
+def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], dims: tuple[str, ...], level: str,
+                    threads: int | None, target: str, as_json: bool, profile: bool, no_winograd: bool,
+                    tune: bool) -> None:
     """Compile MODEL (an .onnx file or a zoo model name) and write its C source, library and plan report."""
-    import json  # noqa: PLC0415
     import shutil  # noqa: PLC0415
+    import time  # noqa: PLC0415
 
     from .pipeline import compile_model  # noqa: PLC0415
     from .report import write_plan_html  # noqa: PLC0415
+    from .runtime.artifact import ArtifactError  # noqa: PLC0415
 
     path, zoo_shapes = _model_source(model)
     with step(f"compiling {path.name} at {level}"):
-        compiled = compile_model(path, {**zoo_shapes, **parse_shapes(shapes)}, opt_level=level, threads=threads,
-                                 winograd=not no_winograd, tune=tune)
+        compiled = compile_model(path, bindings(zoo_shapes, shapes, dims),
+                                 **compile_fields(level, threads, no_winograd, tune, target, profile))
+    started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "model.c").write_text(compiled.source)
-    if compiled.library_path is not None:
-        shutil.copyfile(compiled.library_path, out_dir / "model.so")
-    write_plan_html(compiled.plan, out_dir / "plan.html", title=f"{compiled.graph.name} (compiled)",
+    try:
+        compiled.save(out_dir)
+    except ArtifactError as e:                     # fallback operators: the library and reports still help
+        err_console.print(f"[yellow]note:[/] {escape(str(e))}; wrote the library, its source and the reports only",
+                          highlight=False, soft_wrap=True)
+        if compiled.library_path is not None:
+            shutil.copyfile(compiled.library_path, out_dir / "model.so")
+        (out_dir / "model.c").write_text(compiled.source)
+    write_plan_html(compiled.plan, out_dir / "plan.html", model=path.name, compiled=True,
                     methods=compiled.program.methods)
     (out_dir / "stats.json").write_text(json.dumps(compiled.stats, indent=1))
+    written = sorted(f.name for f in out_dir.iterdir() if f.is_file() and f.stat().st_mtime >= started - 1)
     if as_json:
-        click.echo(json.dumps(compiled.stats))
+        rows = _profile_rows(compiled) if profile else None
+        click.echo(json.dumps({**compiled.stats, **({"profile": rows} if profile else {})}))
         return
     stats = compiled.stats
     console.print(f"{stats['ops_before']} operators -> {stats['blocks']} kernels ({stats['fusion_rate']:.2f}x), "
                   f"arena {human(stats['arena_bytes'], 'B')}, {stats['native_calls_per_run']} native call(s) per "
-                  f"run, {len(stats['fallback_ops'])} fallback operator(s), {stats['compile_seconds']:.2f} s",
-                  highlight=False)
+                  f"run, {len(stats['fallback_ops'])} fallback operator(s), {stats['threads']} thread(s), "
+                  f"{stats['compile_seconds']:.2f} s", highlight=False)
     for method, count in stats["kernel_methods"].items():
         console.print(f"{count} kernel(s) as {method}", highlight=False)
-    console.print(f"wrote {out_dir}/model.c, model.so, plan.html, stats.json", highlight=False)
+    console.print(f"wrote {out_dir}/: {', '.join(written)}", highlight=False, soft_wrap=True)
+    if profile:
+        _print_profile(compiled)
 
 
 @main.command("ops")
 @click.option("--mapping", type=click.Choice([m.value for m in ops.MappingType]), help="Only this mapping type.")
-def list_ops(mapping: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the operators as one JSON list.")
+def list_ops(mapping: str | None, as_json: bool) -> None:
     """The operator registry: each operator's mapping type and algebraic properties."""
+    shown = [op for op in ops.all_ops() if mapping is None or op.mapping.value == mapping]
+    if as_json:
+        click.echo(json.dumps([{"op_type": op.op_type, "domain": op.domain or "ai.onnx", "mapping": op.mapping.value,
+                                "algebra": op.algebra.describe()} for op in shown]))
+        return
     table = Table(title="dnnfusion operator registry", title_justify="left")
     for col in ("operator", "domain", "mapping type", "algebraic properties"):
         table.add_column(col)
-    shown = [op for op in ops.all_ops() if mapping is None or op.mapping.value == mapping]
     for op in shown:
         table.add_row(op.op_type, op.domain or "ai.onnx", op.mapping.value, op.algebra.describe())
     console.print(table)
@@ -284,7 +533,7 @@ def list_ops(mapping: str | None) -> None:
 @main.command()
 @click.option("--batch", default=2, show_default=True, help="Batch size bound to the demo's 'batch' dimension.")
 @click.option("--seq", default=32, show_default=True, help="Sequence length bound to its 'seq' dimension.")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for every runtime (default: all cores).")
+@threads_option("Threads for every runtime.")
 @click.option("--rounds", default=50, show_default=True, help="Timed runs per runtime (in turns of 10 runs).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Also write the demo model here.")
 def demo(batch: int, seq: int, threads: int | None, rounds: int, save: Path | None) -> None:
@@ -333,7 +582,9 @@ def zoo_list(small: bool, export_missing: bool) -> None:
 
 @zoo.command("export")
 @click.argument("name")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write NAME.onnx (and NAME.npz) here.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="FILE.onnx|FOLDER",
+              help="A path ending in .onnx: write that file (and the sample input beside it, as .npz); a folder "
+                   "(existing, or a new path without a suffix): write NAME.onnx and NAME.npz in it.")
 @click.option("--small", is_flag=True, help="The small configuration (same structure, fewer channels/layers).")
 @click.option("--seq", type=click.IntRange(min=1), help="Sequence length (transformers).")
 @click.option("--image", type=click.IntRange(min=1), help="Image size (vision models).")
@@ -345,6 +596,7 @@ def zoo_export(name: str, output: Path | None, small: bool, seq: int | None, ima
     """Export zoo model NAME to ONNX with a sample input (.npz); cached by name, configuration and versions."""
     from .zoo import export, registry  # noqa: PLC0415
 
+    _check_export_target(output)
     model = registry.get(name)
     size = seq if seq is not None else image
     if seq is not None and image is not None or {"seq": image, "image": seq}.get(model.size_key) is not None:
@@ -364,15 +616,36 @@ def zoo_export(name: str, output: Path | None, small: bool, seq: int | None, ima
                   f"intermediate results {human(stats['irs_bytes'], 'B')}", highlight=False)
 
 
-def _model_source(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
-    """A model path, or a zoo model name (its cached default export, with the sample input's shapes)."""
-    path = Path(model)
-    if path.exists() or path.suffix == ".onnx":
-        return path, {}
-    from .zoo import export, registry  # noqa: PLC0415
+def _check_export_target(output: Path | None) -> None:
+    """-o names an .onnx file or a folder; anything else (an existing file, another suffix) is a usage error."""
+    if output is None or output.suffix == ".onnx" or output.is_dir():
+        return
+    what = "an existing file" if output.exists() else f"a new path with suffix '{output.suffix}'"
+    if output.exists() or output.suffix:
+        raise click.BadParameter(f"'{output}' is {what}: give a path ending in .onnx to write that file, or a "
+                                 "folder (existing, or without a suffix) to write NAME.onnx in it", param_hint="-o")
+
+
+def _is_file(model: str) -> bool:
+    """A MODEL argument that names a file (one that exists, or any .onnx path) rather than a zoo model."""
+    return Path(model).exists() or Path(model).suffix == ".onnx"
+
+
+def _check_zoo_name(model: str) -> None:
+    """A MODEL that is not a file must be a zoo model's name."""
+    from .zoo import registry  # noqa: PLC0415
 
     if model not in registry.MODELS:
         raise DnnfusionError(f"'{model}' is neither a file nor a zoo model ({', '.join(registry.names())})")
+
+
+def _model_source(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
+    """A model path, or a zoo model name (its cached default export, with the sample input's shapes)."""
+    if _is_file(model):
+        return Path(model), {}
+    from .zoo import export  # noqa: PLC0415
+
+    _check_zoo_name(model)
     with step(f"exporting zoo model {model}"):
         result = export.export(model)
     return result.model_path, {k: tuple(v) for k, v in result.input_shapes.items()}
@@ -380,28 +653,25 @@ def _model_source(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
 
 @main.command()
 @click.argument("model")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
-              help="Bind an input's dynamic dimensions (repeat per input).")
-@click.option("--opt", "level", type=click.Choice(["O0", "O1", "O2", "O3"]), default="O3", show_default=True,
-              help="O0 one block per operator, O1 fixed patterns (TVM/ORT-like), O2/O3 DNNFusion.")
+@binding_options
+@click.option("--opt", "level", type=LEVEL_CHOICE, default="O3", show_default=True, help=OPT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan statistics as one JSON object.")
-@click.option("--why", is_flag=True, help="List the merges the planner rejected, grouped by reason.")
+@click.option("--why", is_flag=True, help="List the merges the planner rejected, grouped by reason, with the blocks "
+              "each side ended in.")
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path), help="Draw the plan into this HTML file.")
 @click.option("--onnx", "onnx_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the fused graph here, each block an ONNX function (domain dnnfusion; opens in Netron).")
 @click.option("--profile-db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Profile database file (default: the user cache directory).")
-def plan(model: str, shapes: tuple[str, ...], level: str, as_json: bool, why: bool, html: Path | None,
-         onnx_out: Path | None, db_path: Path | None) -> None:
+def plan(model: str, shapes: tuple[str, ...], dims: tuple[str, ...], level: str, as_json: bool, why: bool,
+         html: Path | None, onnx_out: Path | None, db_path: Path | None) -> None:
     """Plan the fusion of MODEL (an .onnx file or a zoo model name): blocks, statistics and why-not-fused."""
-    import json  # noqa: PLC0415
-
     from .fusion import ProfileDB  # noqa: PLC0415
     from .pipeline import plan_model  # noqa: PLC0415
 
     path, zoo_shapes = _model_source(model)
     with step(f"planning {path.name} at {level}"):
-        result = plan_model(path, {**zoo_shapes, **parse_shapes(shapes)}, level, ProfileDB(db_path))
+        result = plan_model(path, bindings(zoo_shapes, shapes, dims), level, ProfileDB(db_path))
     stats = result.stats()
     if html is not None:
         from .report import write_plan_html  # noqa: PLC0415
@@ -439,6 +709,8 @@ def _print_plan(result: Plan, stats: dict) -> None:
     for label, value in rows:
         table.add_row(label, str(value))
     console.print(table)
+    console.print("[dim]IRS: intermediate result size, the bytes operators pass to each other; yellow cells: pairs "
+                  "fused only where profiling says it pays (plan --why explains more)[/]", highlight=False)
     console.print("blocks by fused mapping type: " + ", ".join(f"{k} {v}" for k, v in stats["blocks_by_type"].items()),
                   highlight=False)
     for note in result.notes:
@@ -463,13 +735,31 @@ def _print_kernel_choices(result: Plan) -> None:
     console.print(table)
 
 
+WHY_LEGEND = ("legend: IRS = intermediate result size, the bytes operators pass to each other (after fusion, only "
+              "what crosses blocks); pair table: green = always fuse, yellow = fuse only if profiling (or the cost "
+              "estimate) says the fused kernel is faster, red = never fuse (e.g. a second Many-to-Many operator "
+              "into a block that has one); 'ended in' names the block each side of a rejected pair went to.")
+
+
+def _ended_in(first: Block, second: Block) -> str:
+    """Where the two sides of a rejected pair went: `#2 MatMul / #4 Add+Relu`, or one block when a later merge
+    joined them."""
+    from .report.profile import fused_label  # noqa: PLC0415
+
+    if first is second:
+        return f"both in #{first.id} {fused_label(first)} (merged later)"
+    return f"#{first.id} {fused_label(first)} / #{second.id} {fused_label(second)}"
+
+
 def _print_why(result: Plan) -> None:
-    """Rejected merges grouped by reason, then by operator-type pair, with an example of each; then the kernel
-    methods chosen by estimate (Winograd or direct convolutions) with the alternatives' estimated cost."""
+    """A one-line legend; rejected merges grouped by reason, then by operator-type pair, with an example of each
+    and the blocks its two sides ended in; then the kernel methods chosen by estimate (Winograd or direct
+    convolutions) with the alternatives' estimated cost."""
     from collections import defaultdict  # noqa: PLC0415
 
+    console.print(f"[dim]{WHY_LEGEND}[/]", highlight=False)
     _print_kernel_choices(result)
-
+    owner = result.block_of()
     groups: dict = defaultdict(lambda: defaultdict(list))
     for r in result.rejections:
         groups[r.reason][(r.first.node.op_type, r.second.node.op_type)].append(r)
@@ -477,13 +767,22 @@ def _print_why(result: Plan) -> None:
         console.print("no merge was rejected")
     for reason, pairs in groups.items():
         table = Table(title=f"not fused: {reason.value} ({sum(len(v) for v in pairs.values())})", title_justify="left")
-        for col in ("producer -> consumer", "times", "example", "detail"):
+        for col in ("producer -> consumer", "times", "example", "ended in (producer / consumer)", "detail"):
             table.add_column(col, overflow="fold")
         for (first, second), items in sorted(pairs.items(), key=lambda kv: -len(kv[1])):
             example = items[0]
-            table.add_row(f"{first} -> {second}", str(len(items)), f"{example.first.name} -> {example.second.name}",
-                          example.detail)
+            table.add_row(f"{first} -> {second}", str(len(items)),
+                          escape(f"{example.first.name} -> {example.second.name}"),
+                          escape(_ended_in(owner[example.first.index], owner[example.second.index])),
+                          escape(example.detail))
         console.print(table)
+
+
+def profile_db_option(f: F) -> F:
+    """--profile-db FILE, as `plan` spells it (--path: the hidden, deprecated old spelling)."""
+    f = hidden_alias("--path", "db_path", type=click.Path(dir_okay=False, path_type=Path))(f)
+    return click.option("--profile-db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="Database file (default: profiles.sqlite in the user cache directory).")(f)
 
 
 @main.group("profile-db")
@@ -492,7 +791,7 @@ def profile_db() -> None:
 
 
 @profile_db.command("stats")
-@click.option("--path", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Database file.")
+@profile_db_option
 def profile_db_stats(db_path: Path | None) -> None:
     """Entries per machine, code version and source."""
     from .fusion import ProfileDB  # noqa: PLC0415
@@ -511,7 +810,7 @@ def profile_db_stats(db_path: Path | None) -> None:
 
 
 @profile_db.command("clear")
-@click.option("--path", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Database file.")
+@profile_db_option
 def profile_db_clear(db_path: Path | None) -> None:
     """Delete every entry."""
     from .fusion import ProfileDB  # noqa: PLC0415
@@ -520,13 +819,12 @@ def profile_db_clear(db_path: Path | None) -> None:
 
 
 @profile_db.command("export")
-@click.option("--path", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Database file.")
+@profile_db_option
 @click.option("-o", "--output", type=click.File("w"), default="-", help="JSON-lines file (default: stdout).")
 def profile_db_export(db_path: Path | None, output) -> None:  # noqa: ANN001 - click.File
     """Every entry as one JSON object per line (pattern, machine, code version, timings, source), then every
     measured kernel-method timing (kernel_method, block, seconds)."""
     import itertools  # noqa: PLC0415
-    import json  # noqa: PLC0415
 
     from .fusion import ProfileDB  # noqa: PLC0415
 
@@ -605,54 +903,117 @@ def _remove(target: Path) -> int:
 
 
 @main.command()
-@click.argument("names", nargs=-1, required=True)
-@click.option("--levels", default="O0,O3", show_default=True,
+@click.argument("models", nargs=-1, required=True)
+@binding_options
+@click.option("--opt", "levels", show_default="O0,O3", metavar="LEVEL,...",
               help="dnnfusion levels to time, comma-separated (O3/direct: O3 without Winograd convolutions; "
                    "O3/tuned: kernel methods measured, as compile --tune).")
-@click.option("--threads", default=2, show_default=True, help="Threads for every runtime.")
-@click.option("--blocks", default=8, show_default=True, help="Turns each runtime takes (runs back to back per turn).")
-@click.option("--runs", default=5, show_default=True, help="Consecutive runs per turn.")
+@threads_option("Threads for every runtime.")
+@click.option("--rounds", type=click.IntRange(min=1),
+              help="Timed runs per runtime in all, in turns of --runs (sets --blocks to rounds / runs).")
+@click.option("--blocks", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Turns each runtime takes (runs back to back per turn).")
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(min=1), help="Consecutive runs per turn.")
 @click.option("--budget", default=60.0, show_default=True, help="Seconds of timing per model at most.")
 @click.option("--load", default=0, show_default=True, type=click.IntRange(min=0),
               help="Busy processes (one core each) running beside the runtimes for the whole timing.")
 @click.option("--openvino", is_flag=True, help="Also time OpenVINO in float32 (needs the openvino package).")
 @click.option("--mnn", is_flag=True, help="Also time MNN, in the separate environment DNNFUSION_MNN_PYTHON names.")
-@click.option("--small", is_flag=True, help="The zoo's small configurations.")
+@click.option("--small", is_flag=True, help="The zoo's small configurations (zoo names only).")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
-def bench(names: tuple[str, ...], levels: str, threads: int, blocks: int, runs: int, budget: float, load: int,
-          openvino: bool, mnn: bool, small: bool, markdown: Path | None) -> None:
-    """Time zoo models NAMES side by side with onnxruntime (outputs checked first), each runtime in its own
-    process, taking turns in blocks of consecutive runs; `--load N` adds N busy neighbours."""
-    from .bench.compare import bench_zoo_model  # noqa: PLC0415
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              metavar="FILE|-", help="Write every number as JSON to FILE ('-': standard output, instead of the table).")
+@hidden_alias("--levels", "levels")
+def bench(models: tuple[str, ...], shapes: tuple[str, ...], dims: tuple[str, ...], levels: str | None,
+          threads: int | None, rounds: int | None, blocks: int, runs: int, budget: float, load: int, openvino: bool,
+          mnn: bool, small: bool, markdown: Path | None, json_path: Path | None) -> None:
+    """Time MODELS (.onnx files or zoo model names) side by side with onnxruntime (outputs checked first), each
+    runtime in its own process, taking turns in blocks of consecutive runs; `--load N` adds N busy neighbours.
+    A file gets seeded random inputs of the shapes --shape/--dim bind (applied to every model)."""
+    from .machine import available_cores  # noqa: PLC0415
 
-    wanted = tuple(level.strip() for level in levels.split(",") if level.strip())
+    wanted = tuple(level.strip() for level in (levels or "O0,O3").split(",") if level.strip())
+    threads = threads or available_cores()
+    if rounds is not None:
+        runs = min(runs, rounds)
+        blocks = -(-rounds // runs)
     peers = ("ORT_DISABLE_ALL",) + (("openvino",) if openvino else ()) + (("mnn",) if mnn else ())
+    input_shapes = bindings({}, shapes, dims)
+    results = []
+    with console.status("benchmarking", spinner="dots") as status:
+        for model in models:
+            results.append(_bench_one(model, input_shapes, wanted, threads, blocks, runs, budget, small, load, peers,
+                                      status.update))
+    if json_path is not None:
+        text = json.dumps({"threads": threads, "load": load, "blocks": blocks, "runs": runs,
+                           "models": [_bench_json(r) for r in results]}, indent=1)
+        if str(json_path) == "-":
+            click.echo(text)
+            return
+        json_path.write_text(text + "\n")
+    rows = _bench_rows(results)
     beside = f", {load} busy neighbour process(es)" if load else ", idle machine"
     table = Table(title=f"latency (ms), each runtime in its own process, {threads} thread(s){beside}",
                   title_justify="left")
-    headers = ["model", "runtime", "best", "median", "p90", "runs", "ORT_ENABLE_ALL / this (best)",
-               "(median)", "kernels", "fallbacks"]
-    for col in headers:
+    for col in BENCH_HEADERS:
         table.add_column(col, justify="left" if col in ("model", "runtime") else "right")
-    rows = []
-    with console.status("benchmarking", spinner="dots") as status:
-        for name in names:
-            result = bench_zoo_model(name, wanted, threads, blocks, runs, budget, small, load, peers,
-                                     progress=status.update)
-            reference = result.timings["ORT_ENABLE_ALL"]
-            for runtime, t in result.timings.items():
-                level = runtime.split(" ")[-1] if runtime.startswith("dnnfusion") else None
-                stats = result.stats.get(level, {}) if level else {}
-                row = [name, runtime, f"{t.best * 1e3:.2f}", f"{t.median * 1e3:.2f}", f"{t.p90 * 1e3:.2f}",
-                       str(t.rounds), f"{reference.best / t.best:.2f}x", f"{reference.median / t.median:.2f}x",
-                       str(stats.get("blocks", "")), str(len(stats["fallback_ops"])) if stats else ""]
-                rows.append(row)
-                table.add_row(*row)
+    for row in rows:
+        table.add_row(*map(escape, row))
     console.print(table)
     if markdown is not None:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines = ["| " + " | ".join(BENCH_HEADERS) + " |", "|" + "---|" * len(BENCH_HEADERS)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         markdown.write_text("\n".join(lines) + "\n")
+
+
+def _bench_one(model: str, input_shapes: Mapping[str, Any], levels: tuple[str, ...], threads: int, blocks: int,
+               runs: int, budget: float, small: bool, load: int, peers: tuple[str, ...],
+               progress: Callable[[str], None]) -> Any:
+    """One model through `bench.compare`: a file, or a zoo name (its sample input, or random inputs of the bound
+    shapes when --shape/--dim are given)."""
+    from .bench.compare import bench_file, bench_zoo_model  # noqa: PLC0415
+
+    if _is_file(model):
+        return bench_file(Path(model), input_shapes, levels, threads, blocks, runs, budget, load, peers, progress)
+    _check_zoo_name(model)
+    if not input_shapes:
+        return bench_zoo_model(model, levels, threads, blocks, runs, budget, small, load, peers, progress=progress)
+    from .zoo import export  # noqa: PLC0415
+
+    progress(f"{model}: exporting")
+    exported = export.export(model, small=small)
+    zoo_shapes = {} if any(isinstance(v, int) for v in input_shapes.values()) else exported.input_shapes
+    shapes = {**{k: tuple(v) for k, v in zoo_shapes.items()}, **input_shapes}
+    return bench_file(exported.model_path, shapes, levels, threads, blocks, runs, budget, load, peers, progress,
+                      name=model)
+
+
+BENCH_HEADERS = ["model", "runtime", "best", "median", "p90", "runs", "ORT_ENABLE_ALL / this (best)", "(median)",
+                 "kernels", "fallbacks"]
+
+
+def _bench_rows(results: list[Any]) -> list[list[str]]:
+    """One table row (BENCH_HEADERS) per model and runtime."""
+    rows = []
+    for result in results:
+        reference = result.timings["ORT_ENABLE_ALL"]
+        for runtime, t in result.timings.items():
+            level = runtime.split(" ")[-1] if runtime.startswith("dnnfusion") else None
+            stats = result.stats.get(level, {}) if level else {}
+            rows.append([result.name, runtime, f"{t.best * 1e3:.2f}", f"{t.median * 1e3:.2f}", f"{t.p90 * 1e3:.2f}",
+                         str(t.rounds), f"{reference.best / t.best:.2f}x", f"{reference.median / t.median:.2f}x",
+                         str(stats.get("blocks", "")), str(len(stats["fallback_ops"])) if stats else ""])
+    return rows
+
+
+def _bench_json(result: Any) -> dict[str, Any]:
+    """One model's numbers: per runtime best/median/p90 in ms, runs, and onnxruntime's time over it."""
+    reference = result.timings["ORT_ENABLE_ALL"]
+    runtimes = {runtime: {"best_ms": t.best * 1e3, "median_ms": t.median * 1e3, "p90_ms": t.p90 * 1e3,
+                          "runs": t.rounds, "speedup_best": reference.best / t.best,
+                          "speedup_median": reference.median / t.median} for runtime, t in result.timings.items()}
+    return {"model": result.name, "max_abs_error": result.max_abs_error, "runtimes": runtimes,
+            "stats": result.stats}
 
 
 def _thread_counts(spec: str) -> list[int]:

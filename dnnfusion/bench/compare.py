@@ -1,11 +1,15 @@
 """Zoo models side by side: dnnfusion at chosen levels against onnxruntime (ORT_ENABLE_ALL and ORT_DISABLE_ALL) and,
 when asked, OpenVINO; each runtime in its own worker process, taking turns in blocks of runs, same inputs, same
-threads, optionally with busy neighbours; every output checked against onnxruntime's before timing."""
+threads, optionally with busy neighbours; every output checked against onnxruntime's before timing. A model
+file (`bench_file`) goes through the same workers, fed seeded random inputs of the bound shapes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from .timing import RuntimeWorkers, Timing, busy_neighbours
 
@@ -26,15 +30,43 @@ def bench_zoo_model(name: str, levels: tuple[str, ...] = ("O0", "O3"), threads: 
                     peers: Sequence[str] = ("ORT_DISABLE_ALL",),
                     progress: Callable[[str], None] = lambda message: None) -> ModelResult:
     """Export (cached), load every runtime in its own process, check outputs, then time them in turns."""
-    from ..errors import DnnfusionError  # noqa: PLC0415
-    from ..oracle import compare  # noqa: PLC0415
     from ..zoo import export  # noqa: PLC0415
 
     progress(f"{name}: exporting")
     result = export.export(name, small=small)
+    return bench_model(name, result.model_path, result.feeds(), levels, threads, blocks, runs, budget_seconds,
+                       load, peers, progress)
+
+
+def bench_file(path: Path, input_shapes: Mapping[str, Any] | None = None, levels: tuple[str, ...] = ("O0", "O3"),
+               threads: int = 2, blocks: int = 8, runs: int = 5, budget_seconds: float = 60.0, load: int = 0,
+               peers: Sequence[str] = ("ORT_DISABLE_ALL",), progress: Callable[[str], None] = lambda message: None,
+               name: str | None = None) -> ModelResult:
+    """An .onnx file, its inputs bound by `input_shapes` (as `pipeline.load` takes them) and fed seeded random
+    values, through the same worker processes as a zoo model."""
+    from ..errors import ModelLoadError  # noqa: PLC0415
+    from ..pipeline import load as load_graph  # noqa: PLC0415
+    from ..runtime import random_feeds  # noqa: PLC0415
+
+    name = name or Path(path).name
+    if not Path(path).is_file():
+        raise ModelLoadError(f"{path}: no such model file; give an .onnx file or a zoo model name")
+    progress(f"{name}: binding input shapes")
+    feeds = random_feeds(load_graph(path, input_shapes, fold=False))
+    return bench_model(name, Path(path), feeds, levels, threads, blocks, runs, budget_seconds, load, peers, progress)
+
+
+def bench_model(name: str, path: Path, feeds: Mapping[str, np.ndarray], levels: tuple[str, ...], threads: int,
+                blocks: int, runs: int, budget_seconds: float, load: int, peers: Sequence[str],
+                progress: Callable[[str], None]) -> ModelResult:
+    """Load every runtime on `path` in its own process, check outputs against onnxruntime's, then time them in
+    turns."""
+    from ..errors import DnnfusionError  # noqa: PLC0415
+    from ..oracle import compare  # noqa: PLC0415
+
     ours = [f"dnnfusion {level}" for level in levels]
     runtimes = ours + [REFERENCE] + [p for p in peers if p != REFERENCE]
-    with RuntimeWorkers(runtimes, result.model_path, result.feeds(), threads,
+    with RuntimeWorkers(runtimes, path, feeds, threads,
                         progress=lambda m: progress(f"{name}: {m}")) as workers:
         expected = workers.outputs(REFERENCE)
         worst = 0.0

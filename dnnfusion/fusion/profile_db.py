@@ -110,16 +110,13 @@ class ProfileDB:
         return Profile(*row) if row else None
 
     def record(self, pattern: object, profile: Profile) -> None:
-        """Store `profile` for `pattern`: a measurement replaces any entry, an estimate only another estimate."""
+        """Store `profile` for `pattern`: a measurement replaces any entry; an estimate is stored only where the
+        pattern has no entry yet (so re-planning writes nothing, and never replaces a measurement)."""
+        row = (self.pattern_hash(pattern), self.machine, self.version, json.dumps(pattern, sort_keys=True),
+               profile.fused_seconds, profile.unfused_seconds, profile.source, time.time())
+        verb = "INSERT OR REPLACE" if profile.source == MEASURED else "INSERT OR IGNORE"
         with self._connect() as db:
-            db.execute("INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                       "ON CONFLICT (pattern_hash, machine, code_version) DO UPDATE SET "
-                       "fused_seconds=excluded.fused_seconds, unfused_seconds=excluded.unfused_seconds, "
-                       "source=excluded.source, created=excluded.created "
-                       "WHERE profiles.source != ? OR excluded.source = ?",
-                       (self.pattern_hash(pattern), self.machine, self.version, json.dumps(pattern, sort_keys=True),
-                        profile.fused_seconds, profile.unfused_seconds, profile.source, time.time(),
-                        MEASURED, MEASURED))
+            db.execute(f"{verb} INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def method_seconds(self, key: object) -> dict[str, float]:
         """The measured seconds of each kernel method recorded for the block described by `key`, on this

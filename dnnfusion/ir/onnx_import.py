@@ -102,7 +102,8 @@ def attribute_value(attr: onnx.AttributeProto, base_dir: Path | None) -> Any:
     return value
 
 
-def _declared_shape(vi: onnx.ValueInfoProto) -> tuple | None:
+def declared_shape(vi: onnx.ValueInfoProto) -> tuple | None:
+    """A graph input or output's declared shape: ints, dimension names (str) and None for unnamed or unknown."""
     t = vi.type
     if not t.HasField("tensor_type"):
         raise InvalidModelError(f"graph input/output '{vi.name}' is not a tensor ({t.WhichOneof('value')}); "
@@ -149,7 +150,7 @@ def from_onnx(source: ModelSource) -> Graph:
             continue
         v = graph.value(vi.name)
         v.dtype = dtypes.to_numpy(vi.type.tensor_type.elem_type) if vi.type.HasField("tensor_type") else None
-        v.shape = _declared_shape(vi)
+        v.shape = declared_shape(vi)
         graph.inputs.append(v)
     node_names: set[str] = set()
     for i, proto in enumerate(g.node):
@@ -164,7 +165,7 @@ def from_onnx(source: ModelSource) -> Graph:
         domain = "" if proto.domain == "ai.onnx" else proto.domain
         graph.add_node(proto.op_type, ins, outs, attrs, name=name, domain=domain)
     for vi in g.output:
-        _declared_shape(vi)
+        declared_shape(vi)
         if vi.name not in graph.values:
             raise InvalidModelError(f"graph output '{vi.name}' is never defined")
         graph.outputs.append(graph.values[vi.name])
