@@ -15,6 +15,7 @@ from .codegen.build import DEFAULT_OPTIMIZATION, Toolchain
 from .errors import DnnfusionError
 from .fusion import LEVELS, PlannerOptions
 from .kir.kernel import KernelOptions
+from .passes import RewriteOptions
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,9 @@ class CompileOptions:
     by every later compile on this machine) and takes the fastest, instead of the estimate's choice; `methods`
     names a node's method outright (node name, method); `target` the CPUs the library must run on: "native"
 (this one, `-march=native`) or a portable x86-64 level ("x86-64-v2", "x86-64-v3": AVX2, "x86-64-v4":
-AVX-512), for which the kernels are generated and gcc builds."""
+AVX-512), for which the kernels are generated and gcc builds; `rewriting` which of O3's rewrite rules run
+(`RewriteOptions(approximate=True)` adds the rules that are off by default: inexact in floating point with
+material overflow or rounding risk; `disabled` names rules to leave out)."""
 
     opt_level: str = "O3"
     threads: int | None = None
@@ -38,6 +41,7 @@ AVX-512), for which the kernels are generated and gcc builds."""
     tune: bool = False
     methods: tuple[tuple[str, str], ...] = ()
     target: str = "native"
+    rewriting: RewriteOptions = field(default_factory=RewriteOptions)
 
     def __post_init__(self) -> None:
         machine.target(self.target)                         # an unknown name: an error listing the known ones

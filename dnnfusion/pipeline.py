@@ -7,6 +7,7 @@ import functools
 import hashlib
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,9 @@ from .ir import Graph, ModelSource, from_onnx
 from .machine import missing_features, required_features, targeting
 from .ops.conv import DIRECT
 from .options import CompileOptions, resolve
-from .passes import InputShapes, fold_channel_affine, fold_constants, infer_shapes, pad_dynamic_extents, recognise_mish
+from .passes import InputShapes, RewriteOptions, RewriteReport, fold_channel_affine, fold_constants, infer_shapes, \
+    pad_dynamic_extents, rewrite_graph
+from .passes.rewrite import graph_flops
 from .runtime.compiled import BuildInfo, CompiledModel
 from .runtime.feeds import random_feeds
 from .runtime.limits import check_memory, size_text
@@ -34,26 +37,34 @@ def load(source: ModelSource, input_shapes: InputShapes | None = None, fold: boo
     return graph
 
 
-def prepare_graph(graph: Graph, level: str = "O3") -> None:
+def prepare_graph(graph: Graph, level: str = "O3", rewriting: RewriteOptions = RewriteOptions()) -> dict[str, Any]:
     """The rewrites before planning: constant folding and data-dependent extents padded to a static bound at
     every level, and from O1 up (ORT and TVM do it too) per-channel affine maps such as BatchNormalization
-    folded into the preceding conv/Gemm weights; at O3, decomposed activations (Mish) recognised as one operator."""
+    folded into the preceding conv/Gemm weights; at O3, the algebraic rules and decomposed-operator recognition
+    (passes/rewrite) that `rewriting` chooses. Returns what rewriting did (flops_before, flops_after,
+    rules_fired) for the plan's statistics."""
     fold_constants(graph)
     pad_dynamic_extents(graph)
     if level != "O0":
         fold_channel_affine(graph)
-    if level == "O3":
-        recognise_mish(graph)
+    if level != "O3":
+        flops = graph_flops(graph)
+        return RewriteReport(flops, flops).as_stats()
+    report = rewrite_graph(graph, rewriting)
+    if report.fired:
+        fold_constants(graph)
+    return report.as_stats()
 
 
 def plan_model(model: ModelSource, input_shapes: InputShapes | None = None, level: str = "O3",
-               db: ProfileDB | None = None, options: PlannerOptions = PlannerOptions()) -> Plan:
+               db: ProfileDB | None = None, options: PlannerOptions = PlannerOptions(),
+               rewriting: RewriteOptions = RewriteOptions()) -> Plan:
     """Import, bind shapes, count what was loaded (DESIGN §5), rewrite, and plan."""
     graph = load(model, input_shapes, fold=False)
     ops_before = len(graph.operators())
     irs_before = sum(v.nbytes for v in graph.intermediates() if v.is_static)
-    prepare_graph(graph, level)
-    return plan_graph(graph, level, db, options, ops_before, irs_before)
+    rewrites = prepare_graph(graph, level, rewriting)
+    return plan_graph(graph, level, db, options, ops_before, irs_before, rewrites)
 
 
 def compile_graph(graph: Graph, options: CompileOptions | None = None, **fields: object) -> CompiledModel:
@@ -61,8 +72,9 @@ def compile_graph(graph: Graph, options: CompileOptions | None = None, **fields:
     started = time.perf_counter()
     chosen = resolve(options, **fields)
     with targeting(chosen.target):
-        prepare_graph(graph, chosen.opt_level)
-        plan = plan_graph(graph, chosen.opt_level, ProfileDB(threads=chosen.threads), chosen.planner)
+        rewrites = prepare_graph(graph, chosen.opt_level, chosen.rewriting)
+        plan = plan_graph(graph, chosen.opt_level, ProfileDB(threads=chosen.threads), chosen.planner,
+                          rewrites=rewrites)
         return build_plan(plan, chosen, started)
 
 
@@ -168,7 +180,7 @@ def compile_model(model: ModelSource, input_shapes: InputShapes | None = None,
     chosen = resolve(options, **fields)
     db = ProfileDB(threads=chosen.threads)
     with targeting(chosen.target):
-        plan = plan_model(model, input_shapes, chosen.opt_level, db, chosen.planner)
+        plan = plan_model(model, input_shapes, chosen.opt_level, db, chosen.planner, chosen.rewriting)
         if chosen.winograd:          # measured kernel methods where the profile database has them (tune: measure)
             chosen = chosen.replace(tune=False, methods=tune_methods(plan, chosen, db, chosen.tune and runs_here(chosen.target))
                                     + chosen.methods)

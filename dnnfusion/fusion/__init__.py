@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ..errors import DnnfusionError
 from ..ir.graph import Graph
@@ -16,14 +17,13 @@ from .profile_db import ProfileDB
 from .table import Verdict, pair
 
 LEVELS = ("O0", "O1", "O2", "O3")
-O3_NOTE = ("O3 is O2 plus recognising decomposed activations: an exporter's Softplus, Tanh, Mul chain becomes one "
-           "Mish operator; no other algebraic rewriting is done yet")
 
 
 def plan_graph(graph: Graph, level: str = "O3", db: ProfileDB | None = None,
                options: PlannerOptions = PlannerOptions(), ops_before: int | None = None,
-               irs_bytes_before: int | None = None) -> Plan:
-    """Plan a shaped, folded graph at `level` (O0 one block per operator, O1 fixed patterns, O2/O3 DNNFusion)."""
+               irs_bytes_before: int | None = None, rewrites: dict[str, Any] | None = None) -> Plan:
+    """Plan a shaped, folded graph at `level` (O0 one block per operator, O1 fixed patterns, O2/O3 DNNFusion);
+    `rewrites` says what rewriting did before (flops_before, flops_after, rules_fired), for the statistics."""
     if level not in LEVELS:
         raise DnnfusionError(f"unknown optimization level '{level}' (use one of {', '.join(LEVELS)})")
     start = time.perf_counter()
@@ -39,9 +39,20 @@ def plan_graph(graph: Graph, level: str = "O3", db: ProfileDB | None = None,
         plan.estimated = any(not d.measured for d in plan.yellow)
         plan.notes.extend(yellow_notes(plan, db is not None))
         if level == "O3":
-            plan.notes.append(O3_NOTE)
+            plan.notes.append(rewrite_note(rewrites or {}))
+    plan.rewrites = dict(rewrites or {})
     plan.seconds = time.perf_counter() - start
     return plan
+
+
+def rewrite_note(rewrites: dict[str, Any]) -> str:
+    """What O3's rewriting (algebraic rules, decomposed operators recognised) did before planning."""
+    fired = rewrites.get("rules_fired") or {}
+    if not fired:
+        return "O3 rewrote nothing: no algebraic rule or decomposed-operator pattern matched (O3 = O2 here)"
+    rules = ", ".join(f"{name} x{count}" for name, count in sorted(fired.items(), key=lambda kv: -kv[1]))
+    return (f"O3 rewrote the graph before planning ({rules}): FLOPs {rewrites.get('flops_before', 0):,} -> "
+            f"{rewrites.get('flops_after', 0):,}")
 
 
 def yellow_notes(plan: Plan, with_db: bool) -> list[str]:

@@ -84,6 +84,7 @@ class Plan:
     estimated: bool = False           # yellow cells were decided by the cost model, not by measurement
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0              # planning time (ECG and plan, after loading)
+    rewrites: dict[str, Any] = field(default_factory=dict)   # flops_before, flops_after, rules_fired (rewriting)
 
     def __repr__(self) -> str:
         largest = max((len(b.ops) for b in self.blocks), default=0)
@@ -158,4 +159,7 @@ class Plan:
             "profile_db_misses": self.db_misses,
             "plan_seconds": round(self.seconds, 3),
             "rejections": dict(Counter(r.reason.name.lower() for r in self.rejections)),
+            "flops_before": self.rewrites.get("flops_before"),
+            "flops_after": self.rewrites.get("flops_after"),
+            "rules_fired": dict(self.rewrites.get("rules_fired", {})),
         }

@@ -242,7 +242,7 @@ class Mish(FloatUnary):
 
     def onnx_body(self, node: Node) -> list | None:
         """Below opset 18, where ONNX has no Mish (the node was recognised in its decomposition,
-        passes/decomposed.py): that decomposition, Softplus, Tanh and Mul."""
+        passes/rewrite/decomposed.py): that decomposition, Softplus, Tanh and Mul."""
         if node.opset == 0 or node.opset >= MISH_OPSET:
             return None
         from onnx import helper  # noqa: PLC0415

@@ -1,4 +1,4 @@
-"""Decomposed activations recognised as one operator (passes/decomposed.py): Mul(x, Tanh(Softplus(x))) becomes
+"""Decomposed activations recognised as one operator (passes/rewrite/decomposed.py): Mul(x, Tanh(Softplus(x))) becomes
 Mish(x) in either operand order, the compiled result matches onnxruntime on the unrewritten model over edge
 values, and the chain stays as it is where an intermediate has another reader or the Mul reads another x."""
 
@@ -9,7 +9,8 @@ from onnx import helper
 import dnnfusion
 from dnnfusion.ir import from_onnx
 from dnnfusion.oracle import run_onnxruntime
-from dnnfusion.passes import infer_shapes, recognise_mish
+from dnnfusion.passes import infer_shapes
+from dnnfusion.passes.rewrite import rewrite, rule
 from tests.helpers import FLOAT, make_model
 
 SHAPE = [2, 3, 64]
@@ -26,7 +27,7 @@ def mish_model(swapped: bool = False, leak: str | None = None, other_x: bool = F
 
 def rewritten(model) -> tuple[int, list[str]]:
     graph = infer_shapes(from_onnx(model))
-    count = recognise_mish(graph)
+    count = rewrite(graph, [rule("mish")]).fired["mish"]
     return count, [n.op_type for n in graph.nodes]
 
 
