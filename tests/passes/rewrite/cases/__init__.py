@@ -1,5 +1,5 @@
 """The proof cases of every rewrite rule, one module per rule family module."""
 
-from . import decomposed
+from . import associative, decomposed, distributive, identities, layout
 
-ALL = [*decomposed.CASES]
+ALL = [*identities.CASES, *associative.CASES, *distributive.CASES, *layout.CASES, *decomposed.CASES]

@@ -1,0 +1,7 @@
+"""Rewrite rules of the associative family (see engine.py for what a rule promises)."""
+
+from __future__ import annotations
+
+from .engine import Rule
+
+RULES: list[Rule] = []

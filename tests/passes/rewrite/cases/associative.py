@@ -1,0 +1,5 @@
+"""Cases for passes/rewrite/associative.py."""
+
+from tests.passes.rewrite.harness import Case
+
+CASES: list[Case] = []
