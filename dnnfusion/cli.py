@@ -20,6 +20,7 @@ from . import ops
 from .errors import DnnfusionError
 from .ir import dtypes
 from .ir.graph import Graph, Value
+from .passes import RewriteOptions
 
 if TYPE_CHECKING:
     from .fusion import Block, Plan
@@ -116,13 +117,31 @@ def hidden_alias(old: str, param: str, **option: Any) -> Callable[[F], F]:
 
 
 def compile_fields(level: str, threads: int | None, no_winograd: bool, tune: bool, target: str,
-                   profile: bool = False) -> dict[str, Any]:
-    """CompileOptions fields from the shared options; `target` only when not native."""
-    fields: dict[str, Any] = {"opt_level": level, "threads": threads, "winograd": not no_winograd, "tune": tune,
-                              "profile": profile}
-    if target != "native":
-        fields["target"] = target
-    return fields
+                   profile: bool = False, rewriting: RewriteOptions | None = None) -> dict[str, Any]:
+    """CompileOptions fields from the shared options."""
+    return {"opt_level": level, "threads": threads, "winograd": not no_winograd, "tune": tune, "profile": profile,
+            "target": target, "rewriting": rewriting or RewriteOptions()}
+
+
+def rewrite_options(f: F) -> F:
+    """--approximate-rewrites and --no-rule: which of O3's rewrite rules run (docs/REWRITE.md lists them)."""
+    f = click.option("--no-rule", "no_rules", multiple=True, metavar="RULE",
+                     help="Leave out this O3 rewrite rule (repeat per rule; docs/REWRITE.md lists them).")(f)
+    return click.option("--approximate-rewrites", "approximate", is_flag=True,
+                        help="Also run O3's rewrite rules that are off by default (inexact in floating point, with "
+                             "overflow or rounding risk).")(f)
+
+
+def rewriting_of(approximate: bool, no_rules: tuple[str, ...]) -> RewriteOptions:
+    """The RewriteOptions the flags ask for; an unknown rule name is an error listing the rules."""
+    from .passes.rewrite import RULES  # noqa: PLC0415
+
+    known = {r.name for r in RULES}
+    unknown = [n for n in no_rules if n not in known]
+    if unknown:
+        raise click.BadParameter(f"no rewrite rule {unknown[0]!r}; the rules are {', '.join(sorted(known))}",
+                                 param_hint="--no-rule")
+    return RewriteOptions(approximate, tuple(no_rules))
 
 
 @contextmanager
@@ -363,9 +382,11 @@ def _read_feeds(inputs_file: Path | None, named: tuple[str, ...]) -> dict[str, n
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Write the outputs to this .npz.")
 @click.option("--no-winograd", "no_winograd", is_flag=True, help=WINOGRAD_HELP)
 @click.option("--tune", is_flag=True, help=TUNE_HELP)
+@rewrite_options
 def run(model: str, shapes: tuple[str, ...], dims: tuple[str, ...], inputs_file: Path | None,
         named: tuple[str, ...], level: str, threads: int | None, target: str, reference: bool, check: bool,
-        rtol: float, atol: float, profile: bool, save: Path | None, no_winograd: bool, tune: bool) -> None:
+        rtol: float, atol: float, profile: bool, save: Path | None, no_winograd: bool, tune: bool,
+        approximate: bool, no_rules: tuple[str, ...]) -> None:
     """Compile MODEL (an .onnx file or a zoo model name) and run it once; --check compares with onnxruntime,
     --profile times each kernel."""
     from .runtime import ReferenceExecutor, random_feeds  # noqa: PLC0415
@@ -385,8 +406,8 @@ def run(model: str, shapes: tuple[str, ...], dims: tuple[str, ...], inputs_file:
         from .pipeline import compile_model  # noqa: PLC0415
 
         with step(f"compiling {path.name} at {level}"):
-            executor = compile_model(path, input_shapes,
-                                     **compile_fields(level, threads, no_winograd, tune, target, profile))
+            executor = compile_model(path, input_shapes, **compile_fields(
+                level, threads, no_winograd, tune, target, profile, rewriting_of(approximate, no_rules)))
     if feeds is None:
         feeds = random_feeds(executor.graph)
     with step("running"):
@@ -466,9 +487,10 @@ def _check(path: Path, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np
               "the written library then keeps the timers.")
 @click.option("--no-winograd", "no_winograd", is_flag=True, help=WINOGRAD_HELP)
 @click.option("--tune", is_flag=True, help=TUNE_HELP)
+@rewrite_options
 def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], dims: tuple[str, ...], level: str,
                     threads: int | None, target: str, as_json: bool, profile: bool, no_winograd: bool,
-                    tune: bool) -> None:
+                    tune: bool, approximate: bool, no_rules: tuple[str, ...]) -> None:
     """Compile MODEL (an .onnx file or a zoo model name) and write its C source, library and plan report."""
     import shutil  # noqa: PLC0415
     import time  # noqa: PLC0415
@@ -479,8 +501,8 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], dims: tu
 
     path, zoo_shapes = _model_source(model)
     with step(f"compiling {path.name} at {level}"):
-        compiled = compile_model(path, bindings(zoo_shapes, shapes, dims),
-                                 **compile_fields(level, threads, no_winograd, tune, target, profile))
+        compiled = compile_model(path, bindings(zoo_shapes, shapes, dims), **compile_fields(
+            level, threads, no_winograd, tune, target, profile, rewriting_of(approximate, no_rules)))
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -663,15 +685,18 @@ def _model_source(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
               help="Write the fused graph here, each block an ONNX function (domain dnnfusion; opens in Netron).")
 @click.option("--profile-db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Profile database file (default: the user cache directory).")
+@rewrite_options
 def plan(model: str, shapes: tuple[str, ...], dims: tuple[str, ...], level: str, as_json: bool, why: bool,
-         html: Path | None, onnx_out: Path | None, db_path: Path | None) -> None:
+         html: Path | None, onnx_out: Path | None, db_path: Path | None, approximate: bool,
+         no_rules: tuple[str, ...]) -> None:
     """Plan the fusion of MODEL (an .onnx file or a zoo model name): blocks, statistics and why-not-fused."""
     from .fusion import ProfileDB  # noqa: PLC0415
     from .pipeline import plan_model  # noqa: PLC0415
 
     path, zoo_shapes = _model_source(model)
     with step(f"planning {path.name} at {level}"):
-        result = plan_model(path, bindings(zoo_shapes, shapes, dims), level, ProfileDB(db_path))
+        result = plan_model(path, bindings(zoo_shapes, shapes, dims), level, ProfileDB(db_path),
+                            rewriting=rewriting_of(approximate, no_rules))
     stats = result.stats()
     if html is not None:
         from .report import write_plan_html  # noqa: PLC0415

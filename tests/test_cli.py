@@ -12,7 +12,9 @@ from onnx import helper
 import dnnfusion.oracle
 from dnnfusion.bench import compare
 from dnnfusion.bench.timing import Timing
+from dnnfusion import CompileOptions
 from dnnfusion.cli import compile_fields, main
+from dnnfusion.passes import RewriteOptions
 from dnnfusion.machine import available_cores
 from dnnfusion.zoo import demo_model
 from tests.helpers import FLOAT, make_model
@@ -165,11 +167,22 @@ def test_compile_profile_writes_and_prints_kernels(mlp_path, tmp_path):
     assert row["operators"] == "MatMul+Add+Relu" and row["percent"] == pytest.approx(100.0)
 
 
-def test_compile_fields_pass_target_only_when_not_native():
-    assert "target" not in compile_fields("O3", None, False, False, "native")
-    fields = compile_fields("O1", 2, True, False, "x86-64-v3", profile=True)
+def test_compile_fields_reach_compile_options():
+    fields = compile_fields("O1", 2, True, False, "x86-64-v3", profile=True,
+                            rewriting=RewriteOptions(approximate=True))
     assert fields == {"opt_level": "O1", "threads": 2, "winograd": False, "tune": False, "profile": True,
-                      "target": "x86-64-v3"}
+                      "target": "x86-64-v3", "rewriting": RewriteOptions(approximate=True)}
+    assert CompileOptions(**fields).build_toolchain.flags.count("-march=x86-64-v3") == 1
+
+
+def test_rewrite_rules_are_chosen_from_the_command_line(demo_path):
+    result = invoke("plan", demo_path, "--dim", "batch=1", "--dim", "seq=8", "--no-rule", "nonsense")
+    assert result.exit_code == 2 and "no rewrite rule 'nonsense'" in result.output
+    result = invoke("plan", demo_path, "--dim", "batch=1", "--dim", "seq=8", "--json", "--approximate-rewrites",
+                    "--no-rule", "mish")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["flops_before"] >= stats["flops_after"] > 0 and "mish" not in stats["rules_fired"]
 
 
 def test_plan_why_explains_its_legend_and_blocks(demo_path):

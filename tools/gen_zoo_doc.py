@@ -72,7 +72,7 @@ def render(rows: dict[str, dict]) -> str:
         "opset 13 and run once in onnxruntime. `dnnfusion zoo export NAME` writes any of them; `--small` is the",
         "configuration the tests run through the reference executor.",
         "",
-        "Counting follows DESIGN §5: *ops* = nodes as exported, `Constant` nodes excluded; *after folding* = what",
+        "Counting: *ops* = nodes as exported, `Constant` nodes excluded; *after folding* = what",
         "remains once shapes are bound and constant subgraphs (shape arithmetic, masks) are evaluated at compile",
         "time; *IRS* = bytes of all intermediate values of the exported graph (inputs, outputs and weights",
         "excluded). FLOPs count a multiply-add as two.",
