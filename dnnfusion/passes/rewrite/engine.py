@@ -31,7 +31,8 @@ class Rule:
     `build(builder, match) -> Value` the replacement for the root's output. `exact`: equal in floating point up
     to rounding of a few ulps (tolerance `rtol`, `atol` in its proof test); an inexact rule with material risk
     (overflow, rounding, NaN/Inf behaviour) is `default=False`: off unless RewriteOptions enables it. `always`:
-    kept whenever it matches (a decomposed operator recognised), not only when it saves FLOPs."""
+    kept whenever it matches, not only when it saves FLOPs: a decomposed operator recognised, or an operator
+    replaced by a cheaper one the FLOP count cannot tell apart (Pow(x, 0.5) as Sqrt(x))."""
 
     name: str
     family: str
@@ -149,14 +150,23 @@ def apply(graph: Graph, rule: Rule, found: Match) -> bool:
     if new.dtype != old.dtype or new.shape is None or tuple(new.shape) != tuple(old.shape or ()):
         builder.undo()                  # a broadcast or a cast the rule's condition did not exclude: not the same
         return False
-    removed = sum(node_flops(n) for n in found.covered)
+    removed = sum(node_flops(n) for n in going(graph, found))
     added = sum(node_flops(n) for n in builder.created)
-    fewer_nodes = len(found.covered) > len([n for n in builder.created if node_flops(n) or n.outputs[0].const is None])
+    fewer_nodes = len(going(graph, found)) > len([n for n in builder.created if node_flops(n) or n.outputs[0].const is None])
     if not rule.always and not (added < removed or (added == removed and fewer_nodes)):
         builder.undo()
         return False
     _take_over(graph, builder, root, old, new)
     return True
+
+
+def going(graph: Graph, found: Match) -> list[Node]:
+    """The covered nodes that go with the root: the root, and inner nodes whose every reader is covered (a
+    `shared` pattern node read from outside stays, and its FLOPs are not saved)."""
+    covered = {id(n) for n in found.covered}
+    outputs = {id(v) for v in graph.outputs}
+    return [n for n in found.covered if n is found.root or all(
+        v is None or (id(v) not in outputs and all(id(c) in covered for c in v.consumers)) for v in n.outputs)]
 
 
 def _take_over(graph: Graph, builder: Builder, root: Node, old: Value, new: Value) -> None:
@@ -202,7 +212,7 @@ def rewrite(graph: Graph, rules: Iterable[Rule]) -> RewriteReport:
             for rule in by_root.get(node.op_type, ()):
                 found = rule.matches(graph, node)
                 if found is not None:
-                    candidates.append((-sum(node_flops(n) for n in found.covered), order, rule, node))
+                    candidates.append((-sum(node_flops(n) for n in going(graph, found)), order, rule, node))
         changed = False
         for _, _, rule, node in sorted(candidates, key=lambda c: (c[0], c[1])):
             if node not in graph.nodes:
