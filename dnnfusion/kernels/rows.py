@@ -56,12 +56,23 @@ def fold(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], row: dic
     (read through the prologue); `at` maps a loop index of `shape` to the input's index when they differ.
     `combine` ("+", "*" or "max": how the step combines acc with f(x)) lets the innermost loop vectorize as an
     OpenMP reduction (partial accumulators, combined at the end)."""
+    return folds(ctx, shape, axes, row, [(acc, init, step)], at, combine)
+
+
+def folds(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], row: dict[int, Expr],
+          accumulators: Sequence[tuple[Var, Expr, Callable[[Expr], Expr]]], at: Callable[[Index], Index] | None = None,
+          combine: str | None = None) -> list[str]:
+    """Several folds (accumulator, init, step) in one sweep: each element of the row is read once and every
+    accumulator stepped with it (as `fold`, all combined by `combine` when given)."""
+    first = accumulators[0][0]
+
     def body(index: Index) -> list[str]:
         element = ctx.read(0, at(index) if at else index)
-        x = Var(f"{acc.name}_x", element.ctype)
-        return ctx.value(x.name, element) + [f"{acc.name} = {ctx.c(cast(step(x), acc.ctype))};"]
-    simd = f"reduction({combine}:{acc.name})" if combine else None
-    return [f"{acc.ctype} {acc.name} = {ctx.c(cast(init, acc.ctype))};"] + \
+        x = Var(f"{first.name}_x", element.ctype)
+        return ctx.value(x.name, element) + \
+            [f"{acc.name} = {ctx.c(cast(step(x), acc.ctype))};" for acc, _, step in accumulators]
+    simd = f"reduction({combine}:{', '.join(acc.name for acc, _, _ in accumulators)})" if combine else None
+    return [f"{acc.ctype} {acc.name} = {ctx.c(cast(init, acc.ctype))};" for acc, init, _ in accumulators] + \
         over_row(ctx, shape, axes, row, body, simd)
 
 

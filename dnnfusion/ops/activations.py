@@ -7,6 +7,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from onnx import NodeProto, helper, numpy_helper
 
 from ..kir.expr import Expr, Index, binary, call, cast, ctype, lit, select
 from ..kir.kernel import Reader
@@ -16,7 +17,10 @@ from .base import Binary, Inferred, MappingType, Op, TensorType, Unary, same_as_
 from .registry import register
 from .unary_math import FloatUnary, erf, magnitude, real
 
-MISH_OPSET = 18     # the first default-domain opset with Mish
+MISH_OPSET = 18         # the first default-domain opsets with Mish, HardSwish, Gelu and Swish
+HARD_SWISH_OPSET = 14
+GELU_OPSET = 20
+SWISH_OPSET = 24
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -28,6 +32,27 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def softplus(x: np.ndarray) -> np.ndarray:
     """ln(1 + e^x), without overflow for large x."""
     return np.logaddexp(np.zeros((), x.dtype), x)
+
+
+def below(node: Node, since: int) -> bool:
+    """Whether the node's graph imports an ONNX opset older than `since`, the first with its operator: the node
+    was recognised in its decomposition (passes/rewrite/decomposed.py) and `onnx_body` spells it out again."""
+    return 0 < node.opset < since
+
+
+def onnx_node(op_type: str, inputs: Sequence[str], output: str, **attrs: object) -> NodeProto:
+    """A one-output NodeProto (for `onnx_body`)."""
+    return helper.make_node(op_type, list(inputs), [output], **attrs)
+
+
+def onnx_constant(name: str, value: float | np.ndarray, dtype: np.dtype) -> NodeProto:
+    """A Constant NodeProto holding `value` as `dtype` (for `onnx_body`)."""
+    return onnx_node("Constant", [], name, value=numpy_helper.from_array(np.asarray(value, dtype), name))
+
+
+def gated(node: Node, gate: list[NodeProto], gate_name: str) -> list[NodeProto]:
+    """`gate` (computing `gate_name` from the node's input), then output = input * gate."""
+    return gate + [onnx_node("Mul", [node.inputs[0].name, gate_name], node.outputs[0].name)]
 
 
 def _alpha(node: Node, default: float) -> float:
@@ -196,6 +221,13 @@ class HardSwish(FloatUnary):
         x = real(x)
         return x * clamp(x / lit(6, x.ctype) + lit(0.5, x.ctype), 0, 1)
 
+    def onnx_body(self, node: Node) -> list | None:
+        """Below opset 14: x * HardSigmoid(x; alpha = 1/6, beta = 1/2)."""
+        if not below(node, HARD_SWISH_OPSET):
+            return None
+        return gated(node, [onnx_node("HardSigmoid", [node.inputs[0].name], "hardswish_gate", alpha=1 / 6,
+                                      beta=0.5)], "hardswish_gate")
+
 
 @register
 class Gelu(FloatUnary):
@@ -221,6 +253,27 @@ class Gelu(FloatUnary):
             return half * x * (one + call("tanh", inner))
         return half * x * (one + call("erf", x / lit(math.sqrt(2), x.ctype)))
 
+    def onnx_body(self, node: Node) -> list | None:
+        """Below opset 20: 0.5 * x * (1 + erf(x / sqrt 2)), or with tanh(sqrt(2/pi) (x + 0.044715 x^3))."""
+        if not below(node, GELU_OPSET):
+            return None
+        x, dtype = node.inputs[0].name, node.inputs[0].dtype
+        if node.attr("approximate", "none") == "tanh":
+            nodes = [onnx_constant("gelu_cubic", 0.044715, dtype),
+                     onnx_constant("gelu_scale", math.sqrt(2 / math.pi), dtype),
+                     onnx_node("Mul", [x, x], "gelu_x2"), onnx_node("Mul", ["gelu_x2", x], "gelu_x3"),
+                     onnx_node("Mul", ["gelu_x3", "gelu_cubic"], "gelu_term"),
+                     onnx_node("Add", [x, "gelu_term"], "gelu_sum"),
+                     onnx_node("Mul", ["gelu_sum", "gelu_scale"], "gelu_arg"),
+                     onnx_node("Tanh", ["gelu_arg"], "gelu_f")]
+        else:
+            nodes = [onnx_constant("gelu_root2", math.sqrt(2), dtype),
+                     onnx_node("Div", [x, "gelu_root2"], "gelu_arg"), onnx_node("Erf", ["gelu_arg"], "gelu_f")]
+        nodes += [onnx_constant("gelu_half", 0.5, dtype), onnx_constant("gelu_one", 1.0, dtype),
+                  onnx_node("Add", ["gelu_f", "gelu_one"], "gelu_sum1"),
+                  onnx_node("Mul", ["gelu_sum1", "gelu_half"], "gelu_gate")]
+        return gated(node, nodes, "gelu_gate")
+
 
 @register
 class Mish(FloatUnary):
@@ -243,14 +296,10 @@ class Mish(FloatUnary):
     def onnx_body(self, node: Node) -> list | None:
         """Below opset 18, where ONNX has no Mish (the node was recognised in its decomposition,
         passes/rewrite/decomposed.py): that decomposition, Softplus, Tanh and Mul."""
-        if node.opset == 0 or node.opset >= MISH_OPSET:
+        if not below(node, MISH_OPSET):
             return None
-        from onnx import helper  # noqa: PLC0415
-
-        x, y = node.inputs[0].name, node.outputs[0].name
-        return [helper.make_node("Softplus", [x], ["mish_softplus"]),
-                helper.make_node("Tanh", ["mish_softplus"], ["mish_tanh"]),
-                helper.make_node("Mul", [x, "mish_tanh"], [y])]
+        return gated(node, [onnx_node("Softplus", [node.inputs[0].name], "mish_softplus"),
+                            onnx_node("Tanh", ["mish_softplus"], "mish_tanh")], "mish_tanh")
 
 
 @register
@@ -292,6 +341,15 @@ class Swish(FloatUnary):
     def expr(self, node: Node, x: Expr) -> Expr:
         x = real(x)
         return x * sigmoid_expr(lit(_alpha(node, 1.0), x.ctype) * x)
+
+    def onnx_body(self, node: Node) -> list | None:
+        """Below opset 24: x * Sigmoid(alpha * x)."""
+        if not below(node, SWISH_OPSET):
+            return None
+        x, alpha = node.inputs[0].name, _alpha(node, 1.0)
+        scaled = [onnx_constant("swish_alpha", alpha, node.inputs[0].dtype),
+                  onnx_node("Mul", [x, "swish_alpha"], "swish_ax")] if alpha != 1.0 else []
+        return gated(node, scaled + [onnx_node("Sigmoid", ["swish_ax" if scaled else x], "swish_gate")], "swish_gate")
 
 
 @register

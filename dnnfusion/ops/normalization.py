@@ -11,10 +11,17 @@ from ..kir.expr import Expr, Index, Lit, Var, binary, broadcast_index, call, cas
 from ..kir.kernel import KernelContext, serial_for
 from ..ir import dtypes
 from ..ir.graph import Node
+from .activations import below, onnx_constant, onnx_node
 from .base import ChannelAffine, Inferred, MappingType, Op, TensorType, normalize_axis, same_as_input, shape_of
-from ..kernels.rows import FLOAT_C, fold, map_row, over_rows
+from ..kernels.rows import FLOAT_C, fold, folds, map_row, over_rows
 from .reduce import normalize_axes, reduced_shape
 from .registry import register
+
+
+LAYER_NORM_OPSET = 17      # the first default-domain opsets with LayerNormalization, GroupNormalization and
+GROUP_NORM_OPSET = 18      # RMSNormalization (below them such a node was recognised in its decomposition,
+RMS_NORM_OPSET = 23        # passes/rewrite/decomposed.py, and `onnx_body` spells it out again)
+AXES_INPUT_OPSET = 18      # ReduceMean takes its axes as an input from this opset on
 
 
 def work_dtype(dtype: np.dtype) -> np.dtype:
@@ -37,21 +44,48 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: float) -> tuple[n
 
 def moments(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], row: dict[int, Expr], work: str,
             at: Callable[[Index], Index] | None = None) -> tuple[list[str], Var, Var]:
-    """Statements computing the row's mean and (biased) variance in C type `work` as `standardize` does (the
-    mean first, then the mean squared deviation from it), and the locals holding them."""
-    count = lit(numel([shape[a] for a in axes]), work)
-    total, mean, spread, var = Var("total", work), Var("mean", work), Var("spread", work), Var("var", work)
-    lines = fold(ctx, shape, axes, row, total, lit(0, work), lambda x: total + cast(x, work), at, "+")
-    lines += ctx.value(mean.name, total / count)
-    lines += fold(ctx, shape, axes, row, spread, lit(0, work),
-                  lambda x: spread + (cast(x, work) - mean) * (cast(x, work) - mean), at, "+")
-    return lines + ctx.value(var.name, spread / count), mean, var
+    """Statements computing the row's mean and (biased) variance in C type `work`, reading the row once, and the
+    locals holding them. The sweep sums each element's deviation from the row's first element and its square,
+    in double: shifted and wide, the variance s2/n - (s1/n)^2 neither cancels nor loses precision however far
+    the row lies from zero or the first element from the mean."""
+    count = lit(numel([shape[a] for a in axes]), "double")
+    first, total, square = Var("first", "double"), Var("dev", "double"), Var("dev2", "double")
+    head = tuple(row.get(a, Lit(0)) for a in range(len(shape)))
+    lines = ctx.value(first.name, cast(ctx.read(0, at(head) if at else head), "double"))
+
+    def deviation(x: Expr) -> Expr:
+        return cast(x, "double") - first
+    lines += folds(ctx, shape, axes, row, [(total, lit(0, "double"), lambda x: total + deviation(x)),
+                                           (square, lit(0, "double"), lambda x: square + deviation(x) * deviation(x))],
+                   at, "+")
+    offset, spread = Var("offset", "double"), Var("spread", "double")
+    lines += ctx.value(offset.name, total / count) + ctx.value(spread.name, square / count - offset * offset)
+    mean, var = Var("mean", work), Var("var", work)
+    zero = lit(0, "double")
+    lines += ctx.value(mean.name, cast(first + offset, work))
+    return lines + ctx.value(var.name, cast(select(binary("<", spread, zero), zero, spread), work)), mean, var
 
 
 def inverse_std(ctx: KernelContext, var: Var, epsilon: float) -> tuple[list[str], Var]:
     """Statements computing 1 / sqrt(var + epsilon) into a local, and that local."""
     inv = Var("inv_std", var.ctype)
     return ctx.value(inv.name, lit(1, var.ctype) / call("sqrt", var + lit(epsilon, var.ctype))), inv
+
+
+def onnx_mean(data: str, out: str, axes: Sequence[int], opset: int) -> list:
+    """NodeProtos for ReduceMean of `data` over `axes` (kept) at `opset`: the axes an attribute or an input."""
+    if opset < AXES_INPUT_OPSET:
+        return [onnx_node("ReduceMean", [data], out, axes=list(axes))]
+    return [onnx_constant(f"{out}_axes", np.array(axes), np.int64), onnx_node("ReduceMean", [data, f"{out}_axes"], out)]
+
+
+def onnx_root_mean_square(data: str, prefix: str, axes: Sequence[int], epsilon: float, dtype: np.dtype,
+                          opset: int) -> list:
+    """NodeProtos computing `{prefix}_sd` = sqrt(mean(data^2) + epsilon) over `axes`."""
+    square, mean, eps, shifted = (f"{prefix}_{name}" for name in ("sq", "ms", "eps", "ve"))
+    return [onnx_node("Mul", [data, data], square)] + onnx_mean(square, mean, axes, opset) + \
+        [onnx_constant(eps, epsilon, dtype), onnx_node("Add", [mean, eps], shifted),
+         onnx_node("Sqrt", [shifted], f"{prefix}_sd")]
 
 
 class Normalization(Op):
@@ -214,6 +248,24 @@ class LayerNormalization(Normalization):
             return lines + map_row(ctx, shape, axes, row, value)
         return over_rows(ctx, shape, axes, body, self.flops_per_element * x.numel)
 
+    def onnx_body(self, node: Node) -> list | None:
+        """Below opset 17: mean, x - mean, its root mean square, the quotient times scale plus bias (in the
+        input's type), and the Mean and InvStdDev outputs where the node has them."""
+        if not below(node, LAYER_NORM_OPSET):
+            return None
+        x, scale, bias = node.inputs[0], node.inputs[1], node.input(2)
+        axes = self._axes(node, len(x.shape))
+        nodes = onnx_mean(x.name, "ln_mean", axes, node.opset) + [onnx_node("Sub", [x.name, "ln_mean"], "ln_d")]
+        nodes += onnx_root_mean_square("ln_d", "ln", axes, node.attr("epsilon", 1e-5), x.dtype, node.opset)
+        scaled = node.outputs[0].name if bias is None else "ln_scaled"
+        nodes += [onnx_node("Div", ["ln_d", "ln_sd"], "ln_n"), onnx_node("Mul", ["ln_n", scale.name], scaled)]
+        nodes += [onnx_node("Add", [scaled, bias.name], node.outputs[0].name)] if bias is not None else []
+        stash = dtypes.to_onnx(self.stash_dtype(node))
+        for k, local, made in ((1, "ln_mean", []), (2, "ln_inv", [onnx_node("Reciprocal", ["ln_sd"], "ln_inv")])):
+            if k < len(node.outputs) and node.outputs[k] is not None:
+                nodes += made + [onnx_node("Cast", [local], node.outputs[k].name, to=stash)]
+        return nodes
+
 
 @register
 class GroupNormalization(Normalization):
@@ -280,6 +332,19 @@ class GroupNormalization(Normalization):
             return lines + inv_lines + map_row(ctx, view, axes, row, value, at)
         return over_rows(ctx, view, axes, body, self.flops_per_element * x.numel)
 
+    def onnx_body(self, node: Node) -> list | None:
+        """Below opset 18 (scale and bias per group): x viewed as (N, groups, rest), InstanceNormalization with
+        the group scale and bias, viewed back."""
+        if not below(node, GROUP_NORM_OPSET):
+            return None
+        x, scale, bias = (v.name for v in node.inputs[:3])
+        view = np.array([0, self._groups(node, node.inputs[0].shape), -1])
+        return [onnx_constant("gn_view", view, np.int64), onnx_node("Reshape", [x, "gn_view"], "gn_grouped"),
+                onnx_node("InstanceNormalization", ["gn_grouped", scale, bias], "gn_norm",
+                          epsilon=node.attr("epsilon", 1e-5)),
+                onnx_node("Shape", [x], "gn_shape"),
+                onnx_node("Reshape", ["gn_norm", "gn_shape"], node.outputs[0].name)]
+
 
 @register
 class RMSNormalization(Normalization):
@@ -323,6 +388,17 @@ class RMSNormalization(Normalization):
                 return cast(cast(v, work) / root, out) * ctx.read(1, broadcast_index(index, shape, scale.shape))
             return lines + map_row(ctx, shape, axes, row, value)
         return over_rows(ctx, shape, axes, body, self.flops_per_element * x.numel)
+
+    def onnx_body(self, node: Node) -> list | None:
+        """Below opset 23: x over its root mean square (in the input's type), cast to scale's type, times scale."""
+        if not below(node, RMS_NORM_OPSET):
+            return None
+        x, scale = node.inputs[0], node.inputs[1]
+        axes = tuple(range(normalize_axis(node, node.attr("axis", -1), len(x.shape)), len(x.shape)))
+        nodes = onnx_root_mean_square(x.name, "rms", axes, node.attr("epsilon", 1e-5), x.dtype, node.opset)
+        nodes += [onnx_node("Div", [x.name, "rms_sd"], "rms_n"),
+                  onnx_node("Cast", ["rms_n"], "rms_cast", to=dtypes.to_onnx(scale.dtype))]
+        return nodes + [onnx_node("Mul", ["rms_cast", scale.name], node.outputs[0].name)]
 
 
 @register

@@ -28,13 +28,13 @@ def axes(*values):
     return np.array(values, np.int64)
 
 
-def compiled_matches(nodes, inputs, feeds, outputs, blocks, initializers=None, opset=18):
-    """Compile the model (outputs: name -> element type), check it has `blocks` blocks and no fallback, and
-    compare every output with onnxruntime's (rtol 1e-3, atol 1e-4)."""
+def compiled_matches(nodes, inputs, feeds, outputs, blocks, initializers=None, opset=18, level="O3"):
+    """Compile the model (outputs: name -> element type) at `level`, check it has `blocks` blocks and no
+    fallback, and compare every output with onnxruntime's (rtol 1e-3, atol 1e-4)."""
     model = make_model(nodes, inputs, list(outputs), initializers, opset)
     for out in model.graph.output:
         out.type.tensor_type.elem_type = outputs[out.name]
-    compiled = dnnfusion.compile(model)
+    compiled = dnnfusion.compile(model, opt_level=level)
     ours = compiled.run(feeds)
     diffs = compare(ours, run_onnxruntime(model, feeds), rtol=1e-3, atol=1e-4)
     assert diffs and all(d.ok for d in diffs), diffs
@@ -59,9 +59,11 @@ def test_opset13_layer_norm_decomposition():
              node("Mul", ["n", "gamma"], "g"), node("Add", ["g", "beta"], "y")]
     consts = {"two": np.array(2, np.float32), "eps": np.array(1e-5, np.float32), "gamma": floats(24),
               "beta": floats(24)}
-    # at most one template per block: the mean, then the variance with everything elementwise around it
-    compiled_matches(nodes, [("x", FLOAT, [3, 4, 24])], {"x": floats(3, 4, 24, scale=3)}, {"y": FLOAT}, 2,
-                     consts, opset=13)
+    # O2: at most one template per block: the mean, then the variance with everything elementwise around it;
+    # O3 recognises the chain as one LayerNormalization, a single kernel
+    for level, blocks in (("O2", 2), ("O3", 1)):
+        compiled_matches(nodes, [("x", FLOAT, [3, 4, 24])], {"x": floats(3, 4, 24, scale=3)}, {"y": FLOAT}, blocks,
+                         consts, opset=13, level=level)
 
 
 def test_sub_reducesum_keepdims_div():

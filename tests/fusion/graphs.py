@@ -40,5 +40,6 @@ def blocks_of(plan) -> list[list[str]]:
     return [[o.node.name for o in b.ops] for b in plan.blocks]
 
 
-def plan_of(model, level="O3", db=None):
+def plan_of(model, level="O2", db=None):
+    """The plan of `model` at O2 by default: the planner's own decisions, before any O3 rewriting."""
     return plan_model(model, None, level, db)

@@ -59,7 +59,7 @@ def test_every_repr_is_short_and_fast(case, level):
 
 
 def test_reprs_name_the_operators():
-    plan = plan_model(demo_model(), {"x": (2, 8, 64), "mask": (2, 8)}, "O3")
+    plan = plan_model(demo_model(), {"x": (2, 8, 64), "mask": (2, 8)}, "O2")
     block = max(plan.blocks, key=lambda b: len(b.ops))
     first = block.ops[0]
     assert repr(block).startswith(f"Block({block.id}, ops=[{first.node.op_type} '{first.node.name}', ")
@@ -68,7 +68,7 @@ def test_reprs_name_the_operators():
     assert repr(rejection) == (f"Rejection({rejection.reason.name}: {rejection.first.node.op_type} "
                                f"'{rejection.first.node.name}' -> {rejection.second.node.op_type} "
                                f"'{rejection.second.node.name}')")
-    assert repr(plan).startswith("Plan(O3, 'demo_encoder_layer': 71 ops loaded, ")
+    assert repr(plan).startswith("Plan(O2, 'demo_encoder_layer': 71 ops loaded, ")
     assert repr(plan.ecg.graph) == "Graph('demo_encoder_layer', 53 nodes, 2 inputs, 1 outputs)"
 
 

@@ -157,7 +157,17 @@ def apply(graph: Graph, rule: Rule, found: Match) -> bool:
         builder.undo()
         return False
     _take_over(graph, builder, root, old, new)
+    _drop_dead(graph, found.covered[1:])
     return True
+
+
+def _drop_dead(graph: Graph, nodes: list[Node]) -> None:
+    """Remove the pattern's inner nodes nothing reads any more (so a later match in the same round sees the
+    readers that really remain)."""
+    outputs = {id(v) for v in graph.outputs}
+    for node in nodes:
+        if node in graph.nodes and all(v is None or (not v.consumers and id(v) not in outputs) for v in node.outputs):
+            graph.remove_node(node)
 
 
 def going(graph: Graph, found: Match) -> list[Node]:
@@ -178,6 +188,7 @@ def _take_over(graph: Graph, builder: Builder, root: Node, old: Value, new: Valu
         producer.outputs = [old if o is new else o for o in producer.outputs]
         old.producer = producer
         graph.values.pop(new.name, None)
+        producer.name = root.name                 # the node that now computes the root's value keeps its name
     elif new.const is not None and new.producer is None:
         old.set_const(new.const)
         for v in builder.constants:
