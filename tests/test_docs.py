@@ -32,3 +32,15 @@ def test_fusion_doc_lists_every_zoo_model():
     doc = (DOC.parent / "FUSION.md").read_text()
     rows = re.findall(r"^\| (\w+) \| \d+ \| \d+ \| \d+ \|", doc, re.M)
     assert rows == registry.names(), "docs/FUSION.md is stale: run python tools/gen_fusion_doc.py"
+
+
+def test_rewrite_doc_lists_every_rule_and_zoo_model():
+    from dnnfusion.passes.rewrite import RULES
+    from dnnfusion.zoo import registry
+
+    doc = (DOC.parent / "REWRITE.md").read_text()
+    rules = re.findall(r"^\| `([\w-]+)` \| (\w+) \|", doc, re.M)
+    assert sorted(rules) == sorted((r.name, r.family) for r in RULES), \
+        "docs/REWRITE.md is stale: run python tools/gen_rewrite_doc.py"
+    models = re.findall(r"^\| (\w+) \| \d+ \| \d+ \| [+-]", doc, re.M)
+    assert models == registry.names(), "docs/REWRITE.md is stale: run python tools/gen_rewrite_doc.py"

@@ -5,60 +5,28 @@ each row for its statistics) and which fusion sees as one operator instead of se
 Exporters spell one operator several ways (ReduceMean's axes as an attribute or, from opset 18, an input; a
 square as Pow(d, 2) or d * d; a division or a multiplication by a reciprocal, or tf2onnx's Keras LayerNorm
 distributed as x * inv + (beta - mean * inv); the factors of GELU in any order), so a rule here may have
-several patterns (`Spellings`). A LayerNorm or RMSNorm is recognised without
+several patterns (`engine.Spellings`). A LayerNorm or RMSNorm is recognised without
 its scale and shift, which the `norm-scale` and `norm-shift` rules then fold into the operator's own inputs,
 so every combination of present and absent gamma and beta is covered. Constants are matched within a relative
-TOLERANCE of their exact values (exporters round them to float32). `Spellings` works around the matcher's lack
-of alternation (a pattern node matching any of several sub-patterns), which would let one pattern say this."""
+TOLERANCE of their exact values (exporters round them to float32)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import product
 from typing import Callable
 
 import numpy as np
 
 from ...ir import dtypes
-from ...ir.graph import Graph, Node, Value
+from ...ir.graph import Node, Value
 from ...ops.normalization import GroupNormalization
-from .engine import Builder, Rule
-from .pattern import Const, Match, Op, P, Pattern, Var, is_float, match, scalar
+from .engine import Builder, Rule, Spellings
+from .pattern import Const, Match, Op, P, Pattern, Var, is_float, scalar
 
 TOLERANCE = 1e-6            # relative distance allowed between an exporter's constant and the exact value
 GELU_CUBIC = 0.044715       # the cubic coefficient of GELU's tanh approximation
-
-
-@dataclass(frozen=True)
-class Spellings(Rule):
-    """A rule with several patterns (the ways exporters spell one operator): `pattern`, then `others`, all
-    rooted at operator types `pattern` names (the engine dispatches on those). A match must also be
-    self-contained: every node it covers but the root is read only inside the match and is no graph output, so
-    replacing the root removes them all (patterns mark nodes read twice within them `shared`)."""
-
-    others: tuple[Op, ...] = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        roots = set(self.pattern.types())
-        stray = [p.types() for p in self.others if not set(p.types()) <= roots]
-        if stray:
-            raise ValueError(f"rule {self.name}: patterns rooted at {stray} outside {sorted(roots)}")
-
-    def matches(self, graph: Graph, node: Node) -> Match | None:
-        for pattern in (self.pattern, *self.others):
-            for found in match(graph, pattern, node):
-                if _self_contained(graph, found) and (self.where is None or self.where(found)):
-                    return found
-        return None
-
-
-def _self_contained(graph: Graph, m: Match) -> bool:
-    inside = {id(n) for n in m.covered}
-    outputs = {id(v) for v in graph.outputs}
-    return all(id(c) in inside and id(v) not in outputs
-               for n in m.covered[1:] for v in n.outputs if v is not None for c in v.consumers)
 
 
 def spellings(name: str, patterns: list[Op], build: Callable[[Builder, Match], Value],

@@ -59,6 +59,37 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Spellings(Rule):
+    """A rule with several patterns (the ways exporters spell one operator): `pattern`, then `others`, all
+    rooted at operator types `pattern` names (the engine dispatches on those). A match must also be
+    self-contained: every node it covers but the root is read only inside the match and is no graph output, so
+    replacing the root removes them all (patterns mark nodes read twice within them `shared`)."""
+
+    others: tuple[Op, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        roots = set(self.pattern.types())
+        stray = [p.types() for p in self.others if not set(p.types()) <= roots]
+        if stray:
+            raise ValueError(f"rule {self.name}: patterns rooted at {stray} outside {sorted(roots)}")
+
+    def matches(self, graph: Graph, node: Node) -> Match | None:
+        for pattern in (self.pattern, *self.others):
+            for found in match(graph, pattern, node):
+                if _self_contained(graph, found) and (self.where is None or self.where(found)):
+                    return found
+        return None
+
+
+def _self_contained(graph: Graph, m: Match) -> bool:
+    inside = {id(n) for n in m.covered}
+    outputs = {id(v) for v in graph.outputs}
+    return all(id(c) in inside and id(v) not in outputs
+               for n in m.covered[1:] for v in n.outputs if v is not None for c in v.consumers)
+
+
+@dataclass(frozen=True)
 class RewriteOptions:
     """Which rules run: every default rule, plus the off-by-default ones when `approximate`, less `disabled`
     (rule names)."""
