@@ -5,12 +5,12 @@ engine applies them greedily by FLOP reduction to a fixed point (engine.py)."""
 from __future__ import annotations
 
 from ...ir.graph import Graph
-from . import associative, decomposed, distributive, identities, layout
+from . import associative, commutative, decomposed, distributive, identities, layout
 from .engine import FAMILIES, Builder, RewriteOptions, RewriteReport, Rule, graph_flops, rewrite
 from .pattern import Const, Match, Op, P, Var
 
-RULES: list[Rule] = [*identities.RULES, *associative.RULES, *distributive.RULES, *layout.RULES,
-                     *decomposed.RULES]
+RULES: list[Rule] = [*identities.RULES, *associative.RULES, *distributive.RULES, *commutative.RULES,
+                     *layout.RULES, *decomposed.RULES]
 
 
 def rewrite_graph(graph: Graph, options: RewriteOptions = RewriteOptions()) -> RewriteReport:

@@ -85,6 +85,53 @@ def _reduction_rules(name: str, inner: Op, build, where, exact: bool, summary: s
                  summary=summary + " (axes given as an input)", **tolerance)]
 
 
+# --- the paper's table: A + A·B, Square(S) − S·C, ReduceSum of a left shift, ReduceProd of exponentials -------
+def _factor_with_one(b: Builder, m: Match) -> Value:
+    """A + A ⊙ B -> A ⊙ (B + 1) (the + 1 folds into B when B is a constant)."""
+    one = b.const(np.ones((), m["b"].dtype))
+    return b.op("Mul", m["a"], b.op("Add", m["b"], one))
+
+
+def _finite_positive(a: np.ndarray) -> bool:
+    return a.dtype.kind == "f" and bool(np.all(np.isfinite(a)) and np.all(a > 0))
+
+
+def _is_sum(v: Value) -> bool:
+    return v.producer is not None and v.producer.op_type in SUMS
+
+
+def _square_minus_product(b: Builder, m: Match) -> Value:
+    """Square(S) − S ⊙ C -> S ⊙ (S − C) (S = A + B in the table; any S here)."""
+    return b.op("Mul", m["s"], b.op("Sub", m["s"], m["c"]))
+
+
+def _left_shift(m: Match) -> bool:
+    return m.node("shift").attrs.get("direction") == "LEFT" and m.array("k").size == 1
+
+
+def _shift_after_sum(b: Builder, m: Match) -> Value:
+    """ReduceSum(BitShift(A, k, LEFT)) -> BitShift(ReduceSum(A), k, LEFT): exact in wrapping unsigned
+    arithmetic (a left shift is a multiplication by 2^k modulo 2^bits)."""
+    summed = b.op("ReduceSum", m["x"], *m.root.inputs[1:], **m.root.attrs)
+    return b.op("BitShift", summed, b.const(m.array("k").reshape(()), m.array("k").dtype), direction="LEFT")
+
+
+def _exp_of_sum(b: Builder, m: Match) -> Value:
+    """ReduceProd(Exp(A)) -> Exp(ReduceSum(A)) over the same axes (ReduceSum takes them as an input from
+    opset 13, ReduceProd from 18)."""
+    root, attrs = m.root, dict(m.root.attrs)
+    axes = list(root.inputs[1:2]) if len(root.inputs) > 1 else []
+    if "axes" in attrs and root.opset >= AXES_INPUT_SUM:
+        axes = [b.const(np.array(attrs.pop("axes"), np.int64))]
+    return b.op("Exp", b.op("ReduceSum", m["x"], *axes, **attrs))
+
+
+def _exp_product_reduces(m: Match) -> bool:
+    return float_result(m) and (m.root.opset >= AXES_INPUT_SUM or len(m.root.inputs) < 2)
+
+
+AXES_INPUT_SUM = 13          # ReduceSum's axes an input from this opset (the other reductions' from 18)
+
 _OVERFLOW_ONLY = "differs only where the original's factors over/underflow (the rewrite is then the accurate one)"
 _SCALED = P(("Mul", "Div"), Var("x"), Const("c"), name="scale")
 
@@ -128,4 +175,27 @@ RULES: list[Rule] = [
     *_reduction_rules("reduce_negated", P("Neg", Var("x")), _reduce_then_negate, float_result, exact=True,
                       summary="ReduceSum/ReduceMean(Neg(x)) -> Neg(Reduce(x)): exact (rounding is symmetric); pays "
                               "when the reduced result is smaller than x"),
+    Rule("factor_with_one", "distributive", P("Add", Var("a"), P("Mul", Var("a"), Const("b", _finite_positive))),
+         _factor_with_one, float_result, exact=False, rtol=1e-5, atol=1e-6,
+         summary="A + A·B -> A·(B + 1) for a constant B > 0 (B + 1 folds: one full-size operation fewer); differs "
+                 "by the rounding of B + 1 (at most 1 ulp); B ≤ 0 is left alone (A = ±inf would give "
+                 "±inf where the original is NaN)"),
+    Rule("square_minus_product", "distributive",
+         P("Sub", P(("Mul",), Var("s", _is_sum), Var("s")), P("Mul", Var("s"), Var("c"))), _square_minus_product,
+         float_result, exact=False, rtol=1e-5, atol=1e-5,
+         summary="Square(A + B) − (A + B)·C -> (A + B)·(A + B − C): one product fewer; the rewrite has no "
+                 "cancellation between two large products, so it differs only by their rounding (relative to "
+                 "(A + B)²) and is the accurate one"),
+    Rule("shift_after_sum", "distributive",
+         P("ReduceSum", P("BitShift", Var("x"), Const("k"), name="shift"), Var("axes")), _shift_after_sum,
+         _left_shift, summary="ReduceSum(BitShift(A, k, LEFT)) -> BitShift(ReduceSum(A), k, LEFT): exact in "
+                              "unsigned wrapping arithmetic; one shift per sum instead of per element"),
+    Rule("exp_of_sum", "distributive", P("ReduceProd", P("Exp", Var("x"))), _exp_of_sum, _exp_product_reduces,
+         exact=False, rtol=1e-5, atol=1e-6,
+         summary="ReduceProd(Exp(A)) -> Exp(ReduceSum(A)): one exponential per result instead of per element; "
+                 "rounding of the sum amplified by its size, and it overflows only where the true product "
+                 "does (the original's partial products may overflow or underflow first)"),
+    Rule("exp_of_sum_axes_input", "distributive", P("ReduceProd", P("Exp", Var("x")), Var("axes")), _exp_of_sum,
+         float_result, exact=False, rtol=1e-5, atol=1e-6,
+         summary="ReduceProd(Exp(A), axes) -> Exp(ReduceSum(A, axes)) (axes given as an input, opset 18)"),
 ]

@@ -1,5 +1,6 @@
 """The proof cases of every rewrite rule, one module per rule family module."""
 
-from . import associative, decomposed, distributive, identities, layout
+from . import associative, commutative, decomposed, distributive, identities, layout
 
-ALL = [*identities.CASES, *associative.CASES, *distributive.CASES, *layout.CASES, *decomposed.CASES]
+ALL = [*identities.CASES, *associative.CASES, *distributive.CASES, *commutative.CASES, *layout.CASES,
+       *decomposed.CASES]

@@ -6,7 +6,9 @@ intermediate with another reader, a reduction that reduces nothing)."""
 import numpy as np
 from onnx import helper
 
-from tests.helpers import FLOAT
+from onnx import TensorProto
+
+from tests.helpers import FLOAT, make_model
 from tests.passes.rewrite.harness import Case, model
 
 S = [2, 3, 4]
@@ -111,4 +113,51 @@ CASES = [
          negatives=[reduced("ReduceSum", "Neg", axes=[], axes_input=True, noop_with_empty_axes=1)]),
     Case("reduce_negated_axes_input", reduced("ReduceMean", "Neg", axes=[0, 1], axes_input=True, opset=18),
          id="reduce_negated_axes_input-mean-opset-18"),
+]
+
+
+# --- the paper's table ------------------------------------------------------------------------------------------
+def factor_with_one(b_constant: bool = True, other: bool = False, negative: bool = False):
+    init = {"b": f32(0.5, -2.0 if negative else 2.0, 3.0, 1.0)} if b_constant else None
+    nodes = [node("Mul", ["a", "b"], "p"), node("Add", ["c" if other else "a", "p"], "z")]
+    inputs = [("a", FLOAT, [3, 4])] + ([] if b_constant else [("b", FLOAT, [3, 4])]) + \
+        ([("c", FLOAT, [3, 4])] if other else [])
+    return model(nodes, inputs, ["z"], init)
+
+
+def square_minus_product(leak: bool = False, sum_op: str = "Add"):
+    nodes = [node(sum_op, ["a", "b"], "s"), node("Mul", ["s", "s"], "sq"), node("Mul", ["s", "c"], "sc"),
+             node("Sub", ["sq", "sc"], "z")]
+    return model(nodes, AB + [("c", FLOAT, S)], ["z"] + (["sc"] if leak else []))
+
+
+def shift_after_sum(direction: str = "LEFT"):
+    inits = {"k": np.array(3, np.uint32), "axes": np.array([1], np.int64)}
+    nodes = [node("BitShift", ["x", "k"], "shifted", direction=direction),
+             node("ReduceSum", ["shifted", "axes"], "z", keepdims=0)]
+    return make_model(nodes, [("x", TensorProto.UINT32, [4, 6])], ["z"], inits, opset=17,
+                      output_type=TensorProto.UINT32)
+
+
+def exp_of_sum(opset: int = 17, leak: bool = False, inner: str = "Exp"):
+    if opset >= 18:
+        nodes = [node(inner, ["x"], "e"), node("ReduceProd", ["e", "axes"], "z", keepdims=1)]
+        init = {"axes": np.array([2], np.int64)}
+    else:
+        nodes = [node(inner, ["x"], "e"), node("ReduceProd", ["e"], "z", axes=[2], keepdims=1)]
+        init = None
+    return model(nodes, X, ["z"] + (["e"] if leak else []), init, opset=opset)
+
+
+CASES += [
+    Case("factor_with_one", factor_with_one(), negatives=[factor_with_one(b_constant=False),
+                                                          factor_with_one(other=True), factor_with_one(negative=True)]),
+    Case("square_minus_product", square_minus_product(), negatives=[square_minus_product(leak=True),
+                                                                    square_minus_product(sum_op="Mul")],
+         edges=("zero", "negative", "small"), scale=2.0),
+    Case("shift_after_sum", shift_after_sum(), negatives=[shift_after_sum("RIGHT")]),
+    Case("exp_of_sum", exp_of_sum(), negatives=[exp_of_sum(leak=True), exp_of_sum(inner="Log")],
+         edges=("zero", "negative", "small"), scale=1.0),
+    Case("exp_of_sum_axes_input", exp_of_sum(opset=18), negatives=[exp_of_sum(opset=18, leak=True)],
+         edges=("zero", "negative", "small"), scale=1.0),
 ]
