@@ -86,9 +86,10 @@ def render(rows: list[dict]) -> str:
               "block holds one Many-to-Many operator and Many-to-Many after Many-to-Many is a red cell in the mapping-type pair table.",
               "Where O3 reaches it, the remaining gap to the paper's rate comes from counting, not from missed fusion:",
               "the paper's graphs had more operators per Many-to-Many (VGG-16, U-Net, S3D), or it fused pairs the table",
-              "marks red (VGG-16's 21 Many-to-Many operators ran as 17 blocks). Going past the red cells (a pooling",
-              "into the convolution before it, LayerNorm's two reductions, attention as one block) needs fused code to",
-              "measure, and is the roadmap's later step.", "", "## O3 plans in detail", "",
+              "marks red (VGG-16's 21 Many-to-Many operators ran as 17 blocks). O3's rewriting removes some red cells",
+              "by removing Many-to-Many operators (LayerNorm's two reductions become one LayerNormalization,",
+              "docs/REWRITE.md); a pooling fused into the convolution before it, or attention as one block, is not",
+              "done yet.", "", "## O3 plans in detail", "",
               "| model | blocks by fused type (1-1 / Reorg / Shuffle / 1-M / M-M) | largest block | yellow fused / "
               "rejected | rejected merges by reason | planning (s) |",
               "|---|---|---|---|---|---|"]
