@@ -456,16 +456,24 @@ def _print_profile(model: Any, feeds: Mapping[str, np.ndarray] | None = None) ->
 
 def _check(path: Path, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], rtol: float,
            atol: float) -> None:
-    """Compare with onnxruntime: one verdict line per output; exit status 1 when one differs."""
-    from .oracle import compare, run_onnxruntime  # noqa: PLC0415
+    """Compare with onnxruntime: one verdict line per output; exit status 1 when one differs. A detector's
+    ranked boxes, scores and labels are compared as sets of detections (rows paired whatever their order, a row
+    left unpaired only at the score cut-off or an NMS threshold: ties two runtimes may break either way)."""
+    from .bench.detections import check_outputs  # noqa: PLC0415
+    from .oracle import run_onnxruntime  # noqa: PLC0415
 
     with step("running onnxruntime"):
         theirs = run_onnxruntime(str(path), feeds)
-    diffs = compare(outputs, theirs, rtol=rtol, atol=atol)
-    for d in diffs:
-        console.print(f"'{escape(d.name)}': max abs {d.max_abs:.2e}, max rel {d.max_rel:.2e} (rtol {rtol:g}, "
-                      f"atol {atol:g}): " + ("[green]match[/]" if d.ok else "[red]MISMATCH[/]"), highlight=False)
-    bad = [d.name for d in diffs if not d.ok]
+    checks, detections = check_outputs(outputs, theirs, path, rtol, atol)
+    for c in checks:
+        console.print(f"'{escape(c.name)}': max abs {c.max_abs:.2e}, max rel {c.max_rel:.2e} (rtol {rtol:g}, "
+                      f"atol {atol:g}{', as a set of detections' if c.as_set else ''}): "
+                      + ("[green]match[/]" if c.ok else "[red]MISMATCH[/]"), highlight=False)
+    if detections is not None:
+        console.print(f"detections: {detections.matched} paired, {detections.tie_mismatched} unpaired at a tie, "
+                      f"{len(detections.unexplained_ours) + len(detections.unexplained_reference)} unexplained",
+                      highlight=False)
+    bad = [c.name for c in checks if not c.ok]
     if bad:
         err_console.print(f"[bold red]error:[/] {len(bad)} output(s) differ from onnxruntime beyond rtol {rtol:g}, "
                           f"atol {atol:g}: {escape(', '.join(bad))}", highlight=False, soft_wrap=True)

@@ -292,3 +292,30 @@ def test_unbound_dimension_exit_2(demo_path):
 def test_bad_shape_syntax_is_a_usage_error(demo_path):
     result = invoke("info", demo_path, "--shape", "x:1,2")
     assert result.exit_code == 2 and "NAME=D0,D1" in result.output
+
+
+def test_run_check_compares_ranked_detections_as_sets(tmp_path, capsys):
+    """Detections that two runtimes rank in another order (ties) match as sets; a changed box does not."""
+    from onnx import TensorProto, helper
+
+    from dnnfusion.cli import _check
+
+    nodes = [helper.make_node("Identity", [f"{k}_in"], [k]) for k in ("boxes", "scores", "labels")]
+    graph = helper.make_graph(nodes, "det", [helper.make_tensor_value_info("boxes_in", TensorProto.FLOAT, [5, 4]),
+                                             helper.make_tensor_value_info("scores_in", TensorProto.FLOAT, [5]),
+                                             helper.make_tensor_value_info("labels_in", TensorProto.INT64, [5])],
+                              [helper.make_tensor_value_info(k, t, None) for k, t in
+                               (("boxes", TensorProto.FLOAT), ("scores", TensorProto.FLOAT),
+                                ("labels", TensorProto.INT64))])
+    path = tmp_path / "det.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    rng = np.random.default_rng(0)
+    feeds = {"boxes_in": rng.uniform(0, 50, (5, 4)).astype(np.float32),
+             "scores_in": np.array([0.9, 0.8, 0.8, 0.5, 0.4], np.float32), "labels_in": np.array([1, 2, 3, 1, 2])}
+    swapped = [0, 2, 1, 3, 4]                               # the two rows tied at 0.8 in the other order
+    ours = {k: feeds[f"{k}_in"][swapped] for k in ("boxes", "scores", "labels")}
+    _check(path, feeds, ours, 1e-3, 1e-4)
+    assert "as a set of detections" in capsys.readouterr().out
+    ours["boxes"] = ours["boxes"] + np.float32(5)
+    with pytest.raises(SystemExit):
+        _check(path, feeds, ours, 1e-3, 1e-4)

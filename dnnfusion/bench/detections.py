@@ -213,8 +213,10 @@ def match_detections(ours: Mapping[str, np.ndarray], reference: Mapping[str, np.
 
 
 def check_outputs(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
-                  model_path: Path) -> tuple[list[OutputCheck], DetectionMatch | None]:
-    """Per-output checks, ranked detections as sets (with their match, else None) and every other output strictly."""
+                  model_path: Path, rtol: float = RTOL, atol: float = ATOL) -> tuple[list[OutputCheck],
+                                                                                 DetectionMatch | None]:
+    """Per-output checks, ranked detections as sets (with their match, else None) and every other output strictly,
+    within `rtol` and `atol`."""
     checks: list[OutputCheck] = []
     match = None
     strict = dict(reference)
@@ -224,7 +226,7 @@ def check_outputs(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.
         if all(np.shape(outputs.get(k)) == np.shape(v) for k, v in detections.items()):
             strict = {k: v for k, v in reference.items() if k not in detections}
             nms = nms_thresholds(onnx.load(str(model_path), load_external_data=False))
-            match = match_detections(outputs, detections, nms)
+            match = match_detections(outputs, detections, nms, rtol=rtol, atol=atol)
             checks += [OutputCheck(k, match.ok, match.max_abs[k], match.max_rel[k], True) for k in detections]
-    checks += [OutputCheck(d.name, d.ok, d.max_abs, d.max_rel) for d in compare(outputs, strict)]
+    checks += [OutputCheck(d.name, d.ok, d.max_abs, d.max_rel) for d in compare(outputs, strict, rtol, atol)]
     return checks, match
