@@ -178,6 +178,19 @@ class BlockLowering:
             targets.append(value)
         return targets
 
+    def prologue_outputs(self, kernel: Node) -> list[Value]:
+        """Block outputs the kernel's prologue computes (pointwise producers of its inputs, independent of its
+        result): a Swish that leaves the block and also feeds its pooling. Stored by their own loop before the
+        kernel runs, they are read back rather than computed a second time inside the kernel's reads."""
+        feeding, stack = set(), [v for v in kernel.inputs if v is not None]
+        while stack:
+            v = stack.pop()
+            if id(v) not in feeding:
+                feeding.add(id(v))
+                stack.extend(self._reads_of(v))
+        return [v for v in self.outputs() if id(v) in feeding and not self.is_output_kernel(v)
+                and v.producer is not None and id(v.producer) in self.inside and not self._reaches(v, kernel)]
+
     def _reads_of(self, value: Value) -> list[Value]:
         producer = value.producer
         if producer is None or id(producer) not in self.inside:
@@ -253,7 +266,12 @@ class BlockLowering:
         self.helpers: dict[str, str] = {}     # file-scope C the kernel templates asked for, by name
         body: list[str] = []
         if self.kernels:
+            early = self.prologue_outputs(self.kernels[0])
+            for value in early:               # stored first, then read back by the kernel instead of recomputed
+                body += self.pointwise_loop(value)
+                self.materialized[id(value)] = self.buffers[id(value)]
             body += self.kernel_code(self.kernels[0])
+            self.done |= {id(v) for v in early}
         for value in self.outputs():
             if id(value) not in self.done:
                 body += self.pointwise_loop(value)
