@@ -14,13 +14,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnx
 
-from .errors import DnnfusionError, InputError, InputShapeError, MissingInputError
+from .errors import DnnfusionError, InputError, InputShapeError
 from .ir import dtypes
-from .ir.onnx_import import ModelSource, read_model
+from .ir.onnx_import import ModelSource, declared_shape, read_model
 from .machine import available_cores
 from .options import CompileOptions, resolve
 from .pipeline import compile_model
 from .runtime.compiled import CompiledModel
+from .runtime.feeds import check_names
 
 __all__ = ["GraphOptimizationLevel", "InferenceSession", "ModelMetadata", "NodeArg", "SessionOptions"]
 
@@ -247,10 +248,8 @@ def tensor_type(elem_type: int) -> str:
 
 def value_arg(vi: onnx.ValueInfoProto) -> NodeArg:
     """A NodeArg from a declared value: ints, symbolic names, None for an unnamed dynamic dimension."""
-    t = vi.type.tensor_type
-    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim] \
-        if t.HasField("shape") else None
-    return NodeArg(vi.name, shape, tensor_type(t.elem_type))
+    shape = declared_shape(vi) if vi.type.HasField("tensor_type") else None
+    return NodeArg(vi.name, None if shape is None else list(shape), tensor_type(vi.type.tensor_type.elem_type))
 
 
 def declared_inputs(model: onnx.ModelProto) -> list[NodeArg]:
@@ -292,16 +291,11 @@ def needs_binding(arg: NodeArg) -> bool:
 def feed_shapes(inputs: list[NodeArg], feeds: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """Each input's shape from its feed, checked against the declared rank and fixed dimensions, so a wrong feed
     is an error before anything is compiled."""
-    expected = [a.name for a in inputs]
-    extra = sorted(set(feeds) - set(expected))
-    if extra:
-        raise MissingInputError(f"unknown input {', '.join(map(repr, extra))}; the model's inputs are "
-                                f"{', '.join(map(repr, expected))}")
+    declared = {a.name: a for a in inputs}
+    check_names(list(declared), feeds,
+                lambda name: f"a {declared[name].type} of shape {shape_text(declared[name].shape)}")
     shapes = {}
     for arg in inputs:
-        if arg.name not in feeds:
-            raise MissingInputError(f"input '{arg.name}' is missing: feed a {arg.type} of shape "
-                                    f"{shape_text(arg.shape)}")
         shape = tuple(np.shape(feeds[arg.name]))
         if arg.shape is not None and (len(shape) != len(arg.shape) or any(
                 isinstance(d, int) and d >= 0 and d != s for d, s in zip(arg.shape, shape))):

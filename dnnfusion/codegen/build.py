@@ -87,7 +87,7 @@ def build(source: str, toolchain: Toolchain = Toolchain(), runtime: bool = True)
             raise BuildError(f"the C compiler rejected the generated source {folder / library.stem}.c:\n"
                              + "\n".join(result.stderr.splitlines()[:20]))
     with atomic_path(manifest_path(library)) as tmp:
-        tmp.write_text(json.dumps({**expected, "library_sha256": _file_sha256(library)}))
+        tmp.write_text(json.dumps({**expected, "library_sha256": file_sha256(library)}))
     return library
 
 
@@ -103,7 +103,7 @@ def manifest_path(library: Path) -> Path:
     return library.with_suffix(".json")
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes (a few MB: cheap next to a compile)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -119,7 +119,7 @@ def _verified(library: Path, expected: dict[str, str]) -> bool:
         manifest = json.loads(manifest_path(library).read_text())
         if not isinstance(manifest, dict) or any(manifest.get(k) != v for k, v in expected.items()):
             return False
-        return manifest.get("library_sha256") == _file_sha256(library)
+        return manifest.get("library_sha256") == file_sha256(library)
     except (OSError, ValueError):
         return False
 

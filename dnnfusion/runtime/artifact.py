@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..codegen.build import compiler_version, pool_library
+from ..codegen.build import compiler_version, file_sha256, pool_library
 from ..errors import DnnfusionError
 from ..kir.expr import ctype
 from ..machine import available_cores, missing_features, required_features
@@ -79,7 +79,7 @@ def save(model: Any, folder: Path) -> Path:
         "inputs": [s.as_json() for s in inputs], "outputs": [s.as_json() for s in outputs],
         "padded_outputs": {name: [axis, count] for name, (axis, count) in model.graph.padded_outputs.items()},
         "entry": entry, "arena_bytes": model.program.arena_bytes, "threads": model.threads,
-        "library": {"file": LIBRARY, "sha256": _sha256(folder / LIBRARY), "pool": pool.name},
+        "library": {"file": LIBRARY, "sha256": file_sha256(folder / LIBRARY), "pool": pool.name},
         "weights": {"file": WEIGHTS, "bytes": int(weights.size), "sha256": hashlib.sha256(weights).hexdigest()},
         "target": {"name": model.build.target, "machine": platform.machine(),
                    "cpu_features": list(required_features(model.build.target))},
@@ -92,19 +92,10 @@ def save(model: Any, folder: Path) -> Path:
 
 
 def _check_saveable(model: Any) -> None:
-    """An artifact is one native call per run: every operator in generated code, every output computed."""
-    if model.program.fallback_ops:
-        raise ArtifactError(f"cannot save: operators {', '.join(sorted(set(model.program.fallback_ops)))} run as "
-                            "numpy fallbacks, and an artifact runs generated code only")
-    graph, segments = model.graph, model.program.segments
-    inputs = {id(v) for v in graph.inputs}
-    odd = [v.name for v in graph.outputs if not v.is_static or v.const is not None or id(v) in inputs]
-    if len(segments) != 1 or not segments[0].native or odd or \
-            len({id(v) for v in graph.outputs}) != len(graph.outputs):
-        reason = f"outputs {', '.join(map(repr, odd))} are constants, inputs or of data-dependent shape" if odd \
-            else "an output is listed twice" if segments and segments[0].native and len(segments) == 1 \
-            else "the model has no generated code"
-        raise ArtifactError(f"cannot save: {reason}; an artifact computes every output in one native call")
+    """An artifact is one native call per run (padded detection outputs are cut to their counts at load)."""
+    obstacle = model.one_call_obstacle(padded=True)
+    if obstacle is not None:
+        raise ArtifactError(f"cannot save: {obstacle}; an artifact computes every output in one native call")
 
 
 def _specs(values: list) -> list[TensorSpec]:
@@ -117,14 +108,6 @@ def _jsonable(value: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _comment(text: str) -> str:
@@ -222,7 +205,7 @@ def load(folder: str | Path, threads: int | None = None) -> LoadedModel:
     if (folder / manifest["weights"]["file"]).stat().st_size != int(manifest["weights"]["bytes"]):
         raise ArtifactError(f"{folder / manifest['weights']['file']} is not the size its manifest says "
                             "(truncated or replaced); copy it again")
-    if _sha256(folder / manifest["library"]["file"]) != manifest["library"]["sha256"]:
+    if file_sha256(folder / manifest["library"]["file"]) != manifest["library"]["sha256"]:
         raise ArtifactError(f"{folder / manifest['library']['file']} does not match its manifest's sha256; copy "
                             "the folder again")
     try:

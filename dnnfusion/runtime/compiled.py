@@ -65,16 +65,31 @@ class CompiledModel:
                             "target") if missing else None
 
     def direct_layouts(self) -> list[tuple[str, tuple, np.dtype]] | None:
-        """The output layouts when one native call computes every output into fresh arrays (no fallback, no
-        output that is an input, a constant, padded or of data-dependent shape): the common case, which `run`
-        serves without its general bookkeeping (a few microseconds a call), and what a saved artifact runs."""
-        segments = self.program.segments
-        inputs = {id(v) for v in self.graph.inputs}
-        if len(segments) != 1 or not segments[0].native or self.graph.padded_outputs or any(
-                not v.is_static or v.const is not None or id(v) in inputs for v in self.graph.outputs) or \
-                len({id(v) for v in self.graph.outputs}) != len(self.graph.outputs):
+        """The output layouts when one native call computes every output into fresh arrays (`one_call_obstacle`
+        finds nothing, padded outputs included): the common case, which `run` serves without its general
+        bookkeeping (a few microseconds a call)."""
+        if self.one_call_obstacle(padded=False) is not None:
             return None
         return [(v.name, tuple(v.shape), v.dtype) for v in self.graph.outputs]
+
+    def one_call_obstacle(self, padded: bool) -> str | None:
+        """Why one native call cannot compute every output into fresh arrays (None: it can): an operator that
+        falls back to numpy, no generated code, an output that is a constant, an input or of data-dependent
+        shape, an output listed twice, or (unless `padded`: a caller that trims them) padded outputs."""
+        if self.program.fallback_ops:
+            return f"operators {', '.join(sorted(set(self.program.fallback_ops)))} run as numpy fallbacks"
+        segments, outputs = self.program.segments, self.graph.outputs
+        if len(segments) != 1 or not segments[0].native:
+            return "the model has no generated code"
+        inputs = {id(v) for v in self.graph.inputs}
+        odd = [v.name for v in outputs if not v.is_static or v.const is not None or id(v) in inputs]
+        if odd:
+            return f"outputs {', '.join(map(repr, odd))} are constants, inputs or of data-dependent shape"
+        if len({id(v) for v in outputs}) != len(outputs):
+            return "an output is listed twice"
+        if self.graph.padded_outputs and not padded:
+            return "outputs are padded to a bound and cut to their counts after the call"
+        return None
 
     def save(self, folder: str | Path) -> Path:
         """Write this model as a deployable artifact (library, weights, header, manifest) that `dnnfusion.load`

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -11,18 +11,26 @@ from ..ir import dtypes
 from ..ir.graph import Graph
 
 
+def check_names(names: Sequence[str], feeds: Mapping[str, Any], what: Callable[[str], str]) -> None:
+    """Every feed names one of the inputs `names` and every input is fed; `what(name)` says what to feed an input
+    (built only for the message)."""
+    extra = sorted(set(feeds) - set(names))
+    if extra:
+        raise MissingInputError(f"unknown input {', '.join(map(repr, extra))}; the model's inputs are "
+                                f"{', '.join(map(repr, names))}")
+    for name in names:
+        if name not in feeds:
+            raise MissingInputError(f"input '{name}' is missing: feed {what(name)}")
+
+
 def check_feeds(inputs: Sequence[Any], feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The feeds as arrays, after checking each against the input of the same name: `inputs` are a graph's input
     values, or anything else with a name, a dtype and a shape (a saved artifact's input specs)."""
     expected = {v.name: v for v in inputs}
-    extra = sorted(set(feeds) - set(expected))
-    if extra:
-        raise MissingInputError(f"unknown input {', '.join(map(repr, extra))}; the model's inputs are "
-                                f"{', '.join(repr(n) for n in expected)}")
+    check_names(list(expected), feeds,
+                lambda name: f"a {dtypes.name(expected[name].dtype)} array of shape {_fmt(expected[name].shape)}")
     arrays: dict[str, np.ndarray] = {}
     for name, v in expected.items():
-        if name not in feeds:
-            raise MissingInputError(f"input '{name}' is missing: feed a {dtypes.name(v.dtype)} array of shape {_fmt(v.shape)}")
         array = np.asarray(feeds[name])
         if array.dtype.newbyteorder("=") == v.dtype and not array.dtype.isnative:
             array = array.astype(v.dtype)                 # the same numbers in the other byte order

@@ -7,6 +7,7 @@ here (see engine.py for what a rule promises)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -120,16 +121,22 @@ def _scale_chain_folds(m: Match) -> bool:
         and normal(folded) and broadcasts_to_root(m, m["x"], folded)
 
 
-def _fold_scales(b: Builder, m: Match) -> Value:
-    op, folded = _folded_scale(m)
-    return b.op(op, m["x"], b.const(folded))
+def _constant_chain(name: str, outer: str, inner: str, result: str,
+                    folded: Callable[[Match], tuple[str, np.ndarray]], folds: Callable[[Match], bool],
+                    condition: str) -> Rule:
+    """outer(inner(x, c1), c2) -> result: one operator and the constant `folded` gives, where `folds` holds."""
+    def build(b: Builder, m: Match) -> Value:
+        op, constant = folded(m)
+        return b.op(op, m["x"], b.const(constant))
+
+    return Rule(name, "associative", P(outer, P(inner, Var("x"), Const("c1"), name="inner"), Const("c2")),
+                build, folds, rtol=1e-6, atol=1e-6, summary=f"{outer}({inner}(x, c1), c2) -> {result}: {condition}")
 
 
 def _scale_chain(name: str, outer: str, inner: str, result: str) -> Rule:
-    return Rule(name, "associative", P(outer, P(inner, Var("x"), Const("c1"), name="inner"), Const("c2")),
-                _fold_scales, _scale_chain_folds, rtol=1e-6, atol=1e-6,
-                summary=f"{outer}({inner}(x, c1), c2) -> {result}: finite non-zero constants scaling the same way "
-                        f"(both at least 1 in magnitude or both at most 1) whose fold is a normal number")
+    return _constant_chain(name, outer, inner, result, _folded_scale, _scale_chain_folds,
+                           "finite non-zero constants scaling the same way (both at least 1 in magnitude or both "
+                           "at most 1) whose fold is a normal number")
 
 
 # --- constant offset chains: x shifted by ±c1 (inner node) then by ±c2 (root) -----------------------------------
@@ -154,17 +161,10 @@ def _offset_chain_folds(m: Match) -> bool:
         broadcasts_to_root(m, m["x"], folded)
 
 
-def _fold_offsets(b: Builder, m: Match) -> Value:
-    op, folded = _folded_offset(m)
-    return b.op(op, m["x"], b.const(folded))
-
-
 def _offset_chain(name: str, outer: str, inner: str, result: str) -> Rule:
-    return Rule(name, "associative", P(outer, P(inner, Var("x"), Const("c1"), name="inner"), Const("c2")),
-                _fold_offsets, _offset_chain_folds, rtol=1e-6, atol=1e-6,
-                summary=f"{outer}({inner}(x, c1), c2) -> {result}: finite constants and fold, the two offsets not both "
-                        f"huge (>= half an ulp of the largest float) with opposite signs; rounding: a few ulps of the "
-                        f"largest operand")
+    return _constant_chain(name, outer, inner, result, _folded_offset, _offset_chain_folds,
+                           "finite constants and fold, the two offsets not both huge (>= half an ulp of the largest "
+                           "float) with opposite signs; rounding: a few ulps of the largest operand")
 
 
 # --- division by a constant as a multiplication ------------------------------------------------------------------
@@ -214,8 +214,8 @@ class WeightsPath:
 
 
 def _in_use(node: Node, graph: Graph | None = None) -> bool:
-    """Whether anything reads the node's outputs (a reader left over from an earlier rewrite in this pass is
-    not: its outputs are unread, and rewriting prunes it at the end); with `graph`, graph outputs count too."""
+    """Whether anything reads the node's outputs (a reader an earlier rewrite left behind, its outputs unread, is
+    not in use); with `graph`, graph outputs count too."""
     return any(v is not None and (v.consumers or (graph is not None and any(v is o for o in graph.outputs)))
                for v in node.outputs)
 
@@ -230,8 +230,7 @@ def _private_producer(value: Value, reader: Node) -> Node | None:
 
 def weights_path(value: Value, reader: Node) -> WeightsPath | None:
     """The path from `value` (read by `reader`) through single-reader layout operators to MatMul(x, W) or
-    Add(MatMul(x, W), bias), W and bias constants; None if there is none. (Graph outputs are not visible here:
-    `private` checks them when building.)"""
+    Add(MatMul(x, W), bias), W and bias constants; None if there is none. (`private` checks graph outputs.)"""
     layout = []
     while (node := _private_producer(value, reader)) is not None and node.op_type in LAYOUT:
         layout.append(node)
@@ -275,17 +274,22 @@ def _operand_to_scale(m: Match) -> int | None:
 
 
 def _scale_moves_onto_operand(m: Match) -> bool:
+    """A shrinking scalar, an operand to move it onto, and (onto a projection) a path whose weights it can
+    fold into next."""
     c = m.array("c")
-    return float_result(m) and finite_nonzero(c) and scalar_for(c, m.node("matmul").outputs[0]) and \
-        shrinks(m.root, c) and _operand_to_scale(m) is not None
+    if not (float_result(m) and finite_nonzero(c) and scalar_for(c, m.node("matmul").outputs[0]) and
+            shrinks(m.root, c)):
+        return False
+    matmul, at = m.node("matmul"), _operand_to_scale(m)
+    if at is None:
+        return False
+    path = weights_path(matmul.inputs[at], matmul) if matmul.inputs[at].const is None else None
+    return path is None or private(path, matmul, m.graph)
 
 
 def _scale_operand(b: Builder, m: Match) -> Value:
     matmul, at = m.node("matmul"), _operand_to_scale(m)
     inputs = list(matmul.inputs)
-    path = weights_path(inputs[at], matmul) if inputs[at].const is None else None
-    if path is not None and not private(path, matmul, b.graph):
-        return m.root.outputs[0]                  # unchanged: the scale would not fold into the weights
     inputs[at] = b.op(m.root.op_type, inputs[at], as_scalar(b, m.array("c")))
     return b.op("MatMul", *inputs)
 
@@ -297,7 +301,7 @@ def _scale_folds_into_weights(m: Match) -> bool:
     if not (float_result(m) and finite_nonzero(c) and scalar_for(c, m["y"]) and shrinks(m.root, c)):
         return False
     path = weights_path(m["y"], m.root)
-    if path is None:
+    if path is None or not private(path, m.root, m.graph):
         return False
     m.covered.extend(n for n in path.nodes if all(n is not k for k in m.covered))
     return True
@@ -313,8 +317,6 @@ def _scaled(b: Builder, m: Match, value: Value) -> Value:
 
 def _fold_into_weights(b: Builder, m: Match) -> Value:
     path = weights_path(m["y"], m.root)
-    if path is None or not private(path, m.root, b.graph):
-        return m.root.outputs[0]                  # unchanged: the engine keeps the graph as it was
     inputs = list(path.matmul.inputs)
     inputs[path.weight_at] = _scaled(b, m, inputs[path.weight_at])
     value = b.op("MatMul", *inputs)

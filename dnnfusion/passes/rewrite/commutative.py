@@ -11,7 +11,7 @@ from typing import Callable
 from ...ir.graph import Value
 from .associative import float_result
 from .engine import Builder, Rule
-from .pattern import Match, P, Var
+from .pattern import Match, Op, P, Var
 
 
 def _produced_by(op_type: str) -> Callable[[Value], bool]:
@@ -41,25 +41,31 @@ def _reduction_squared(b: Builder, m: Match) -> Value:
     return b.op("Mul", b.op("Mul", m["a"], b.op("Mul", r, r)), m["c"])
 
 
+def _reordering(name: str, pattern: Op, build: Callable[[Builder, Match], Value], summary: str) -> Rule:
+    """A product reordered: inexact and off by default (the reordered product can overflow where the original
+    did not), float results only."""
+    return Rule(name, "commutative", pattern, build, float_result, exact=False, default=False, rtol=1e-5,
+                atol=1e-6, summary=summary)
+
+
 RULES: list[Rule] = [
-    Rule("reciprocal_squared", "commutative",
-         P("Mul", P("Reciprocal", Var("a")), P("Reciprocal", P("Mul", Var("a"), Var("b")))), _reciprocal_squared,
-         float_result, exact=False, default=False, rtol=1e-5, atol=1e-6,
-         summary="Recip(A)·Recip(A·B) -> Recip(A)²·Recip(B), fewer operations where A broadcasts; off: Recip(A)² "
-                 "overflows for |A| < 1e-19 where the original may not"),
-    Rule("square_root_squared", "commutative",
-         P("Mul", P("Mul", Var("a"), Var("s", _produced_by("Sqrt"))), P("Mul", Var("s"), Var("c"))),
-         _square_root_squared, float_result, exact=False, default=False, rtol=1e-5, atol=1e-6,
-         summary="(A·√B)·(√B·C) -> A·B·C, the square root removed; off: a negative B gives NaN before and a "
-                 "number after, and the reordered product can overflow where the original did not"),
-    Rule("absolute_once", "commutative",
-         P("Mul", P("Mul", P("Abs", Var("a")), Var("b")), P("Abs", Var("c"))), _absolute_once, float_result,
-         exact=False, default=False, rtol=1e-5, atol=1e-6,
-         summary="Abs(A)·B·Abs(C) -> Abs(A·C)·B, one Abs instead of two; off: A·C can overflow where the "
-                 "original product (with B between) did not"),
-    Rule("reduction_squared", "commutative",
-         P("Mul", P("Mul", Var("a"), Var("r", _produced_by("ReduceSum"))), P("Mul", Var("r"), Var("c"))),
-         _reduction_squared, float_result, exact=False, default=False, rtol=1e-5, atol=1e-6,
-         summary="(A·ReduceSum(B))·(ReduceSum(B)·C) -> A·ReduceSum(B)²·C, one full-size product fewer; off: the "
-                 "square can overflow where the original products did not"),
+    _reordering("reciprocal_squared",
+                P("Mul", P("Reciprocal", Var("a")), P("Reciprocal", P("Mul", Var("a"), Var("b")))),
+                _reciprocal_squared,
+                "Recip(A)·Recip(A·B) -> Recip(A)²·Recip(B), fewer operations where A broadcasts; off: Recip(A)² "
+                "overflows for |A| < 1e-19 where the original may not"),
+    _reordering("square_root_squared",
+                P("Mul", P("Mul", Var("a"), Var("s", _produced_by("Sqrt"))), P("Mul", Var("s"), Var("c"))),
+                _square_root_squared,
+                "(A·√B)·(√B·C) -> A·B·C, the square root removed; off: a negative B gives NaN before and a "
+                "number after, and the reordered product can overflow where the original did not"),
+    _reordering("absolute_once", P("Mul", P("Mul", P("Abs", Var("a")), Var("b")), P("Abs", Var("c"))),
+                _absolute_once,
+                "Abs(A)·B·Abs(C) -> Abs(A·C)·B, one Abs instead of two; off: A·C can overflow where the "
+                "original product (with B between) did not"),
+    _reordering("reduction_squared",
+                P("Mul", P("Mul", Var("a"), Var("r", _produced_by("ReduceSum"))), P("Mul", Var("r"), Var("c"))),
+                _reduction_squared,
+                "(A·ReduceSum(B))·(ReduceSum(B)·C) -> A·ReduceSum(B)²·C, one full-size product fewer; off: the "
+                "square can overflow where the original products did not"),
 ]

@@ -50,10 +50,6 @@ def static(m: Match) -> bool:
     return shape is not None and all(isinstance(d, int) for d in shape)
 
 
-def is_graph_output(b: Builder, v: Value) -> bool:
-    return any(o is v for o in b.graph.outputs)
-
-
 def plain(dtype: np.dtype) -> bool:
     """bool, a numpy integer or a numpy float (not a string, complex or ml_dtypes type)."""
     return dtype.kind in "biuf" and not is_ml_dtype(dtype)
@@ -75,6 +71,12 @@ def holds(wide: np.dtype, narrow: np.dtype) -> bool:
     if wide.kind in "iu":
         return np.iinfo(wide).min <= lo and hi <= np.iinfo(wide).max
     return wide.kind == "f" and max(-lo, hi) <= 2 ** (np.finfo(wide).nmant + 1)
+
+
+def _names_no_graph_output(m: Match) -> bool:
+    """An Identity that does not give a graph output its name (the engine would put one back) and changes no
+    type."""
+    return keeps("x")(m) and not m.is_graph_output(out(m))
 
 
 def widened_cast(m: Match) -> bool:
@@ -108,11 +110,6 @@ def _op(op_type: str, *names: str) -> Callable[[Builder, Match], Value]:
 
 def _cube(b: Builder, m: Match) -> Value:
     return b.op("Mul", b.op("Mul", m["x"], m["x"]), m["x"])
-
-
-def _unless_graph_output(b: Builder, m: Match) -> Value:
-    """x for Identity(x), unless the Identity gives a graph output its name (the engine would put one back)."""
-    return out(m) if is_graph_output(b, out(m)) else m["x"]
 
 
 def _recast(b: Builder, m: Match) -> Value:
@@ -175,7 +172,7 @@ RULES: list[Rule] = [
          exact=False, rtol=1e-6, atol=1e-6,
          summary="Reciprocal(Reciprocal(x)) -> x: drops two roundings (within 2 ulp) and the flush of subnormal x to "
                  "0 through 1/x = inf; default: the result is the exact one"),
-    Rule("identity", "identity", P("Identity", Var("x")), _unless_graph_output, keeps("x"),
+    Rule("identity", "identity", P("Identity", Var("x")), _x, _names_no_graph_output,
          summary="Identity(x) -> x, except one that names a graph output"),
     Rule("nonnegative_idempotent", "identity",
          P(("Relu", "Abs"), P(NONNEGATIVE, Var("x"), name="inner", shared=True)), _inner,

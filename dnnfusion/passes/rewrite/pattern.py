@@ -58,13 +58,14 @@ def P(op_type: str | tuple[str, ...], *inputs: Pattern, **options) -> Op:  # noq
 
 @dataclass
 class Match:
-    """Names bound by a match (values, and nodes under the names their patterns gave), the root node and every
-    node the pattern covers, root first."""
+    """Names bound by a match (values, and nodes under the names their patterns gave), the root node, every
+    node the pattern covers (root first), and the graph it was found in (for conditions on graph outputs)."""
 
     root: Node
     values: dict[str, Value] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     covered: list[Node] = field(default_factory=list)
+    graph: Graph | None = None
 
     def __getitem__(self, name: str) -> Value:
         return self.values[name]
@@ -77,7 +78,11 @@ class Match:
         return self.nodes[name]
 
     def copy(self) -> Match:
-        return Match(self.root, dict(self.values), dict(self.nodes), list(self.covered))
+        return Match(self.root, dict(self.values), dict(self.nodes), list(self.covered), self.graph)
+
+    def is_graph_output(self, value: Value) -> bool:
+        """Whether `value` is one of the graph's outputs."""
+        return self.graph is not None and any(o is value for o in self.graph.outputs)
 
 
 def commutes(node: Node) -> bool:
@@ -88,7 +93,7 @@ def commutes(node: Node) -> bool:
 
 def match(graph: Graph, pattern: Op, node: Node) -> Iterator[Match]:
     """Every way `pattern` matches with `node` as its root."""
-    yield from _match_node(graph, pattern, node, Match(node), root=True)
+    yield from _match_node(graph, pattern, node, Match(node, graph=graph), root=True)
 
 
 def _match_node(graph: Graph, pattern: Op, node: Node, bound: Match, root: bool) -> Iterator[Match]:
