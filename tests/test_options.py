@@ -54,3 +54,12 @@ def test_the_session_and_the_backend_take_the_same_options():
     x = np.ones((4, 8), np.float32)
     (y,) = DnnfusionBackend.prepare(relu_tanh(), options=options).run([x])
     np.testing.assert_allclose(y, np.tanh(x), rtol=1e-6)
+
+
+def test_avx512_targets_prefer_wide_vectors_unless_the_flags_say():
+    wide = "-mprefer-vector-width=512"
+    assert wide in CompileOptions(target="x86-64-v4").build_toolchain.flags
+    assert wide not in CompileOptions(target="x86-64-v3").build_toolchain.flags
+    own = CompileOptions(target="x86-64-v4", toolchain=Toolchain("gcc", ("-O2", "-mprefer-vector-width=256")))
+    assert own.build_toolchain.flags.count("-mprefer-vector-width=256") == 1 and wide not in own.build_toolchain.flags
+    assert Toolchain("gcc", ("-O2",)).for_target("native") == Toolchain("gcc", ("-O2",))

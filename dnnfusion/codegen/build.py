@@ -26,6 +26,7 @@ POOL_FLAGS = ("-O2", "-pthread")
 # -fno-thread-jumps: gcc 12 threads jumps through the selects of a fused chain (Softplus's max(x, 0) beside the
 # prelude's log1p and exp), duplicating paths until if-conversion gives up and the loop stays scalar (20x slower).
 DEFAULT_OPTIMIZATION = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fno-thread-jumps")
+WIDE_VECTORS = "-mprefer-vector-width=512"
 
 
 class BuildError(DnnfusionError):
@@ -43,13 +44,17 @@ class Toolchain:
     def flags(self) -> tuple[str, ...]:
         return tuple(self.optimization) + REQUIRED_FLAGS
 
-    def for_target(self, march: str) -> Toolchain:
-        """The same toolchain building for `-march=march` (its own -march flag replaced, or one added); `native`
-        leaves the flags as they are."""
-        if march == "native":
-            return self
-        kept = tuple(f for f in self.optimization if not f.startswith("-march="))
-        return Toolchain(self.cc, kept + (f"-march={march}",))
+    def for_target(self, march: str, avx512: bool = False) -> Toolchain:
+        """The same toolchain building for `-march=march` (its own -march flag replaced, or one added; `native`
+        leaves it as it is). With `avx512` (the target has AVX-512) gcc's vectorizer is told to prefer 512-bit
+        vectors, unless the flags already say: its default 256 left fused elementwise loops, epilogues included,
+        at half the width of the microkernels (EfficientNet-B0 on a Xeon, 1 thread: 14.9 -> 13.3 ms)."""
+        flags = tuple(self.optimization)
+        if march != "native":
+            flags = tuple(f for f in flags if not f.startswith("-march=")) + (f"-march={march}",)
+        if avx512 and not any(f.startswith("-mprefer-vector-width=") for f in flags):
+            flags += (WIDE_VECTORS,)
+        return Toolchain(self.cc, flags)
 
 
 @lru_cache(maxsize=None)

@@ -12,7 +12,7 @@ from ..errors import DnnfusionError
 from ..fusion.plan import Block
 from ..ir.graph import Node, Value
 from ..kir.emit import Emitter, children
-from ..kir.expr import C_TYPES, Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder
+from ..kir.expr import C_TYPES, Bin, Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder, unravel
 from ..kir.kernel import PARALLEL, PARALLEL_GRAIN, KernelContext, KernelOptions, Placer, Reader, serial_for
 
 
@@ -29,6 +29,7 @@ class Buffer:
 
 
 PLACEHOLDER = "__kernel_output_"
+SHORT_RUN = 128      # elements of an innermost loop below which trailing axes merge into one SIMD loop
 DTYPES = {c: d for d, c in C_TYPES.items()}          # C type -> numpy dtype of a template's scratch array
 
 
@@ -138,17 +139,32 @@ class BlockLowering:
         return [v for n in self.nodes for v in n.outputs if v is not None and id(v) in self.buffers]
 
     def pointwise_loop(self, value: Value) -> list[str]:
-        """A loop nest over `value`'s shape that computes and stores it."""
+        """A loop nest over `value`'s shape that computes and stores it; short trailing axes (a 7x7 plane) run as
+        one merged SIMD loop wherever every read of the block then indexes it without division."""
+        if self.is_output_kernel(value):
+            return []
         shape = value.shape
         index = tuple(Var(f"i{d}") for d in range(len(shape)))
-        expr = self.read_value(value, index) if not self.is_output_kernel(value) else None
+        merged = merged_run(shape)
+        if merged is not None:
+            loops, extents = merged
+            flat = loops[-1]
+            element = index[:len(loops) - 1] + unravel(flat, shape[len(loops) - 1:])
+            expr = self.read_value(value, element)
+            offset = linear(element, shape)
+            if expr is not None and not divides(flat, [expr, offset]):
+                return self._store_loop(value, loops, extents, expr, offset)
+        expr = self.read_value(value, index)
         if expr is None:
             return []
+        return self._store_loop(value, index, shape, expr, linear(index, shape))
+
+    def _store_loop(self, value: Value, loops: tuple[Var, ...], extents: tuple[int, ...], expr: Expr,
+                    offset: Expr) -> list[str]:
         emitter = Emitter("t")
         emitter.share([expr])
-        body = emitter.lines + [f"{self.buffers[id(value)].name}[{emitter.c(linear(index, shape))}] = "
-                                f"{emitter.c(expr)};"]
-        return nest(index, shape, body)
+        body = emitter.lines + [f"{self.buffers[id(value)].name}[{emitter.c(offset)}] = {emitter.c(expr)};"]
+        return nest(loops, extents, body)
 
     def is_output_kernel(self, value: Value) -> bool:
         return value.producer is not None and any(value.producer is k for k in self.kernels)
@@ -308,6 +324,30 @@ def _rebuilt(e: Expr, done: dict[int, Expr]) -> Expr:
         elif isinstance(v, tuple) and any(isinstance(x, Expr) and done[id(x)] is not x for x in v):
             changes[f.name] = tuple(done[id(x)] if isinstance(x, Expr) else x for x in v)
     return replace(e, **changes) if changes else e
+
+
+def merged_run(shape: tuple[int, ...]) -> tuple[tuple[Var, ...], tuple[int, ...]] | None:
+    """Loop variables and extents for `shape` with its trailing axes merged into one run while the innermost
+    loop would be shorter than SHORT_RUN (the first axis that is not 1 stays its own, parallel, loop); None when
+    nothing merges. The merged variable is named after the first axis it covers."""
+    first = next((d for d, n in enumerate(shape) if n != 1), len(shape))
+    start = len(shape) - 1
+    while start - 1 > first and numel(shape[start:]) < SHORT_RUN:
+        start -= 1
+    if sum(n != 1 for n in shape[start:]) < 2:
+        return None
+    loops = tuple(Var(f"i{d}") for d in range(start)) + (Var(f"i{start}r"),)
+    return loops, tuple(shape[:start]) + (numel(shape[start:]),)
+
+
+def divides(var: Var, exprs: list[Expr]) -> bool:
+    """Whether some division or remainder in `exprs` takes `var` apart (an index that does not rejoin)."""
+    for e in exprs:
+        for x in walk(e):
+            if isinstance(x, Bin) and x.op in ("floordiv", "mod", "/", "%") and \
+                    any(isinstance(y, Var) and y.name == var.name for y in walk(x.a)):
+                return True
+    return False
 
 
 def nest(index: tuple[Var, ...], shape: tuple[int, ...], body: list[str]) -> list[str]:

@@ -150,3 +150,19 @@ def test_pow_by_a_small_literal_is_a_product(power):
     assert ("powf(" in block) == (power == 2.5)
     ours, theirs = compiled.run({"x": x}), run_onnxruntime(model, {"x": x})
     assert all(d.ok for d in compare(ours, theirs)), compare(ours, theirs)
+
+
+@pytest.mark.parametrize("gate_shape, merges", [([1, 6, 1, 1], True), ([1, 1, 7, 7], True), ([1, 6, 7, 1], False)])
+def test_short_planes_run_as_one_loop_unless_a_read_splits_them(gate_shape, merges):
+    """A [1, 6, 7, 7] chain runs one 49-element SIMD loop per channel where every read indexes the plane as a
+    whole (a per-channel gate, a plane broadcast over channels); a read that needs the plane's rows apart (a
+    [1, 6, 7, 1] broadcast) keeps the row and column loops. Both match onnxruntime."""
+    nodes = [node("Sigmoid", ["g"], "s"), node("Mul", ["x", "s"], "m"), node("Relu", ["m"], "y")]
+    feeds = {"x": rng.standard_normal((1, 6, 7, 7)).astype(np.float32),
+             "g": rng.standard_normal(gate_shape).astype(np.float32)}
+    model = make_model(nodes, [("x", FLOAT, [1, 6, 7, 7]), ("g", FLOAT, gate_shape)], ["y"])
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    compiled = dnnfusion.compile(model)
+    assert ("< 49;" in compiled.source) is merges and ("< 7;" in compiled.source) is not merges
+    ours, theirs = compiled.run(feeds), run_onnxruntime(model, feeds)
+    assert all(d.ok for d in compare(ours, theirs)), compare(ours, theirs)
