@@ -82,6 +82,18 @@ def target_flags() -> frozenset[str]:
     return cpu_flags() if chosen.name == "native" else frozenset(chosen.features)
 
 
+def native_target() -> bool:
+    """Whether code is generated for this machine (not a portable build target)."""
+    return _TARGET.get().name == "native"
+
+
+def full_width_fma() -> bool:
+    """Whether this CPU runs 512-bit FMAs on two full-width units: Intel's AVX-512 cores (AMD's Zen 4 runs
+    them as two 256-bit halves). Its register tiles are then bound by loads sooner (kernels/microkernel.py)."""
+    model, flags = _cpuinfo()
+    return "avx512f" in flags and "Intel" in model
+
+
 def required_features(name: str) -> tuple[str, ...]:
     """The features a library built for target `name` needs from the CPU that loads it: the target's list, or
     for native the ISA extensions of ISA_FLAGS this CPU has (the ones that change generated code)."""

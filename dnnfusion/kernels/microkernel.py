@@ -7,13 +7,31 @@ gives; other CPUs keep the portable template in `gemm.py`."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..machine import target_flags
+from ..machine import full_width_fma, native_target, target_flags
 
 
-LOADS_PER_CYCLE = 2   # vector loads and broadcasts a core issues per cycle
 SHAPE_GAIN = 0.97     # cost, against a full tile's shape, below which another tile shape is chosen
+
+
+@dataclass(frozen=True)
+class Core:
+    """What one step of depth of a register tile costs on a core, in vector FMAs issued: each vector load or
+    broadcast, the loop's own step, and the accumulators below which the FMAs wait on each other's latency
+    (None: two thirds of a full tile's)."""
+
+    load: float
+    step: float
+    busy: int | None
+
+
+# A core issuing one 512-bit FMA and two loads per cycle (AMD Zen 4, which runs AVX-512 as two 256-bit halves;
+# also the estimate for AVX2 and for portable builds), where the shapes were first fitted.
+HALF_WIDTH = Core(load=0.5, step=1.0, busy=None)
+# Two 512-bit FMA units (Intel Xeon): loads bind sooner. Fitted in cache on one, 1 thread, depth 512: one vector
+# wide tiles (19 x 16, 24 x 16) reach 72-77% of peak, 8-14 rows x 2 or 3 vectors 89-93%, 6 x 2 82%.
+FULL_WIDTH = Core(load=2 / 1.65, step=2.0, busy=8)
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,7 @@ class Isa:
     prefix: str           # intrinsic prefix: _mm512 / _mm256
     rows: int             # MR: rows of a full tile
     vectors: int          # NR / lanes: vectors per row of a full tile
+    core: Core = HALF_WIDTH
 
     @property
     def width(self) -> int:
@@ -48,13 +67,14 @@ class Isa:
         return min(range(tallest, max(tallest // 2, 1) - 1, -1), key=lambda rows: self.row_cost(m, rows, v))
 
     def row_cost(self, m: int, rows: int, vectors: int) -> float:
-        """Cycles per step of depth of one column of tiles `rows` x `vectors` over m rows: per tile, its FMAs
-        (at least two thirds of the tallest tile's: a thinner one leaves the FMA units waiting on its loads)
-        or its loads (LOADS_PER_CYCLE), whichever binds, plus one for the loop."""
-        thin = self.max_rows(vectors) * 2 // 3
+        """Cost per step of depth of one column of tiles `rows` x `vectors` over m rows, in FMAs issued: per
+        tile, its FMAs (at least the core's `busy` accumulators: a thinner tile leaves the FMA units waiting)
+        or its loads, whichever binds, plus the loop's step."""
+        core = self.core
+        busy = self.max_rows(vectors) * 2 // 3 * vectors if core.busy is None else core.busy
 
         def tile(height: int) -> float:
-            return max(max(height, thin) * vectors, (height + vectors) / LOADS_PER_CYCLE) + 1
+            return max(max(height * vectors, busy), (height + vectors) * core.load) + core.step
         full, last = divmod(m, rows)
         return full * tile(rows) + (tile(last) if last else 0)
 
@@ -87,14 +107,15 @@ ISAS = {
 
 def target_isa() -> Isa | None:
     """The widest ISA of ISAS the build target runs (None: the portable template only): this machine's, or
-    the one `machine.targeting` names while a portable library is generated."""
-    return _widest_isa(target_flags())
+    the one `machine.targeting` names while a portable library is generated. Its tile costs are this core's
+    where the target is this machine and it has two full-width FMA units (an Intel CPU with AVX-512)."""
+    return _widest_isa(target_flags(), native_target() and full_width_fma())
 
 
 @functools.lru_cache(maxsize=None)
-def _widest_isa(flags: frozenset[str]) -> Isa | None:
+def _widest_isa(flags: frozenset[str], full_width: bool) -> Isa | None:
     if "avx512f" in flags:
-        return ISAS["avx512"]
+        return replace(ISAS["avx512"], core=FULL_WIDTH) if full_width else ISAS["avx512"]
     if "avx2" in flags and "fma" in flags:
         return ISAS["avx2"]
     return None

@@ -196,3 +196,16 @@ def test_maxpool_with_indices_falls_back():
     assert [op.split(" ")[0] for op in compiled.stats["fallback_ops"]] == ["MaxPool"]
     diffs = compare(compiled.run({"x": x}), run_onnxruntime(m, {"x": x}))
     assert all(d.ok for d in diffs), diffs
+
+
+@pytest.mark.parametrize("spatial, group", [((19, 19), 1), ((12, 20), 2)])
+def test_pointwise_conv_applies_its_fused_producers_as_it_packs(spatial, group):
+    """A 1x1 convolution whose input comes through fused producers (a Clip, then a per-channel scale) reads
+    them while packing its columns: one pass over the input, no copy of it beforehand."""
+    x, scale = floats(1, 32, *spatial), floats(1, 32, 1, 1)
+    weights = {"w": floats(48, 32 // group, 1, 1) * 0.2, "b": floats(48), "lo": np.array(0, np.float32),
+               "hi": np.array(6, np.float32)}
+    nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["c"]), helper.make_node("Mul", ["c", "s"], ["m"]),
+             helper.make_node("Conv", ["m", "w", "b"], ["y"], group=group)]
+    compiled = check(model(nodes, {"x": x, "s": scale}, weights), {"x": x, "s": scale})
+    assert "kscratch0" in compiled.source and "kscratch1" not in compiled.source     # the packed columns only
