@@ -427,7 +427,7 @@ def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: i
 
     tiling = Tiling(isa, batch, out[-1], mg, cg, tuple(phases.offsets), rows, vectors, (1, phases.block), int(ldb),
                     a_at, lambda bidx, jt: b_at(broadcast_index(bidx, batch, b_batch), jt),
-                    tile_finish(ctx, product, width), shift_a=True)
+                    tile_finish(ctx, product, width), shift_a=True, b_batch=b_batch)
     return lines + microkernel_tasks(ctx, tiling)
 
 

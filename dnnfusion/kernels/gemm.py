@@ -268,7 +268,8 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
 
     tiling = Tiling(isa, p.batch, m, n, k, (0,), rows, vectors, a_steps, int(ldb),
                     lambda bidx, it: a_at(broadcast_index(bidx, p.batch, p.a.batch), it),
-                    lambda bidx, jt: b_at(broadcast_index(bidx, p.batch, p.b.batch), jt), tile_finish(ctx, p, width))
+                    lambda bidx, jt: b_at(broadcast_index(bidx, p.batch, p.b.batch), jt), tile_finish(ctx, p, width),
+                    b_batch=p.b.batch)
     return b_lines + a_lines + microkernel_tasks(ctx, tiling)
 
 
@@ -309,6 +310,7 @@ class Tiling:
     shift_a: bool = False     # the segments' offsets are A's (elements), B's rows running on through them
     store_at: Callable[[Index, Var, Var], str] | None = None  # (batch index, i0, j0) -> where a finished tile
     ldc: int = 0                                              # goes as it is, rows ldc apart (no `finish`)
+    b_batch: tuple[int, ...] | None = None    # B's own batch extents (1 where one B serves every entry), if known
 
     @property
     def width(self) -> int:
@@ -318,6 +320,21 @@ class Tiling:
         """Whether a column tile of B over the whole depth overflows PANEL_CACHE_SHARE of L2 (the depth is then
         split into chunks; segments spans are not supported there)."""
         return self.depth * len(self.segments) * self.width * 4 > PANEL_CACHE_SHARE * l2_bytes()
+
+    def b_reused(self) -> bool:
+        """Whether one B (`b_batch` all ones) serves several batch entries and is larger than PANEL_CACHE_SHARE
+        of L2, so that going through it once per entry would stream it from memory each time: a convolution
+        with each output row's pixels as rows (SSD's 512 -> 546 head at 5 x 5: 10 MB of weights, 5 rows)."""
+        b_bytes = self.n * self.depth * len(self.segments) * 4
+        return self.b_batch is not None and numel(self.b_batch) == 1 and numel(self.batch) > 1 and \
+            b_bytes > PANEL_CACHE_SHARE * l2_bytes()
+
+    def a_streams(self) -> bool:
+        """Whether A (over the whole depth) is larger than B and than PANEL_CACHE_SHARE of L2, so that going
+        through it once per column tile would stream it from memory each time: a convolution on a small plane
+        with large weights (SSD's 512 -> 546 head at 5 x 5: 10 MB of weights, two column tiles)."""
+        a_bytes = self.m * self.depth * len(self.segments) * 4
+        return self.tiles[1] > 1 and a_bytes > max(self.n * self.depth * 4, PANEL_CACHE_SHARE * l2_bytes())
 
     @property
     def tiles(self) -> tuple[int, int]:
@@ -345,10 +362,23 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling, parallel: bool = True) -> l
     task = ctx.var("t")
     if not t.splits_depth():
         it, jt = ctx.var("it"), ctx.var("jt")
-        head = [f"const int64_t {it.name} = {task.name} % {row_tiles}, {i0.name} = {it.name} * {t.rows};",
-                f"const int64_t {jt.name} = {task.name} / {row_tiles} % {col_tiles}, {j0.name} = {jt.name} * {t.width};",
-                local_array("float", "tile", t.rows * t.width)]
-        bidx = _batch_index(ctx, task, t.batch, row_tiles * col_tiles, head)
+        row = f"{i0.name} = {it.name} * {t.rows}"
+        col = f"{j0.name} = {jt.name} * {t.width}"
+        if t.b_reused():        # each column tile of the one B under every batch entry's row tiles in turn
+            entry = ctx.var("b")
+            head = [f"const int64_t {it.name} = {task.name} % {row_tiles}, {row};",
+                    f"const int64_t {entry.name} = {task.name} / {row_tiles} % {numel(t.batch)};",
+                    f"const int64_t {jt.name} = {task.name} / {row_tiles * numel(t.batch)}, {col};"]
+            bidx = unravel(entry, t.batch)
+        else:
+            if t.a_streams():   # each row tile of A over all column tiles in turn, while it is in cache
+                head = [f"const int64_t {jt.name} = {task.name} % {col_tiles}, {col};",
+                        f"const int64_t {it.name} = {task.name} / {col_tiles} % {row_tiles}, {row};"]
+            else:               # each column tile of B under all row tiles in turn
+                head = [f"const int64_t {it.name} = {task.name} % {row_tiles}, {row};",
+                        f"const int64_t {jt.name} = {task.name} / {row_tiles} % {col_tiles}, {col};"]
+            bidx = _batch_index(ctx, task, t.batch, row_tiles * col_tiles, head)
+        head.append(local_array("float", "tile", t.rows * t.width))
         a_ptr, b_ptr = t.a_at(bidx, it), t.b_at(bidx, jt)
         lines: list[str] = []
         if (len(t.segments) > 1 or t.spans is not None) and t.store_at is None:

@@ -227,3 +227,20 @@ def test_depthwise_with_channels_in_the_lanes(isa, x_shape, kernel, attrs):
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert "lanes_in[" in compiled.source and compiled.stats["blocks"] == 1
+
+
+@pytest.mark.parametrize("x_shape, w_shape, order", [
+    ((1, 16, 7, 7), (96, 16, 3, 3), "b_reused"),         # pixels as rows: one weight B for all 7 output rows
+    ((1, 16, 14, 14), (128, 16, 3, 3), "a_streams"),     # channels as rows: weights as A, two column tiles
+])
+def test_tiles_go_in_the_order_that_reads_large_weights_once(isa, x_shape, w_shape, order, monkeypatch):
+    """Weights beyond three quarters of L2 (64 KiB here) are read once: each column tile of a weight B under
+    every output row's tiles in turn, or each row tile of a weight A over every column tile in turn."""
+    monkeypatch.setattr(gemm, "l2_bytes", lambda: 64 << 10)
+    taken, original = [], getattr(gemm.Tiling, order)
+    monkeypatch.setattr(gemm.Tiling, order, lambda self: taken.append(original(self)) or taken[-1])
+    model, feeds = conv_model(x_shape, w_shape, pads=[1, 1, 1, 1])
+    compiled = dnnfusion.compile(model, winograd=False)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert True in taken and "_acc(" not in compiled.source
