@@ -78,8 +78,7 @@ def targeting(name: str) -> Iterator[Target]:
 
 def target_flags() -> frozenset[str]:
     """The CPU features generated code may use: this CPU's (native), or the current build target's."""
-    chosen = _TARGET.get()
-    return cpu_flags() if chosen.name == "native" else frozenset(chosen.features)
+    return cpu_flags() if native_target() else frozenset(_TARGET.get().features)
 
 
 def native_target() -> bool:

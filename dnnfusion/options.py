@@ -62,9 +62,8 @@ material overflow or rounding risk; `disabled` names rules to leave out)."""
     @property
     def build_toolchain(self) -> Toolchain:
         """The toolchain as it builds for the target."""
-        chosen = machine.target(self.target)
-        features = chosen.features if chosen.name != "native" else machine.cpu_flags()
-        return self.toolchain.for_target(chosen.march, avx512="avx512f" in features)
+        return self.toolchain.for_target(machine.target(self.target).march,
+                                         avx512="avx512f" in machine.required_features(self.target))
 
     @property
     def kernels(self) -> KernelOptions:

@@ -152,12 +152,9 @@ class BlockLowering:
             element = index[:len(loops) - 1] + unravel(flat, shape[len(loops) - 1:])
             expr = self.read_value(value, element)
             offset = linear(element, shape)
-            if expr is not None and not divides(flat, [expr, offset]):
+            if not divides(flat, [expr, offset]):
                 return self._store_loop(value, loops, extents, expr, offset)
-        expr = self.read_value(value, index)
-        if expr is None:
-            return []
-        return self._store_loop(value, index, shape, expr, linear(index, shape))
+        return self._store_loop(value, index, shape, self.read_value(value, index), linear(index, shape))
 
     def _store_loop(self, value: Value, loops: tuple[Var, ...], extents: tuple[int, ...], expr: Expr,
                     offset: Expr) -> list[str]:

@@ -68,14 +68,14 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
         a = Operand((1, group), mg, depth, lambda bidx, r, c: cast(
             ctx.read(1, (bidx[1] * mg + r, *unravel(c, (cg, *kernel)))), ct))
     if pointwise(window, spatial):
-        pixels = direct_buffer(ctx, 0, x.shape, ct)
         if pixels_as_rows(count, mg) and w.const is not None:
             lines, pixels = source(ctx, 0, x.shape, ct)
             return lines + pixel_rows_product(ctx, node, pixels, group, ct)
+        lines, pixels = [], direct_buffer(ctx, 0, x.shape, ct)
         if pixels is not None:
-            lines, b = [], strided(pixels, ct, batch, (channels * count, cg * count), depth, count, count, 1)
+            b = strided(pixels, ct, batch, (channels * count, cg * count), depth, count, count, 1)
         else:       # fused producers: applied once, as the product packs B (a copy first would be a second pass)
-            lines, b = [], Operand(batch, depth, count, lambda bidx, r, c: cast(
+            b = Operand(batch, depth, count, lambda bidx, r, c: cast(
                 ctx.read(0, (bidx[0], bidx[1] * cg + r, *unravel(c, spatial))), ct))
     else:
         lines, b = im2col(ctx, x.shape, window, group, ct)
