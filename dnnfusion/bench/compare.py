@@ -5,12 +5,13 @@ file (`bench_file`) goes through the same workers, fed seeded random inputs of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .detections import OutputCheck, check_outputs
 from .timing import RuntimeWorkers, Timing, busy_neighbours
 
 REFERENCE = "ORT_ENABLE_ALL"
@@ -62,7 +63,6 @@ def bench_model(name: str, path: Path, feeds: Mapping[str, np.ndarray], levels: 
     """Load every runtime on `path` in its own process, check outputs against onnxruntime's, then time them in
     turns."""
     from ..errors import DnnfusionError  # noqa: PLC0415
-    from ..oracle import compare  # noqa: PLC0415
 
     ours = [f"dnnfusion {level}" for level in levels]
     runtimes = ours + [REFERENCE] + [p for p in peers if p != REFERENCE]
@@ -73,18 +73,42 @@ def bench_model(name: str, path: Path, feeds: Mapping[str, np.ndarray], levels: 
         for runtime in runtimes:
             if runtime == REFERENCE or runtime == "ORT_DISABLE_ALL":
                 continue
-            diffs = compare(workers.outputs(runtime), expected)
-            bad = [d for d in diffs if not d.ok]
-            if bad and runtime not in ours:
+            level = runtime.split(" ")[-1] if runtime in ours else None
+            checks = check_against_reference(path, feeds, workers.outputs(runtime), expected, level,
+                                             lambda m: progress(f"{name}: {runtime}: {m}"))
+            bad = [c for c in checks if not c.ok]
+            if bad and level is None:
                 progress(f"{name}: {runtime}'s output '{bad[0].name}' differs from onnxruntime "
                          f"(max abs {bad[0].max_abs:.2e}); timed anyway")
             elif bad:
                 raise DnnfusionError(f"{name} on {runtime}: output '{bad[0].name}' differs from onnxruntime "
                                      f"(max abs {bad[0].max_abs:.2e})")
-            if runtime in ours:
-                worst = max([worst] + [d.max_abs for d in diffs])
+            if level is not None:
+                worst = max([worst] + [c.max_abs for c in checks])
         stats = {runtime.split(" ")[-1]: workers.stats(runtime) for runtime in ours}
         progress(f"{name}: timing" + (f" beside {load} busy process(es)" if load else ""))
         with busy_neighbours(load):
             timings = workers.time(blocks, runs, budget_seconds)
     return ModelResult(name, timings, stats, worst, load)
+
+
+def check_against_reference(path: Path, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
+                            expected: Mapping[str, np.ndarray], level: str | None,
+                            progress: Callable[[str], None]) -> list[OutputCheck]:
+    """Per-output checks as the zoo check makes them: ranked detections as sets, every other output strictly.
+    Detection rows of our build (`level`) that no output-level tie explains are traced to the model's selections
+    (`check_decisions`, compiling in this process) and pass only where every differing selection is a tie."""
+    from .decisions import check_decisions  # noqa: PLC0415
+    from .zoo_check import compiled_runner  # noqa: PLC0415
+
+    checks, match = check_outputs(outputs, expected, path)
+    if level is None or match is None or match.ok:
+        return checks
+    progress(f"{len(match.unexplained_ours) + len(match.unexplained_reference)} detection rows differ beyond "
+             "output-level ties; tracing them to the model's selections")
+    shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
+    traced = check_decisions(path, feeds, outputs, compiled_runner(feeds, shapes, level))
+    if traced.ok:
+        progress(f"every differing selection is a tie ({traced.ties} upstream)")
+        return [replace(c, ok=c.ok or c.as_set) for c in checks]
+    return checks
