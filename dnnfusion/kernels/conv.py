@@ -12,11 +12,11 @@ import numpy as np
 from ..ir.graph import Node
 from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit, mod
 from ..kir.expr import numel, unravel
-from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from . import microkernel
 from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
 from .gemm import product_kernel
-from .gemm import strided, tile_finish
+from .gemm import edges, strided, tile_finish
 from .lanes import depthwise_lanes
 from .planes import Phases, PlaneFold, balanced_sum, plane_window
 from .window import Window, covered, range_tables, table
@@ -290,46 +290,69 @@ def conv_transpose(ctx: KernelContext, node: Node, window: Window, group: int, c
 
 def conv_outer_window(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
     """A 3-D convolution whose window slides along depth only (k x 1 x 1 unstrided and unpadded across height
-    and width, as S3D's temporal convolutions) as an implicit GEMM reading its input in place: each output
-    depth's taps are planes of the input at a fixed shift, contiguous over height x width, so no copy is made;
-    taps that land in the depth padding are left out per output depth. None where that does not apply (or
-    the planes do not tile exactly, since the last tile's reads would run past the input)."""
+    and width, as S3D's temporal convolutions) as an implicit GEMM with no copy of the input: each output
+    depth's taps are planes of the input at a fixed shift, so per output depth and column tile the taps that
+    land inside the input (those in the depth padding are left out) are packed, fused producers applied, into
+    one contiguous panel of (tap, channel) rows that every row tile of output channels then reads. Read in
+    place instead, B's rows lie a whole depth of planes apart, which maps them to a few cache sets (S3D's
+    64-channel 7 x 1 x 1 at 112 x 112: 50 KiB planes) and every load of a tile's B missed L1 and L2. None where
+    this does not apply, or the panel would not fit a thread's stack."""
     isa = microkernel.target_isa()
     x, w = node.inputs[0], node.inputs[1]
     if isa is None or ct != "float" or len(window.kernel) != 3 or window.kernel[1:] != (1, 1) or \
             window.strides[1:] != (1, 1) or any(window.pads_begin[1:]) or any(window.pads_end[1:]):
         return None
-    pixels = direct_buffer(ctx, 0, x.shape, ct)
+    if w.const is None or direct_buffer(ctx, 1, w.shape, ct) is None:
+        return None
     images, channels, (depth, height, width_) = x.shape[0], x.shape[1], x.shape[2:]
     plane = height * width_
-    vectors = next((v for v in range(isa.vectors, 0, -1) if plane % (v * isa.lanes) == 0), 0)
-    if pixels is None or not vectors or w.const is None or direct_buffer(ctx, 1, w.shape, ct) is None:
-        return None
     cg, mg, taps, od = channels // group, w.shape[0] // group, window.kernel[0], window.out[0]
+    rows, vectors, _ = isa.tile_shape(mg, plane)
+    width = vectors * isa.lanes
+    if not fits_stack(taps * cg * width):
+        return None
     stride, pad, dilation = window.strides[0], window.pads_begin[0], window.dilations[0]
     spans = [covered(taps, o * stride - pad, dilation, 0, depth) for o in range(od)]
-    rows = isa.tile_rows(mg, vectors)
     batch, a_batch = (images, group, od), (1, group, 1)
     a = Operand(a_batch, mg, taps * cg, lambda bidx, r, c: Lit(0),
                 constant=tap_major(w.const, group, taps, a_batch))
     a_lines, a_at, a_steps = packed_a(ctx, a, rows)
     store = biased_store(ctx, node, mg, ct, lambda bidx, j: (bidx[2], *unravel(j[0], (height, width_))))
     unused = Operand(batch, taps * cg, plane, lambda bidx, r, c: Lit(0))
+    finish = tile_finish(ctx, Product(batch, a, unused, ct, store), width)
     first, count = ctx.var("span_first"), ctx.var("span_count")
     tables = [table(first.name, [lo for lo, _ in spans]), table(count.name, [hi - lo for lo, hi in spans])]
-    tile_width = vectors * isa.lanes
+    task, entry, jt, j0, it, i0 = (ctx.var(h) for h in ("t", "b", "jt", "j", "it", "i"))
+    r, tap, ci, plane_in, j = (ctx.var(h) for h in ("r", "tap", "ci", "d", "jj"))
+    col_tiles, row_tiles = -(-plane // width), -(-mg // rows)
+    bidx = unravel(entry, batch)
+    k_first, k_count = f"{first.name}[{ctx.c(bidx[2])}]", f"{count.name}[{ctx.c(bidx[2])}]"
 
-    def b_at(bidx: Index, jt: Var) -> str:
-        at = (bidx[0] * channels + bidx[1] * cg) * (depth * plane) + jt * tile_width + \
-            (bidx[2] * stride - pad) * plane
-        return f"({pixels} + {ctx.c(at)} + {first.name}[{ctx.c(bidx[2])}] * {dilation * plane})"
+    def pack(cols: int) -> list[str]:
+        value = cast(ctx.read(0, (bidx[0], bidx[1] * cg + ci, plane_in, *unravel(j0 + j, (height, width_)))), ct)
+        fill = serial_for(j, cols, ctx.value("pv", value) + [f"panel[{r.name} * {width} + {j.name}] = pv;"], simd=True)
+        zero = [f"for (int64_t {j.name} = {cols}; {j.name} < {width}; ++{j.name}) panel[{r.name} * {width} + "
+                f"{j.name}] = 0;"] if cols < width else []
+        return [f"for (int64_t {r.name} = 0; {r.name} < {k_count} * {cg}; ++{r.name}) {{",
+                f"  const int64_t {tap.name} = {k_first} + {r.name} / {cg}, {ci.name} = {r.name} % {cg};",
+                f"  const int64_t {plane_in.name} = {ctx.c(bidx[2] * stride - pad)} + {tap.name} * {dilation};",
+                *indent(fill + zero), "}"]
 
-    tiling = Tiling(isa, batch, mg, plane, cg, tuple(k * dilation * plane for k in range(taps)), rows, vectors,
-                    a_steps, depth * plane, lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at,
-                    tile_finish(ctx, Product(batch, a, unused, ct, store), tile_width), lambda bidx: (f"{first.name}[{ctx.c(bidx[2])}]", f"{count.name}[{ctx.c(bidx[2])}]"))
-    if tiling.splits_depth():
-        return None
-    return tables + a_lines + microkernel_tasks(ctx, tiling)
+    def tile(got: int) -> list[str]:
+        kernel = ctx.helper(microkernel.name(isa, got, vectors, a_steps), microkernel.code(isa, got, vectors, a_steps))
+        a_ptr = a_at(broadcast_index(bidx, batch, a_batch), it)
+        call = f"{kernel}({k_count} * {cg}, ({a_ptr} + {k_first} * {cg * a_steps[1]}), panel, {width}, tile);"
+        return [call] + edges(j0, width, plane, lambda cols: finish(bidx, i0, j0, got, cols, "tile", width))
+
+    body = [f"const int64_t {jt.name} = {task.name} / {od} % {col_tiles}, {j0.name} = {jt.name} * {width};",
+            f"const int64_t {entry.name} = {task.name} / {od * col_tiles} * {od} + {task.name} % {od};",
+            local_array("float", "panel", taps * cg * width), local_array("float", "tile", rows * width),
+            *edges(j0, width, plane, pack),
+            f"for (int64_t {it.name} = 0; {it.name} < {row_tiles}; ++{it.name}) {{",
+            f"  const int64_t {i0.name} = {it.name} * {rows};",
+            *indent(edges(i0, rows, mg, tile)), "}"]
+    work = numel(batch) * mg * plane * taps * cg
+    return tables + a_lines + parallel_for(task, numel(batch) * col_tiles, body, work)
 
 
 def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:

@@ -131,11 +131,18 @@ def test_pools_on_planes(op, x_shape, attrs):
     ((2, 8, 11, 4, 8), (20, 8, 7, 1, 1), {"pads": [3, 0, 0, 3, 0, 0], "strides": [2, 1, 1]}),
     ((1, 8, 6, 4, 4), (16, 4, 3, 1, 1), {"pads": [2, 0, 0, 0, 0, 0], "dilations": [2, 1, 1], "group": 2}),
     ((1, 8, 2, 4, 4), (16, 8, 5, 1, 1), {"pads": [2, 0, 0, 2, 0, 0]}),
+    ((1, 12, 5, 5, 13), (40, 12, 3, 1, 1), {"pads": [1, 0, 0, 1, 0, 0]}),
 ])
-def test_depth_only_windows_read_the_input_in_place(isa, x_shape, w_shape, attrs):
-    """k x 1 x 1 (temporal) convolutions: no copy of the input, each output depth summing only the taps that
-    land inside it (none at all for some depths of the last case)."""
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs), helper.make_node("Sigmoid", ["c"], ["y"])]
+@pytest.mark.parametrize("producer", [False, True])
+def test_depth_only_windows_pack_tap_panels_without_copying_the_input(isa, x_shape, w_shape, attrs, producer):
+    """k x 1 x 1 (temporal) convolutions: no phased copy of the input; per output depth and column tile, the
+    taps that land inside the input are packed into a panel (through a fused Relu), each output depth summing
+    only those (none at all for some depths of the fourth case; planes of 16 and 65 pixels end in a partial
+    column tile)."""
+    nodes = [helper.make_node("Conv", ["r" if producer else "x", "w", "b"], ["c"], **attrs),
+             helper.make_node("Sigmoid", ["c"], ["y"])]
+    if producer:
+        nodes.insert(0, helper.make_node("Relu", ["x"], ["r"]))
     consts = {"w": rng.standard_normal(w_shape).astype(np.float32),
               "b": rng.standard_normal(w_shape[0]).astype(np.float32)}
     model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], consts, 13)
@@ -144,7 +151,8 @@ def test_depth_only_windows_read_the_input_in_place(isa, x_shape, w_shape, attrs
     compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
-    assert "span_first" in compiled.source and "plane[" not in compiled.source
+    assert "span_first" in compiled.source and "panel[" in compiled.source and "plane[" not in compiled.source
+    assert compiled.stats["blocks"] == 1
 
 
 @pytest.mark.parametrize("x_shape, w_shape, attrs", [
