@@ -23,6 +23,7 @@ class Reason(enum.Enum):
     CONSTRAINT = "constraint bound (inputs per block / one Many-to-Many per block / operators per block)"
     PROFILE = "the fused block is slower, by a measured timing or the cost-model estimate (see the detail)"
     UNSUPPORTED = "operator cannot share a block (data-dependent shape, random, or no generated code)"
+    EPILOGUE = "left to the Many-to-Many operator that produces it, as that operator's epilogue"
 
 
 @dataclass(frozen=True, repr=False)

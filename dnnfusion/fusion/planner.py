@@ -145,6 +145,10 @@ class DNNFusionPlanner:
             return False
         block = self._block(g)
         forward = candidate is consumer
+        if (candidate.mapping is MM and self.awaits_producer(block)) if forward else \
+                (consumer.mapping is MM and self.awaits_producer([candidate])):
+            self.rejections.append(Rejection(Reason.EPILOGUE, producer, consumer))
+            return False
         if forward:
             edge = most_complex([candidate.edge_mapping(p) for p in candidate.producers
                                  if self.part.group[p.index] == g], candidate.mapping)
@@ -210,6 +214,16 @@ class DNNFusionPlanner:
                     break
             else:
                 stack.pop()
+
+    def awaits_producer(self, ops: list[OpInfo]) -> bool:
+        """Whether operators that are not Many-to-Many (an activation) read an unfused Many-to-Many outside
+        them, whose epilogue they should become: computed once per output on its finished register tile,
+        rather than in a consumer's prologue, which a template applies in an extra pass over its input (a
+        depthwise convolution's phased copy)."""
+        inside = {o.index for o in ops}
+        return all(o.mapping is not MM for o in ops) and any(
+            p.mapping is MM and p.fusible and p.index not in inside and self._unfused(p)
+            for o in ops for p in o.producers)
 
     def plan(self) -> tuple[list[Block], list[Rejection], list[YellowDecision]]:
         # The paper seeds only One-to-One operators and leaves the rest as single-op blocks; we then also seed

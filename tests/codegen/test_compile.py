@@ -154,6 +154,6 @@ def test_kernels_are_named_after_what_they_fuse_and_model_text_never_reaches_the
     model.graph.initializer.extend([numpy_helper.from_array(np.ones((8, 8), np.float32), "w"),
                                     numpy_helper.from_array(np.ones(8, np.float32), "b")])
     source = dnnfusion.compile(model).source
-    assert re.findall(r"static BLOCK void (\w+)", source) == ["matmul_0", "fused_add_relu_softmax_1"]
-    assert re.findall(r"^  (\w+)\(arena", source, re.M) == ["matmul_0", "fused_add_relu_softmax_1"]
+    assert re.findall(r"static BLOCK void (\w+)", source) == ["fused_matmul_add_relu_0", "softmax_1"]
+    assert re.findall(r"^  (\w+)\(arena", source, re.M) == ["fused_matmul_add_relu_0", "softmax_1"]
     assert "evil" not in source

@@ -102,9 +102,11 @@ def attention_model():
 
 def test_attention_kernel_count():
     """Three Many-to-Many operators (two MatMuls, Softmax) give three kernels: the Transpose of K joins the
-    first MatMul, the scaling and mask join Softmax, the output Transpose/Reshape join the second MatMul."""
-    assert blocks_of(plan_of(attention_model())) == [
-        ["kt", "scores"], ["scaled", "masked", "probs"], ["context", "ctx_t", "y"]]
+    first MatMul, and so do the scaling and mask, as its epilogue (not Softmax's prologue); the output
+    Transpose/Reshape join the second MatMul."""
+    plan = plan_of(attention_model())
+    assert blocks_of(plan) == [["kt", "scores", "scaled", "masked"], ["probs"], ["context", "ctx_t", "y"]]
+    assert any(r.reason is Reason.EPILOGUE and r.second.node.name == "probs" for r in plan.rejections)
 
 
 def test_o0_and_o1_baselines():
@@ -129,19 +131,27 @@ def conv_silu(consumer: str, kernel: int):
                       {"w1": inits["w1"]})
 
 
-def test_a_producer_a_template_would_re_evaluate_goes_to_the_epilogue_instead():
-    """A 3x3 max pool reads each pixel 9 times: the SiLU fused into its prologue would be computed 9 times, so
-    the pair is profiled (cost model) and rejected, and the SiLU becomes the conv's epilogue."""
-    plan = plan_of(conv_silu("MaxPool", 3))
+@pytest.mark.parametrize("consumer, kernel", [("MaxPool", 3), ("Conv", 1), ("Conv", 3)])
+def test_an_activation_between_two_many_to_many_operators_is_the_first_ones_epilogue(consumer, kernel):
+    """The SiLU after a convolution, before a max pool or another convolution: computed once per output on
+    the convolution's register tiles, not in the consumer's prologue (which a max pool would evaluate 9 times
+    per pixel, and a depthwise convolution in an extra pass over its phased copy)."""
+    plan = plan_of(conv_silu(consumer, kernel))
     assert blocks_of(plan) == [["c1", "s", "m"], ["y"]]
-    assert any(r.reason is Reason.PROFILE and r.second.node.name == "y" for r in plan.rejections)
+    assert any(r.reason is Reason.EPILOGUE and r.second.node.name == "y" for r in plan.rejections)
 
 
 @pytest.mark.parametrize("kernel", [1, 3])
-def test_a_convolution_takes_its_producers_into_its_prologue(kernel):
-    """Every convolution template reads its input through one copy (phased, padded or as it is) that applies
-    fused producers once per element, so the green pair fuses forward as the paper's table says, 3x3 or 1x1."""
-    assert blocks_of(plan_of(conv_silu("Conv", kernel))) == [["c1"], ["s", "m", "y"]]
+def test_a_convolution_takes_producers_no_many_to_many_computes_into_its_prologue(kernel):
+    """A SiLU of the graph's input has no epilogue to join: the convolution applies it while reading its input
+    (one copy, phased, padded or as it is, applies fused producers once per element), as the paper's table
+    says, 3x3 or 1x1."""
+    rng = np.random.default_rng(0)
+    nodes = [node("Sigmoid", ["x"], "s"), node("Mul", ["x", "s"], "m"),
+             node("Conv", ["m", "w"], "y", pads=[kernel // 2] * 4)]
+    model = make_model(nodes, [("x", FLOAT, [1, 4, 32, 32])], ["y"],
+                       {"w": rng.normal(size=[8, 4, kernel, kernel]).astype(np.float32)})
+    assert blocks_of(plan_of(model)) == [["s", "m", "y"]]
 
 
 def test_an_index_chain_is_not_recomputed_for_every_gathered_element():

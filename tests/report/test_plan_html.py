@@ -211,7 +211,7 @@ def chromium() -> str | None:
 def test_script_runs_in_headless_chromium(tmp_path):
     plan = plan_model(mlp_model(), None, "O3")
     path = write_plan_html(plan, tmp_path / "plan.html")
-    target = plan.blocks[1]
+    target = next(b for b in plan.blocks if any(o.node.name == EVIL for o in b.ops))
     run = subprocess.run(
         [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
