@@ -216,12 +216,13 @@ class DNNFusionPlanner:
                 stack.pop()
 
     def awaits_producer(self, ops: list[OpInfo]) -> bool:
-        """Whether operators that are not Many-to-Many (an activation) read an unfused Many-to-Many outside
-        them, whose epilogue they should become: computed once per output on its finished register tile,
-        rather than in a consumer's prologue, which a template applies in an extra pass over its input (a
-        depthwise convolution's phased copy)."""
+        """Whether One-to-One operators that compute (an activation, a residual Add) read an unfused
+        Many-to-Many outside them, whose epilogue they should become: computed once per output on its finished
+        register tile, rather than in a consumer's prologue, which a template applies in an extra pass over its
+        input (a depthwise convolution's phased copy). Pure data movement (a Concat, no FLOPs) keeps the paper's
+        order: in a consumer's prologue it is never materialised, in an epilogue its other inputs are copied."""
         inside = {o.index for o in ops}
-        return all(o.mapping is not MM for o in ops) and any(
+        return all(o.mapping is MappingType.ONE_TO_ONE and o.flops > 0 for o in ops) and any(
             p.mapping is MM and p.fusible and p.index not in inside and self._unfused(p)
             for o in ops for p in o.producers)
 
