@@ -50,6 +50,20 @@ def _onnxruntime(model: Path, feeds: dict[str, np.ndarray], threads: int, optimi
     return Loaded(lambda: dict(zip(names, session.run(None, feeds))))
 
 
+def graph_outputs(model: Path) -> list[str]:
+    """The model file's graph output names, in order."""
+    import onnx  # noqa: PLC0415
+
+    return [o.name for o in onnx.load(str(model), load_external_data=False).graph.output]
+
+
+def output_name(names: set[str], outputs: Sequence[str]) -> str:
+    """The graph output among the tensor names OpenVINO gives a compiled output: it merges names of tensors
+    it fused away (a LayerNorm's last Div and the model's `last_hidden_state`), and any one of them may come
+    first."""
+    return next((n for n in outputs if n in names), min(names))
+
+
 def _openvino(model: Path, feeds: dict[str, np.ndarray], threads: int) -> Loaded:
     """OpenVINO in float32 (it would otherwise run bf16 where the CPU has it), latency mode."""
     try:
@@ -60,7 +74,8 @@ def _openvino(model: Path, feeds: dict[str, np.ndarray], threads: int) -> Loaded
                                                            "PERFORMANCE_HINT": "LATENCY",
                                                            "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
-    names = [o.get_any_name() for o in compiled.outputs]
+    outputs = graph_outputs(model)
+    names = [output_name(o.get_names(), outputs) for o in compiled.outputs]
 
     def run() -> dict[str, np.ndarray]:
         result = request.infer(feeds)

@@ -57,3 +57,11 @@ def test_other_outputs_stay_strict(model_path):
     assert all(c.ok for c in check_against_reference(model_path, {}, dict(ref), ref, "O3", lambda m: None))
     bad = check_against_reference(model_path, {}, {"y": ref["y"] + 0.1}, ref, "O3", lambda m: None)
     assert [(c.name, c.ok) for c in bad] == [("y", False)]
+
+
+def test_an_openvino_output_is_named_after_the_graph_output_it_carries():
+    from dnnfusion.bench.model_worker import output_name
+
+    merged = {"/encoder/LayerNorm/Div_output_0", "last_hidden_state", "/encoder/LayerNorm/Mul_output_0"}
+    assert output_name(merged, ["last_hidden_state"]) == "last_hidden_state"
+    assert output_name({"b", "a"}, ["y"]) == "a"                # none is a graph output: a stable choice
