@@ -5,6 +5,7 @@ transposed convolution as a product into per-tap contributions that a row then g
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -451,7 +452,27 @@ def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: i
     tiling = Tiling(isa, batch, out[-1], mg, cg, tuple(phases.offsets), rows, vectors, (1, phases.block), int(ldb),
                     a_at, lambda bidx, jt: b_at(broadcast_index(bidx, batch, b_batch), jt),
                     tile_finish(ctx, product, width), shift_a=True, b_batch=b_batch)
+    spans = kernel_row_spans(ctx, window, x.shape[2]) if len(out) == 2 and not tiling.splits_depth() else None
+    if spans is not None:
+        tables, tiling = spans[0], replace(tiling, spans=spans[1])
+        lines = tables + lines
     return lines + microkernel_tasks(ctx, tiling)
+
+
+def kernel_row_spans(ctx: KernelContext, window: Window, height: int
+                     ) -> tuple[list[str], Callable[[Index], tuple[str, str]]] | None:
+    """For a 2-D window with each output row as a batch entry (index 2): per output row, the run of taps whose
+    kernel row lands inside the input's rows (first tap, count), so that rows of taps reading only the zero
+    padding are left out (a 3 x 3 head on SSD's 1 x 1 map sums 3 of its 9 taps; the first and last rows of
+    VGG's 14 x 14 maps 6). None where every output row uses every kernel row."""
+    kh, kw = window.kernel
+    used = [covered(kh, o * window.strides[0] - window.pads_begin[0], window.dilations[0], 0, height)
+            for o in range(window.out[0])]
+    if all(span == (0, kh) for span in used):
+        return None
+    first, count = ctx.var("span_first"), ctx.var("span_count")
+    tables = [table(first.name, [lo * kw for lo, _ in used]), table(count.name, [(hi - lo) * kw for lo, hi in used])]
+    return tables, lambda bidx: (f"{first.name}[{ctx.c(bidx[2])}]", f"{count.name}[{ctx.c(bidx[2])}]")
 
 
 def conv_depthwise(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:

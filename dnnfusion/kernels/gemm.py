@@ -291,7 +291,8 @@ class Tiling:
     the statements that hand a finished tile (rows `stride` apart) to the epilogue. `spans(batch index)`, when
     given, is (first, count): the entry sums only segments first .. first + count - 1 (a convolution's taps that
     land in its padding add nothing and are left out), `b_at` then pointing at segment `first`'s rows and
-    `segments` evenly spaced so that the same offsets serve every entry."""
+    `segments` evenly spaced so that the same offsets serve every entry; with `shift_a` (segments are A's
+    offsets), the offsets and B's rows are taken from segment `first` on instead."""
 
     isa: microkernel.Isa
     batch: tuple[int, ...]
@@ -394,7 +395,11 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling, parallel: bool = True) -> l
                     (f"{t.spans(bidx)[1]} * {t.depth}", f"{t.spans(bidx)[0]} * {t.depth * t.a_steps[1]}")
                 return [f"{t.kernel(ctx, got, strided=True)}({depth}, ({a_ptr} + {a_first}), {b_ptr}, "
                         f"{t.ldb}, {t.store_at(bidx, i0, j0)}, {t.ldc});"]
-            if t.spans is not None:
+            if t.spans is not None and t.shift_a:      # A's offsets from segment first on, B's rows from its own
+                first, count = t.spans(bidx)
+                call = f"{t.kernel(ctx, got, True)}({t.depth}, {count}, ({offsets.name} + {first}), {a_ptr}, " \
+                       f"({b_ptr} + {first} * {t.depth * t.ldb}), {t.ldb}, tile);"
+            elif t.spans is not None:
                 first, count = t.spans(bidx)
                 call = f"{t.kernel(ctx, got, True)}({t.depth}, {count}, {offsets.name}, ({a_ptr} + " \
                        f"{first} * {t.depth * t.a_steps[1]}), {b_ptr}, {t.ldb}, tile);"

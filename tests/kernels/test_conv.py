@@ -206,6 +206,23 @@ def test_short_output_rows_take_pixels_as_rows(isa, x_shape, w_shape, attrs, l2_
     assert ("_sega(" in compiled.source) != bool(l2_kib)      # the split depth's chunks shift A on their own
 
 
+@pytest.mark.parametrize("x_shape, w_shape, attrs, spans", [
+    ((1, 64, 1, 1), (80, 64, 3, 3), {"pads": [1, 1, 1, 1]}, True),
+    ((1, 64, 2, 2), (80, 64, 3, 3), {"pads": [1, 1, 1, 1]}, True),
+    ((2, 32, 5, 6), (48, 32, 3, 3), {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, True),
+    ((1, 32, 9, 9), (48, 32, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, True),
+    ((1, 32, 7, 9), (48, 32, 3, 3), {}, False),
+])
+def test_pixel_rows_leave_out_kernel_rows_in_the_padding(isa, x_shape, w_shape, attrs, spans):
+    """Each output row sums only the taps whose kernel row reads the input (SSD's heads on 1 x 1 and 2 x 2
+    maps, dilated and strided rows); an unpadded convolution has nothing to leave out."""
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = dnnfusion.compile(model, winograd=False)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert PIXEL_ROWS_NOTE in compiled.source and ("span_first" in compiled.source) == spans
+
+
 @pytest.mark.parametrize("x_shape", [(1, 24, 7, 7), (2, 16, 14, 14)])
 def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape, monkeypatch):
     """Planes of 7 x 7 and 14 x 14 on the plane kernel: the fused producer (Relu) runs over each channel's
