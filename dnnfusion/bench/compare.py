@@ -5,13 +5,13 @@ file (`bench_file`) goes through the same workers, fed seeded random inputs of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .detections import OutputCheck, check_outputs
+from .detections import OutputCheck
 from .timing import RuntimeWorkers, Timing, busy_neighbours
 
 REFERENCE = "ORT_ENABLE_ALL"
@@ -95,20 +95,20 @@ def bench_model(name: str, path: Path, feeds: Mapping[str, np.ndarray], levels: 
 def check_against_reference(path: Path, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
                             expected: Mapping[str, np.ndarray], level: str | None,
                             progress: Callable[[str], None]) -> list[OutputCheck]:
-    """Per-output checks as the zoo check makes them: ranked detections as sets, every other output strictly.
-    Detection rows of our build (`level`) that no output-level tie explains are traced to the model's selections
-    (`check_decisions`, compiling in this process) and pass only where every differing selection is a tie."""
+    """Per-output checks exactly as the zoo check makes them (`zoo_check.judge`): ranked detections as sets,
+    every other output strictly. Detection rows of our build (`level`) that no output-level tie explains are
+    traced to the model's selections (`zoo_check.trace` of `check_decisions`, compiling in this process) and
+    pass only where every differing selection is a tie."""
     from .decisions import check_decisions  # noqa: PLC0415
-    from .zoo_check import compiled_runner  # noqa: PLC0415
+    from .zoo_check import CheckRow, compiled_runner, judge, trace  # noqa: PLC0415
 
-    checks, match = check_outputs(outputs, expected, path)
-    if level is None or match is None or match.ok:
-        return checks
-    progress(f"{len(match.unexplained_ours) + len(match.unexplained_reference)} detection rows differ beyond "
-             "output-level ties; tracing them to the model's selections")
-    shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
-    traced = check_decisions(path, feeds, outputs, compiled_runner(feeds, shapes, level))
-    if traced.ok:
-        progress(f"every differing selection is a tie ({traced.ties} upstream)")
-        return [replace(c, ok=c.ok or c.as_set) for c in checks]
-    return checks
+    row = CheckRow(path.stem, level or "peer", small=False)
+    judge(row, outputs, expected, path)
+    if level is not None and row.unexplained_rows:
+        progress(f"{row.unexplained_rows} detection rows differ beyond output-level ties; tracing them to the "
+                 "model's selections")
+        shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
+        trace(row, check_decisions(path, feeds, outputs, compiled_runner(feeds, shapes, level)))
+        if row.traced_to_ties:
+            progress(f"every differing selection is a tie ({row.upstream_ties} upstream)")
+    return row.outputs

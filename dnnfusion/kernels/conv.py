@@ -321,13 +321,12 @@ def conv_outer_window(ctx: KernelContext, node: Node, window: Window, group: int
     store = biased_store(ctx, node, mg, ct, lambda bidx, j: (bidx[2], *unravel(j[0], (height, width_))))
     unused = Operand(batch, taps * cg, plane, lambda bidx, r, c: Lit(0))
     finish = tile_finish(ctx, Product(batch, a, unused, ct, store), width)
-    first, count = ctx.var("span_first"), ctx.var("span_count")
-    tables = [table(first.name, [lo for lo, _ in spans]), table(count.name, [hi - lo for lo, hi in spans])]
+    tables, span_at = span_tables(ctx, spans, 1)
     task, entry, jt, j0, it, i0 = (ctx.var(h) for h in ("t", "b", "jt", "j", "it", "i"))
     r, tap, ci, plane_in, j = (ctx.var(h) for h in ("r", "tap", "ci", "d", "jj"))
     col_tiles, row_tiles = -(-plane // width), -(-mg // rows)
     bidx = unravel(entry, batch)
-    k_first, k_count = f"{first.name}[{ctx.c(bidx[2])}]", f"{count.name}[{ctx.c(bidx[2])}]"
+    k_first, k_count = span_at(bidx)
 
     def pack(cols: int) -> list[str]:
         value = cast(ctx.read(0, (bidx[0], bidx[1] * cg + ci, plane_in, *unravel(j0 + j, (height, width_)))), ct)
@@ -470,8 +469,17 @@ def kernel_row_spans(ctx: KernelContext, window: Window, height: int
             for o in range(window.out[0])]
     if all(span == (0, kh) for span in used):
         return None
+    return span_tables(ctx, used, kw)
+
+
+def span_tables(ctx: KernelContext, spans: Sequence[tuple[int, int]], taps_per: int
+                ) -> tuple[list[str], Callable[[Index], tuple[str, str]]]:
+    """Tables of the taps each batch entry sums, indexed by the entry's index 2 (an output depth or row):
+    `spans` [lo, hi) of the kernel's outer axis, each step of which is `taps_per` taps. Returns the tables and,
+    per batch index, the C expressions of its first tap and tap count (a Tiling's `spans`)."""
     first, count = ctx.var("span_first"), ctx.var("span_count")
-    tables = [table(first.name, [lo * kw for lo, _ in used]), table(count.name, [(hi - lo) * kw for lo, hi in used])]
+    tables = [table(first.name, [lo * taps_per for lo, _ in spans]),
+              table(count.name, [(hi - lo) * taps_per for lo, hi in spans])]
     return tables, lambda bidx: (f"{first.name}[{ctx.c(bidx[2])}]", f"{count.name}[{ctx.c(bidx[2])}]")
 
 
