@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import DnnfusionError
 from ..kernels.window import Window
 from ..machine import machine_key
-from ..ops.conv import channel_column, convolve
+from ..ops.conv import channel_column, convolve, deconvolve
 
 RUNTIMES = ("dnnfusion", "onnxruntime", "numpy")
 OPSET = 17
@@ -280,6 +280,56 @@ class ConvShape(KernelCase):
         return convolve(x, w, self.window, self.group) + channel_column(bias, x.ndim)
 
 
+@dataclass(frozen=True)
+class ConvTransposeShape(ConvShape):
+    """One ConvTranspose node: weights (C, M / group, *kernel) and bias as initializers, `pads` (ONNX order)
+    cropping the full output, by default none (U-Net's 2 x 2 stride-2 upsampling)."""
+
+    kind: ClassVar[str] = "conv_transpose"
+
+    @property
+    def onnx_pads(self) -> tuple[int, ...]:
+        return self.pads if self.pads is not None else (0,) * (2 * len(self.spatial))
+
+    @property
+    def window(self) -> Window:
+        """The kernel's placement: output extents stride x (input - 1) + kernel less the pads."""
+        rank = len(self.spatial)
+        begin, end = self.onnx_pads[:rank], self.onnx_pads[rank:]
+        out = tuple(self.stride * (size - 1) + k - b - e
+                    for size, b, e, k in zip(self.spatial, begin, end, self.kernel))
+        return Window(self.kernel, (self.stride,) * rank, (1,) * rank, begin, end, out)
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        return (self.channels, self.out_channels // self.group, *self.kernel)
+
+    @property
+    def depth(self) -> int:
+        """Products summed into one output at most: channels per group x taps that overlap there."""
+        return self.channels // self.group * math.prod(-(-k // self.stride) for k in self.kernel)
+
+    @property
+    def flops(self) -> int:
+        """Two per multiply-add: input elements x (output channels / group) x kernel taps; the bias not counted."""
+        return 2 * math.prod(self.x_shape) * self.out_channels // self.group * math.prod(self.kernel)
+
+    @property
+    def label(self) -> str:
+        """`up 128->64 2x2 s2 128x128` (the input's spatial extents)."""
+        return "up " + super().label
+
+    def node(self) -> onnx.NodeProto:
+        rank = len(self.spatial)
+        return helper.make_node("ConvTranspose", ["X", "W", "B"], ["Y"], kernel_shape=list(self.kernel),
+                                strides=[self.stride] * rank, pads=list(self.onnx_pads), group=self.group)
+
+    def reference(self, data: Arrays) -> np.ndarray:
+        """dnnfusion's numpy transposed convolution (a matmul, then the taps scattered) plus the bias."""
+        x, w, bias = data
+        return deconvolve(x, w, self.window, (0,) * len(self.spatial), self.group) + channel_column(bias, x.ndim)
+
+
 def conv2d(name: str, channels: int, out_channels: int, kernel: int, stride: int, size: int) -> ConvShape:
     """A square 2-D convolution over a square input."""
     return ConvShape(name, channels, out_channels, (size, size), (kernel, kernel), stride)
@@ -323,6 +373,9 @@ CONV_SHAPES: tuple[ConvShape, ...] = (
     depthwise("dw5_s1_7", 1152, 5, 1, 7),
     conv2d("effnet_1x1_7", 320, 1280, 1, 1, 7),
     conv2d("effnet_1x1_14", 672, 112, 1, 1, 14),
+    ConvTransposeShape("unet_up_128", 128, 64, (128, 128), (2, 2), 2),   # U-Net's upsampling
+    ConvTransposeShape("unet_up_16", 1024, 512, (16, 16), (2, 2), 2),
+    ConvTransposeShape("deconv4_s2", 128, 64, (32, 32), (4, 4), 2, pads=(1, 1, 1, 1)),
 )
 ALL_SHAPES: tuple[KernelCase, ...] = SHAPES + CONV_SHAPES
 HEAVY = frozenset({"gpt2_head", "unet_3x3", "vgg_3x3_28", "c3d"})

@@ -26,6 +26,7 @@ from .window import Window, covered, range_tables, table
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
 PIXEL_ROWS_STORE = 32      # per depth step: the cost of storing a pixel-rows tile down the channel planes
 PIXEL_ROWS_NOTE = "/* implicit GEMM: each output row's pixels as rows, the output channels as columns */"
+DISJOINT_NOTE = "/* transposed convolution, taps disjoint: each product stored straight to its output */"
 PIXEL_ROWS_GAIN = 1.08     # tile cost, pixels as rows against channels as rows, below which that pays for its
                            # stores down the channel planes
 
@@ -122,13 +123,20 @@ def biased_store(ctx: KernelContext, node: Node, mg: int, ct: str,
                  position: Callable[[Index, Index], Index]) -> Callable[[Index, Expr, Index, Expr], list[str]]:
     """A convolution product's store: output channel (group bidx[1], row i) of image bidx[0] at the spatial
     index `position(batch index, column index)`, plus the bias when the node has one."""
+    at = biased_store_at(ctx, node, mg, ct)
+    return lambda bidx, i, j, value: at(bidx, i, position(bidx, j), value)
+
+
+def biased_store_at(ctx: KernelContext, node: Node, mg: int, ct: str) -> Callable[[Index, Expr, Index, Expr], list[str]]:
+    """`store(batch index, channel in group, spatial index, value)`: output channel (group bidx[1], channel
+    m) of image bidx[0] at that spatial index, plus the bias when the node has one."""
     bias, out_ct = node.input(2), ctype(node.outputs[0].dtype)
 
-    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
-        m = bidx[1] * mg + i
+    def store(bidx: Index, m: Expr, where: Index, value: Expr) -> list[str]:
+        channel = bidx[1] * mg + m
         if bias is not None:
-            value = value + cast(ctx.read(2, (m,)), ct)
-        return ctx.store(0, (bidx[0], m, *position(bidx, j)), cast(value, out_ct))
+            value = value + cast(ctx.read(2, (channel,)), ct)
+        return ctx.store(0, (bidx[0], channel, *where), cast(value, out_ct))
     return store
 
 
@@ -238,6 +246,45 @@ def conv_direct(ctx: KernelContext, node: Node, window: Window, group: int, ct: 
 
 
 
+def transposed_weights(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> Operand:
+    """A transposed convolution's weights as A: (M/G * taps x C/G) per group, row (output channel, tap)."""
+    x, w = node.inputs[0], node.inputs[1]
+    cg, mg, taps = x.shape[1] // group, w.shape[1], numel(window.kernel)
+    weights = direct_buffer(ctx, 1, w.shape, ct)
+    if weights is not None:
+        const = None if w.const is None else w.const.reshape(1, group, cg, mg * taps).swapaxes(-2, -1)
+        return strided(weights, ct, (1, group), (0, cg * mg * taps), mg * taps, cg, 1, mg * taps, const)
+    return Operand((1, group), mg * taps, cg, lambda bidx, r, c: cast(
+        ctx.read(1, (bidx[1] * cg + c, *unravel(r, (mg, *window.kernel)))), ct))
+
+
+def conv_transpose_disjoint(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str] | None:
+    """A transposed convolution whose taps never overlap (stride equal to the kernel, no dilation, pads or
+    output padding: U-Net's 2 x 2 upsampling): each output is one tap of one input pixel, so the product of
+    the transposed weights and the input stores every sum, bias and fused epilogue straight to its output
+    (row (channel, tap), column (input pixel) at pixel x stride + tap), with no scratch array or gather.
+    None where taps overlap."""
+    x = node.inputs[0]
+    spatial, kernel = tuple(x.shape[2:]), window.kernel
+    if tuple(window.strides) != tuple(kernel) or set(window.dilations) != {1} or any(window.pads_begin) or \
+            tuple(window.out) != tuple(i * k for i, k in zip(spatial, kernel)):
+        return None
+    cg, mg, pixels = x.shape[1] // group, node.inputs[1].shape[1], numel(spatial)
+    lines, inputs = source(ctx, 0, x.shape, ct)
+    b = strided(inputs, ct, (x.shape[0], group), (x.shape[1] * pixels, cg * pixels), cg, pixels, pixels, 1)
+
+    def position(bidx: Index, i: Expr, j: Index) -> Index:
+        tap = unravel(mod(i, numel(kernel)), kernel)
+        return tuple(p * k + t for p, k, t in zip(j, kernel, tap))
+
+    def store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+        return channel_store(bidx, floordiv(i, numel(kernel)), position(bidx, i, j), value)
+    channel_store = biased_store_at(ctx, node, mg, ct)
+    product = Product((x.shape[0], group), transposed_weights(ctx, node, window, group, ct), b, ct, store,
+                      columns=spatial)
+    return [DISJOINT_NOTE] + lines + product_kernel(ctx, product)
+
+
 def conv_transpose(ctx: KernelContext, node: Node, window: Window, group: int, ct: str) -> list[str]:
     """Per image and group, the (M/G * k x C/G) transposed weights times the (C/G x in) input give every
     input pixel's contribution to each tap (a register-tiled product into a scratch array); a row of outputs
@@ -247,13 +294,7 @@ def conv_transpose(ctx: KernelContext, node: Node, window: Window, group: int, c
     images, spatial, kernel, out = x.shape[0], tuple(x.shape[2:]), window.kernel, window.out
     cg, mg, taps, pixels = x.shape[1] // group, w.shape[1], numel(window.kernel), numel(x.shape[2:])
     batch = (images, group)
-    weights = direct_buffer(ctx, 1, w.shape, ct)
-    if weights is not None:
-        const = None if w.const is None else w.const.reshape(1, group, cg, mg * taps).swapaxes(-2, -1)
-        a = strided(weights, ct, (1, group), (0, cg * mg * taps), mg * taps, cg, 1, mg * taps, const)
-    else:
-        a = Operand((1, group), mg * taps, cg, lambda bidx, r, c: cast(
-            ctx.read(1, (bidx[1] * cg + c, *unravel(r, (mg, *kernel)))), ct))
+    a = transposed_weights(ctx, node, window, group, ct)
     lines, inputs = source(ctx, 0, x.shape, ct)
     b = strided(inputs, ct, batch, (x.shape[1] * pixels, cg * pixels), cg, pixels, pixels, 1)
     parts = layout(ctx, batch, mg * taps, pixels, ct)

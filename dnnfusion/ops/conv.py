@@ -13,7 +13,7 @@ import numpy as np
 from ..ir.graph import Node
 from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_depthwise, conv_direct, conv_implicit, conv_outer_window
 from ..kernels.conv import conv_product
-from ..kernels.conv import conv_transpose, pointwise
+from ..kernels.conv import conv_transpose, conv_transpose_disjoint, pointwise
 from ..kernels.window import Window
 from ..kernels.winograd import applies as winograd_applies, conv_winograd, costs as winograd_costs
 from ..kernels.winograd import method as winograd_method_of
@@ -282,14 +282,7 @@ class ConvTranspose(Op):
         x, w, b = (inputs + (None,))[:3]
         window, extra = self.geometry(node, x.shape, w.shape)
         dtype = widened(x.dtype)
-        full = _scatter_windows(x.astype(dtype), w.astype(dtype), window, extra, int(node.attr("group", 1)))
-        y = np.zeros((*full.shape[:2], *window.out), dtype)
-        src, dst = [], []
-        for size, begin, out in zip(full.shape[2:], window.pads_begin, window.out):
-            lo, hi = max(begin, 0), min(size, begin + out)
-            src.append(slice(lo, hi))
-            dst.append(slice(lo - begin, hi - begin))
-        y[(Ellipsis, *dst)] = full[(Ellipsis, *src)]
+        y = deconvolve(x.astype(dtype), w.astype(dtype), window, extra, int(node.attr("group", 1)))
         if b is not None:
             y += channel_column(b.astype(dtype), y.ndim)
         return [y.astype(x.dtype, copy=False)]
@@ -298,7 +291,8 @@ class ConvTranspose(Op):
         window, _ = self.geometry(node, node.inputs[0].shape, node.inputs[1].shape)
         if not fits_stack(window.out[-1]):
             return None
-        return conv_transpose(ctx, node, window, int(node.attr("group", 1)), ctype(widened(node.inputs[0].dtype)))
+        group, ct = int(node.attr("group", 1)), ctype(widened(node.inputs[0].dtype))
+        return conv_transpose_disjoint(ctx, node, window, group, ct) or conv_transpose(ctx, node, window, group, ct)
 
     def absorb_channel_affine(self, node: Node, scale: np.ndarray, shift: np.ndarray) -> dict[int, np.ndarray] | None:
         """W is [C_in, M/group, k...]: input channel c of group g feeds output channels g * M/group + j."""
@@ -330,6 +324,20 @@ def scaled_weights(node: Node, scale: np.ndarray, shift: np.ndarray,
         return None
     bias = b.const.astype(np.float64) if b is not None else np.zeros(channels)
     return {1: weight_scale(w.const.astype(np.float64), s).astype(w.dtype), 2: (bias * s + t).astype(w.dtype)}
+
+
+def deconvolve(x: np.ndarray, w: np.ndarray, window: Window, extra: Sequence[int], group: int) -> np.ndarray:
+    """Grouped N-D transposed convolution (no bias) in the dtype of x and w: every input pixel times its kernel
+    summed into the full output, then cropped to `window.out` by the pads (output_padding `extra` included)."""
+    full = _scatter_windows(x, w, window, extra, group)
+    y = np.zeros((*full.shape[:2], *window.out), full.dtype)
+    src, dst = [], []
+    for size, begin, out in zip(full.shape[2:], window.pads_begin, window.out):
+        lo, hi = max(begin, 0), min(size, begin + out)
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - begin, hi - begin))
+    y[(Ellipsis, *dst)] = full[(Ellipsis, *src)]
+    return y
 
 
 def _scatter_windows(x: np.ndarray, w: np.ndarray, window: Window, extra: Sequence[int], group: int) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from dnnfusion.bench import kernel_worker, kernels
-from dnnfusion.bench.kernels import SHAPES_BY_NAME, ConvShape, GemmShape, KernelReport, KernelResult, Peak
+from dnnfusion.bench.kernels import SHAPES_BY_NAME, ConvShape, ConvTransposeShape, GemmShape, KernelReport, KernelResult, \
+    Peak
 from dnnfusion.bench.timing import onnxruntime_session
 from dnnfusion.cli import main
 from dnnfusion.errors import DnnfusionError
@@ -19,12 +20,14 @@ from dnnfusion.errors import DnnfusionError
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
 TINY_CONVS = (ConvShape("tiny_s2", 5, 7, (9, 8), (3, 3), stride=2), ConvShape("tiny_dw5", 6, 6, (10, 10), (5, 5), 2, 6),
               ConvShape("tiny_3d", 4, 6, (4, 6, 5), (3, 3, 3)),
-              ConvShape("tiny_pads", 8, 4, (7, 7), (3, 1), group=2, pads=(1, 0, 0, 0)))
+              ConvShape("tiny_pads", 8, 4, (7, 7), (3, 1), group=2, pads=(1, 0, 0, 0)),
+              ConvTransposeShape("tiny_up", 6, 4, (5, 7), (2, 2), 2),
+              ConvTransposeShape("tiny_up_pads", 4, 6, (6, 5), (4, 3), 2, group=2, pads=(1, 1, 1, 0)))
 
 
 def test_shape_table():
-    assert len(kernels.SHAPES) == 12 and len(kernels.CONV_SHAPES) == 18
-    assert len(SHAPES_BY_NAME) == len(kernels.ALL_SHAPES) == 30 and kernels.HEAVY <= set(SHAPES_BY_NAME)
+    assert len(kernels.SHAPES) == 12 and len(kernels.CONV_SHAPES) == 21
+    assert len(SHAPES_BY_NAME) == len(kernels.ALL_SHAPES) == 33 and kernels.HEAVY <= set(SHAPES_BY_NAME)
     assert GemmShape("x", 2, 3, 4).flops == 48
     assert SHAPES_BY_NAME["bert_qkv"].flops == 2 * 128 * 768 * 768
     scores = SHAPES_BY_NAME["attn_scores"]
@@ -47,6 +50,13 @@ def test_conv_flops_labels_and_shapes():
     assert stem.label == "32->64 3x3 s2 208x208" and stem.y_shape == (1, 64, 104, 104)
     assert TINY_CONVS[3].label == "8->4 g2 3x1 s1 7x7" and TINY_CONVS[3].y_shape == (1, 4, 6, 7)
     assert all(s.runtimes == ("dnnfusion", "onnxruntime") for s in kernels.CONV_SHAPES)
+    up = SHAPES_BY_NAME["unet_up_128"]
+    assert up.label == "up 128->64 2x2 s2 128x128" and up.kind == "conv_transpose" and up.onnx_pads == (0,) * 4
+    assert up.w_shape == (128, 64, 2, 2) and up.y_shape == (1, 64, 256, 256) and up.depth == 128
+    assert up.flops == 2 * 128 * 128 * 128 * 64 * 4
+    deconv = SHAPES_BY_NAME["deconv4_s2"]
+    assert deconv.y_shape == (1, 64, 64, 64) and deconv.depth == 128 * 4
+    assert TINY_CONVS[5].w_shape == (4, 3, 4, 3) and TINY_CONVS[5].y_shape == (1, 6, 12, 10)
     with pytest.raises(ValueError, match="no convolution"):
         ConvShape("bad", 6, 4, (8, 8), (3, 3), group=4)
 
@@ -85,7 +95,7 @@ def test_conv_model_and_reference_agree_with_onnxruntime(shape):
     data = shape.arrays()
     model = shape.model(data)
     onnx.checker.check_model(model, full_check=True)
-    assert [n.op_type for n in model.graph.node] == ["Conv"] and model.opset_import[0].version == 17
+    assert [n.op_type for n in model.graph.node] == [shape.node().op_type] and model.opset_import[0].version == 17
     assert [i.name for i in model.graph.input] == ["X"] and [t.name for t in model.graph.initializer] == ["W", "B"]
     assert shape.input_shapes() == {"X": shape.x_shape} and data[1].shape == shape.w_shape
     expected = shape.reference(data)

@@ -147,6 +147,10 @@ def test_conv_geometry(x_shape, w_shape, attrs):
     ((2, 3, 7), (3, 2, 3), dict(strides=[3], dilations=[2])),
     ((1, 2, 3, 4, 3), (2, 2, 2, 2, 2), dict(strides=[2, 1, 2])),
     ((1, 2, 4, 4), (2, 3, 3, 3), dict(strides=[2, 2], output_shape=[9, 9])),
+    ((1, 8, 5, 6), (8, 4, 2, 2), dict(strides=[2, 2])),                  # disjoint taps (stride = kernel)
+    ((2, 6, 3, 4), (6, 2, 3, 2), dict(group=3, strides=[3, 2])),
+    ((1, 4, 5), (4, 3, 2), dict(strides=[2])),
+    ((1, 4, 5, 6), (4, 3, 2, 2), dict(strides=[2, 2], pads=[1, 0, 0, 1])),  # cropped: overlapping path
 ])
 def test_conv_transpose(x_shape, w_shape, attrs):
     x, w = floats(*x_shape), floats(*w_shape)

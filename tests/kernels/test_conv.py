@@ -10,7 +10,7 @@ from onnx import helper
 
 import dnnfusion
 from dnnfusion.kernels import gemm, lanes
-from dnnfusion.kernels.conv import PIXEL_ROWS_NOTE
+from dnnfusion.kernels.conv import DISJOINT_NOTE, PIXEL_ROWS_NOTE
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
 from tests.kernels.conftest import needs_microkernels
@@ -269,3 +269,28 @@ def test_tiles_go_in_the_order_that_reads_large_weights_once(isa, x_shape, w_sha
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert True in taken and "_acc(" not in compiled.source
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs, disjoint", [
+    ((1, 16, 12, 32), (16, 8, 2, 2), {"strides": [2, 2]}, True),            # U-Net's upsampling, whole tiles
+    ((2, 12, 9, 7), (12, 5, 2, 3), {"strides": [2, 3], "group": 2}, True),   # tiles crossing input rows
+    ((1, 8, 4, 5, 6), (8, 4, 2, 2, 2), {"strides": [2, 2, 2]}, True),
+    ((1, 16, 12, 32), (16, 8, 2, 2), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, False),
+    ((1, 16, 12, 32), (16, 8, 2, 2), {"strides": [2, 2], "output_padding": [1, 0]}, False),
+    ((1, 16, 12, 12), (16, 8, 3, 3), {"strides": [2, 2]}, False),
+])
+def test_transposed_convolution_with_disjoint_taps_stores_products_in_place(x_shape, w_shape, attrs, disjoint):
+    """Stride equal to the kernel without pads: the product's epilogue (bias, the fused Relu) writes every
+    output itself; any overlap or crop keeps the scratch-and-gather path. Both match onnxruntime."""
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    channels = w_shape[1] * attrs.get("group", 1)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], **attrs), helper.make_node("Relu", ["c"], ["y"])]
+    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"],
+                       {"w": w, "b": rng.standard_normal(channels).astype(np.float32)}, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert (DISJOINT_NOTE in compiled.source) == disjoint
+    assert compiled.stats["blocks"] == 1
