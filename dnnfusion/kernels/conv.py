@@ -11,12 +11,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit, mod
-from ..kir.expr import numel, unravel
+from ..kir.expr import Bin, Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit, mod
+from ..kir.expr import numel, operands, unravel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from . import microkernel
-from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
-from .gemm import product_kernel
+from .gemm import Operand, Product, Tiling, b_in_place, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
+from .gemm import product_kernel, tile_width
 from .gemm import edges, strided, tile_finish
 from .lanes import depthwise_lanes
 from .planes import Phases, PlaneFold, balanced_sum, plane_window
@@ -26,6 +26,7 @@ from .window import Window, covered, range_tables, table
 PRODUCT_MIN_CHANNELS = 8   # output channels per group from which a convolution runs as a matrix product
 PIXEL_ROWS_STORE = 32      # per depth step: the cost of storing a pixel-rows tile down the channel planes
 PIXEL_ROWS_NOTE = "/* implicit GEMM: each output row's pixels as rows, the output channels as columns */"
+SCALED_WEIGHTS_NOTE = "/* pointwise convolution: its input's per-channel scale applied to the weights */"
 DISJOINT_NOTE = "/* transposed convolution, taps disjoint: each product stored straight to its output */"
 PIXEL_ROWS_GAIN = 1.08     # tile cost, pixels as rows against channels as rows, below which that pays for its
                            # stores down the channel planes
@@ -74,6 +75,11 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
             lines, pixels = source(ctx, 0, x.shape, ct)
             return lines + pixel_rows_product(ctx, node, pixels, group, ct)
         lines, pixels = [], direct_buffer(ctx, 0, x.shape, ct)
+        scaled = None if pixels is not None else channel_scale(ctx, x.shape, ct)
+        if scaled is not None and scale_on_weights(scaled[0], ct, mg, depth, count):
+            pixels, factor = scaled
+            lines.append(SCALED_WEIGHTS_NOTE)
+            a = scaled_columns(a, batch, lambda bidx, c: factor(bidx[0], bidx[1] * cg + c))
         if pixels is not None:
             b = strided(pixels, ct, batch, (channels * count, cg * count), depth, count, count, 1)
         else:       # fused producers: applied once, as the product packs B (a copy first would be a second pass)
@@ -87,6 +93,52 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
     store = biased_store(ctx, node, mg, ct, lambda bidx, j: unravel(j[0], out))
     return lines + product_kernel(ctx, Product(batch, a, b, ct, store))
 
+
+
+def channel_scale(ctx: KernelContext, shape: Sequence[int], ct: str) -> tuple[str, Callable[[Expr, Expr], Expr]] | None:
+    """When input 0 reaches the kernel as a plain row-major array times a factor that varies only with the image
+    and the channel (a fused squeeze-excitation scale, a Mul by per-channel constants): the array, and the
+    factor at (image, channel). None for any other prologue."""
+    probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
+    e = ctx.read(0, probe)
+    if not (isinstance(e, Bin) and e.op == "*" and e.ctype == ct):
+        return None
+    for side in (0, 1):
+        load, factor = (e.a, e.b) if side == 0 else (e.b, e.a)
+        if isinstance(load, Load) and load.ctype == ct and load.index == linear(probe, shape) and \
+                index_vars(factor) <= {probe[0].name, probe[1].name}:
+            def at(n: Expr, c: Expr, side: int = side) -> Expr:
+                found = ctx.read(0, (n, c, *(Lit(0) for _ in shape[2:])))
+                assert isinstance(found, Bin) and found.op == "*"
+                return found.b if side == 0 else found.a
+            return load.buffer, at
+    return None
+
+
+def scale_on_weights(pixels: str, ct: str, mg: int, depth: int, count: int) -> bool:
+    """Whether a pointwise convolution whose input comes scaled per channel (`channel_scale`) pays for scaling
+    its weights per call instead: they are fewer than an image's input elements (mg < pixels), and the
+    microkernels then read the unscaled input where it lies rather than copying all of it into panels."""
+    width = tile_width(mg, count)
+    return width is not None and mg < count and b_in_place(strided(pixels, ct, (1,), (0,), depth, count, count, 1),
+                                                           width)
+
+
+def index_vars(e: Expr) -> set[str]:
+    """The names of the loop variables `e` reads."""
+    names, stack = set(), [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Var):
+            names.add(x.name)
+        stack.extend(operands(x))
+    return names
+
+
+def scaled_columns(a: Operand, batch: tuple[int, ...], factor: Callable[[Index, Expr], Expr]) -> Operand:
+    """Operand `a` with column c multiplied by `factor(batch index, c)`, over `batch` (packed per call)."""
+    return Operand(batch, a.rows, a.cols,
+                   lambda bidx, r, c: a.element(broadcast_index(bidx, batch, a.batch), r, c) * factor(bidx, c))
 
 
 def pixels_as_rows(pixels: int, channels: int) -> bool:

@@ -192,9 +192,7 @@ def packed_b(ctx: KernelContext, p: Product, width: int) -> tuple[list[str], Cal
         steps = [s * tiles * k * width for s in strides(b.batch)]
         return [], lambda bidx, jt: f"({name} + {ctx.c(batch_offset(bidx, b.batch, steps) + jt * (k * width))})", \
             str(width)
-    in_place = b.strides is not None and b.strides[1] == 1 and n % width == 0 and \
-        (k <= 16 or b.strides[0] * 4 % ALIASING_BYTES != 0)
-    if in_place:
+    if b_in_place(b, width):
         return [], lambda bidx, jt: address(ctx, b.element(bidx, Lit(0), jt * width)), str(b.strides[0])
     if p.a.rows < PACKED_MIN_ROWS:
         return None
@@ -205,6 +203,21 @@ def packed_b(ctx: KernelContext, p: Product, width: int) -> tuple[list[str], Cal
             return address(ctx, target.element(bidx, Lit(0), Lit(0)))
         return address(ctx, target.panel_at(bidx, Lit(0), jt * width, Lit(0)))
     return lines, start, str(width)
+
+
+def b_in_place(b: Operand, width: int) -> bool:
+    """Whether the microkernels read B where it lies, in rows of `width` columns: contiguous along its rows,
+    whole column tiles, and rows that do not alias in the cache (or few of them)."""
+    return b.strides is not None and b.strides[1] == 1 and b.cols % width == 0 and \
+        (b.rows <= 16 or b.strides[0] * 4 % ALIASING_BYTES != 0)
+
+
+def tile_width(m: int, n: int) -> int | None:
+    """Columns of the microkernels' full tiles over an m x n float product on this CPU (None: no microkernels)."""
+    isa = microkernel.target_isa()
+    if isa is None:
+        return None
+    return isa.tile_shape(m, n)[1] * isa.lanes
 
 
 def rows_in_place(a: Operand, rows: int) -> bool:

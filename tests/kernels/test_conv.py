@@ -10,7 +10,7 @@ from onnx import helper
 
 import dnnfusion
 from dnnfusion.kernels import gemm, lanes
-from dnnfusion.kernels.conv import DISJOINT_NOTE, PIXEL_ROWS_NOTE
+from dnnfusion.kernels.conv import DISJOINT_NOTE, PIXEL_ROWS_NOTE, SCALED_WEIGHTS_NOTE
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
 from tests.kernels.conftest import needs_microkernels
@@ -294,3 +294,28 @@ def test_transposed_convolution_with_disjoint_taps_stores_products_in_place(x_sh
     assert diffs and all(d.ok for d in diffs), diffs
     assert (DISJOINT_NOTE in compiled.source) == disjoint
     assert compiled.stats["blocks"] == 1
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs, moved", [
+    ((1, 24, 56, 56), (8, 24, 1, 1), {}, True),                   # EfficientNet's projections after an SE block
+    ((2, 24, 56, 56), (16, 12, 1, 1), {"group": 2}, True),         # the scale per image and per group's channel
+    ((1, 24, 14, 14), (8, 24, 1, 1), {}, False),                  # 196 pixels: B is copied anyway, scale with it
+    ((1, 24, 8, 8), (96, 24, 1, 1), {}, False),                   # more weights than pixels
+])
+def test_squeeze_excitation_scale_moves_onto_the_weights(x_shape, w_shape, attrs, moved):
+    """Mul(x, sigmoid(fc(GAP(x)))) feeding a pointwise Conv: where the input can be read in place and the weights
+    are the smaller operand, the per-channel scale multiplies the weights per call instead of every input
+    element; the result matches onnxruntime either way."""
+    channels = x_shape[1]
+    consts = {"w": rng.standard_normal(w_shape).astype(np.float32), "b": rng.standard_normal(w_shape[0]).astype(np.float32),
+              "f": rng.standard_normal((channels, channels, 1, 1)).astype(np.float32) * 0.2}
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Conv", ["g", "f"], ["fc"]), helper.make_node("Sigmoid", ["fc"], ["s"]),
+             helper.make_node("Mul", ["r", "s"], ["m"]), helper.make_node("Conv", ["m", "w", "b"], ["y"], **attrs)]
+    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], consts, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    compiled = dnnfusion.compile(model)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert (SCALED_WEIGHTS_NOTE in compiled.source) == moved
