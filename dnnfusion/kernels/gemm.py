@@ -6,7 +6,7 @@ and the result handed to the caller's epilogue per element. Tuning constants liv
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -33,6 +33,12 @@ PANEL_CACHE_SHARE = 0.75     # of L2: a column tile of B over the whole depth be
 DEPTH_CHUNK = 256             # depth per microkernel call when the depth is split (a column tile's B chunk: 32 KiB)
 BLOCK_COLUMN_TILES = 4        # column tiles of a task that splits the depth...
 BLOCK_TILE_FLOATS = 16384     # ...and its sums, at most (64 KiB: the block stays in L2 across chunks)
+RAGGED_MAX_ROWS = 128         # rows of A up to which a B whose last column tile is partial is read in place but for
+                              # that tile, rather than copied whole into panels: the copy is then a large share of
+                              # the work. Pointwise convolutions, Intel Xeon (AVX-512), block times 1 / 2 threads:
+                              # 32->64 at 150 x 150 1.04 / 0.61 -> 1.02 / 0.53 ms, 128->128 at 75 x 75 1.46 / 0.87
+                              # -> 1.38 / 0.73; with more rows the unaligned rows read in place cost more than the
+                              # copy saves (256->256 at 38 x 38 1.33 -> 1.37, 512->512 at 19 x 19 1.21 -> 1.30)
 MIN_TASKS = 16                # tasks a split-depth product keeps at least, shrinking its blocks, so threads share
                               # it evenly (blocks of even size; a thread's share is off by one task at most)
 ITEM_SIZE = {c: d.itemsize for d, c in C_TYPES.items()}
@@ -177,10 +183,14 @@ def address(ctx: KernelContext, e: Expr) -> str:
     return f"({e.buffer} + {ctx.c(e.index)})"
 
 
-def packed_b(ctx: KernelContext, p: Product, width: int) -> tuple[list[str], Callable[[Index, Var], str], str] | None:
+def packed_b(ctx: KernelContext, p: Product, width: int, ragged: bool = False
+             ) -> tuple[list[str], Callable[[Index, Var], str], str, Callable[[Var], str] | None] | None:
     """B for the microkernels: rows of `width` columns starting at a tile's first column, `ldb` apart. Weights
     are packed into column panels at compile time; a B whose rows are contiguous and tile exactly is read in
-    place; any other B is packed into panels per call (None when too few rows of A would reuse the copy)."""
+    place; with `ragged`, one whose columns end in a partial tile is read in place all the same but for that
+    last tile, copied alone into a strip (`ldb_at(column tile)` then gives each tile's row step); any other B
+    is packed into panels per call (None when too few rows of A would reuse the copy). Returns the packing
+    statements, a tile's first element, ldb and `ldb_at` (None: ldb for every tile)."""
     b, k, n = p.b, p.b.rows, p.b.cols
     tiles = -(-n // width)
     if b.constant is not None:
@@ -191,9 +201,11 @@ def packed_b(ctx: KernelContext, p: Product, width: int) -> tuple[list[str], Cal
         name = ctx.weight(panels)
         steps = [s * tiles * k * width for s in strides(b.batch)]
         return [], lambda bidx, jt: f"({name} + {ctx.c(batch_offset(bidx, b.batch, steps) + jt * (k * width))})", \
-            str(width)
+            str(width), None
     if b_in_place(b, width):
-        return [], lambda bidx, jt: address(ctx, b.element(bidx, Lit(0), jt * width)), str(b.strides[0])
+        return [], lambda bidx, jt: address(ctx, b.element(bidx, Lit(0), jt * width)), str(b.strides[0]), None
+    if ragged and whole_tiles_in_place(b, width):
+        return ragged_b(ctx, b, width)
     if p.a.rows < PACKED_MIN_ROWS:
         return None
     lines, target = pack(ctx, b, "float", width)
@@ -202,7 +214,28 @@ def packed_b(ctx: KernelContext, p: Product, width: int) -> tuple[list[str], Cal
         if target.panel_at is None:                  # a single panel: plain rows of `width` columns
             return address(ctx, target.element(bidx, Lit(0), Lit(0)))
         return address(ctx, target.panel_at(bidx, Lit(0), jt * width, Lit(0)))
-    return lines, start, str(width)
+    return lines, start, str(width), None
+
+
+def ragged_b(ctx: KernelContext, b: Operand, width: int
+             ) -> tuple[list[str], Callable[[Index, Var], str], str, Callable[[Var], str]]:
+    """`packed_b` for a plain B whose last column tile is partial: the whole tiles read where they lie, the last
+    one's columns copied (zero-padded to `width`) into a strip per batch entry, read `width` apart."""
+    k, n = b.rows, b.cols
+    full, tail = divmod(n, width)
+    strip = ctx.scratch("float", numel(b.batch) * k * width)
+    row, col = ctx.var("p"), ctx.var("c")
+    bidx, r = unravel(floordiv(row, k), b.batch), mod(row, k)
+    body = ctx.value("pv", b.element(bidx, r, col + full * width)) + [f"{strip}[{ctx.c(row * width + col)}] = pv;"]
+    lines = serial_for(row, numel(b.batch) * k, serial_for(col, tail, body, simd=True) +
+                       [f"for (int64_t {col.name} = {tail}; {col.name} < {width}; ++{col.name}) "
+                        f"{strip}[{ctx.c(row * width + col)}] = 0;"])
+    steps = [s * k * width for s in strides(b.batch)]
+
+    def start(bidx: Index, jt: Var) -> str:
+        own = address(ctx, b.element(bidx, Lit(0), jt * width))
+        return f"({jt.name} < {full} ? {own} : {strip} + {ctx.c(batch_offset(bidx, b.batch, steps))})"
+    return lines, start, str(b.strides[0]), lambda jt: f"({jt.name} < {full} ? {b.strides[0]} : {width})"
 
 
 def b_in_place(b: Operand, width: int) -> bool:
@@ -210,6 +243,17 @@ def b_in_place(b: Operand, width: int) -> bool:
     whole column tiles, and rows that do not alias in the cache (or few of them)."""
     return b.strides is not None and b.strides[1] == 1 and b.cols % width == 0 and \
         (b.rows <= 16 or b.strides[0] * 4 % ALIASING_BYTES != 0)
+
+
+def reads_b_in_place(b: Operand, rows: int, width: int) -> bool:
+    """Whether the microkernels read B, under `rows` rows of A, where it lies (`b_in_place`), perhaps but for a
+    partial last column tile (`packed_b`'s ragged B, within RAGGED_MAX_ROWS)."""
+    return b_in_place(b, width) or rows <= RAGGED_MAX_ROWS and whole_tiles_in_place(b, width)
+
+
+def whole_tiles_in_place(b: Operand, width: int) -> bool:
+    """Whether B's whole column tiles (at least one) can be read where they lie (`b_in_place` for them)."""
+    return b.cols > width and b_in_place(replace(b, cols=b.cols - b.cols % width), width)
 
 
 def tile_width(m: int, n: int) -> int | None:
@@ -273,16 +317,18 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
         return None
     rows, vectors, _ = isa.tile_shape(m, n)
     width = vectors * isa.lanes
-    b = packed_b(ctx, p, width)
+    splits = k * width * 4 > PANEL_CACHE_SHARE * l2_bytes()     # as Tiling.splits_depth
+    b = packed_b(ctx, p, width, ragged=not splits and m <= RAGGED_MAX_ROWS)
     if b is None:
         return None
-    b_lines, b_at, ldb = b
+    b_lines, b_at, ldb, ldb_at = b
     a_lines, a_at, a_steps = packed_a(ctx, p.a, rows)
 
     tiling = Tiling(isa, p.batch, m, n, k, (0,), rows, vectors, a_steps, int(ldb),
                     lambda bidx, it: a_at(broadcast_index(bidx, p.batch, p.a.batch), it),
                     lambda bidx, jt: b_at(broadcast_index(bidx, p.batch, p.b.batch), jt), tile_finish(ctx, p, width),
-                    b_batch=p.b.batch)
+                    b_batch=p.b.batch, ldb_at=ldb_at)
+    assert ldb_at is None or not tiling.splits_depth()
     return b_lines + a_lines + microkernel_tasks(ctx, tiling)
 
 
@@ -325,6 +371,8 @@ class Tiling:
     store_at: Callable[[Index, Var, Var], str] | None = None  # (batch index, i0, j0) -> where a finished tile
     ldc: int = 0                                              # goes as it is, rows ldc apart (no `finish`)
     b_batch: tuple[int, ...] | None = None    # B's own batch extents (1 where one B serves every entry), if known
+    ldb_at: Callable[[Var], str] | None = None  # B's row step per column tile (C), where it is not ldb for all
+                                                # (one plain segment, depth unsplit: `packed_b`'s ragged B)
 
     @property
     def width(self) -> int:
@@ -421,7 +469,8 @@ def microkernel_tasks(ctx: KernelContext, t: Tiling, parallel: bool = True) -> l
                        f"{t.ldb}, tile);"
             else:
                 a_first, b_first = (t.segments[0], 0) if t.shift_a else (0, t.segments[0])
-                call = f"{t.kernel(ctx, got)}({t.depth}, ({a_ptr} + {a_first}), ({b_ptr} + {b_first}), {t.ldb}, tile);"
+                ldb = t.ldb if t.ldb_at is None else t.ldb_at(jt)
+                call = f"{t.kernel(ctx, got)}({t.depth}, ({a_ptr} + {a_first}), ({b_ptr} + {b_first}), {ldb}, tile);"
             return [call] + edges(j0, t.width, t.n, lambda cols: t.finish(bidx, i0, j0, got, cols, "tile", t.width))
         loop = parallel_for if parallel else lambda var, extent, body, work: serial_for(var, extent, body)
         return lines + loop(task, numel(t.batch) * row_tiles * col_tiles, head + edges(i0, t.rows, t.m, tile), work)

@@ -140,3 +140,17 @@ def test_full_width_cores_take_two_vector_tiles(monkeypatch):
         assert (microkernel.target_isa().core is microkernel.FULL_WIDTH) is expected
         with machine.targeting("x86-64-v4"):
             assert microkernel.target_isa().core is microkernel.HALF_WIDTH
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((2, 24, 40), (40, 70)), ((3, 9, 16), (3, 16, 50)), ((1, 130, 8), (8, 70))])
+def test_b_with_a_partial_last_tile_is_read_in_place_but_for_it(isa, a_shape, b_shape):
+    """An activation B whose columns end in a partial tile: under few rows of A (gemm.RAGGED_MAX_ROWS) its whole
+    tiles are read where they lie and only the last one is copied into a strip (each tile's own row step);
+    under more rows all of it is packed into panels."""
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])],
+                       [("a", FLOAT, list(a_shape)), ("b", FLOAT, list(b_shape))], ["y"])
+    feeds = {"a": rng.standard_normal(a_shape).astype(np.float32),
+             "b": rng.standard_normal(b_shape).astype(np.float32)}
+    source = check(model, feeds).source
+    ragged = f" ? {b_shape[-1]} : " in source          # the row step: B's own for whole tiles, the strip's last
+    assert ragged == (a_shape[-2] <= gemm.RAGGED_MAX_ROWS), source[-3000:]
