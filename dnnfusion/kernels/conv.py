@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ir.graph import Node
 from ..kir.expr import Bin, Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit, mod
-from ..kir.expr import numel, operands, unravel
+from ..kir.expr import numel, unravel, variables
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from . import microkernel
 from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
@@ -109,7 +109,7 @@ def channel_scale(ctx: KernelContext, shape: Sequence[int], ct: str) -> tuple[st
     for side in (0, 1):
         load, factor = (e.a, e.b) if side == 0 else (e.b, e.a)
         if isinstance(load, Load) and load.ctype == ct and load.index == linear(probe, shape) and \
-                index_vars(factor) <= {probe[0].name, probe[1].name}:
+                variables(factor) <= {probe[0].name, probe[1].name}:
             def at(n: Expr, c: Expr, side: int = side) -> Expr:
                 found = ctx.read(0, (n, c, *(Lit(0) for _ in shape[2:])))
                 assert isinstance(found, Bin) and found.op == "*"
@@ -125,17 +125,6 @@ def scale_on_weights(pixels: str, ct: str, mg: int, depth: int, count: int) -> b
     width = tile_width(mg, count)
     return width is not None and mg * SCALED_WEIGHTS_SHARE <= count and \
         reads_b_in_place(strided(pixels, ct, (1,), (0,), depth, count, count, 1), mg, width)
-
-
-def index_vars(e: Expr) -> set[str]:
-    """The names of the loop variables `e` reads."""
-    names, stack = set(), [e]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, Var):
-            names.add(x.name)
-        stack.extend(operands(x))
-    return names
 
 
 def scaled_columns(a: Operand, batch: tuple[int, ...], factor: Callable[[Index, Expr], Expr]) -> Operand:

@@ -9,22 +9,62 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..kir.expr import Expr, Index, Lit, Load, Var, binary, call, cast, ctype, floordiv, lit, mod, numel, select, \
-    unravel
+from ..kir.expr import Expr, Index, Lit, Load, Select, Var, assume, binary, call, cast, ctype, floordiv, lit, mod, numel, \
+    operands, select, unravel, variables
 from ..kir.expr import Unary as ExprUnary
-from ..kir.kernel import KernelContext, local_array, parallel_for, serial_for
+from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
 
 FLOAT_C = ("float", "double")
+UNSWITCHED_BODIES = 8      # row bodies a row loop may be unswitched into (one per concatenated source)
 
 
 def over_rows(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int],
               body: Callable[[dict[int, Expr]], list[str]], work: int) -> list[str]:
     """One flat loop (parallel when `work` is large) over every row: each combination of the axes not in `axes`,
-    whose index expressions `body` gets by axis."""
+    whose index expressions `body` gets by axis (`unswitched` on the row's choice of source)."""
     kept = [a for a in range(len(shape)) if a not in axes]
     row = ctx.var("o")
     extents = [shape[a] for a in kept]
-    return parallel_for(row, numel(extents), body(dict(zip(kept, unravel(row, extents)))), work)
+    index = dict(zip(kept, unravel(row, extents)))
+    return parallel_for(row, numel(extents), unswitched(ctx, shape, axes, index, body, [UNSWITCHED_BODIES]), work)
+
+
+def unswitched(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], row: dict[int, Expr],
+               body: Callable[[dict[int, Expr]], list[str]], left: list[int]) -> list[str]:
+    """`body(row)`; or, where input 0's element picks its source by a condition on the row alone (a Concat
+    along a kept axis fused in), an if on that condition around one body per branch, each reading its own
+    source: inside a vectorised row every select would compute all its branches (SSD's softmax over six
+    concatenated heads gathered all six per element). `left` counts the bodies still allowed."""
+    probe = {a: Var(f"probe{a}") for a in axes}
+    element = ctx.read(0, tuple(row[d] if d in row else probe[d] for d in range(len(shape))))
+    names = {v.name for v in probe.values()}
+    cond = next((x for x in selects(element) if not variables(x.cond) & names), None)
+    if cond is None or left[0] < 2:
+        return body(row)
+    left[0] -= 1
+    branches = []
+    for value in (True, False):
+        read = ctx.read
+        ctx.read = lambda i, index, read=read, value=value: assume(read(i, index), cond.cond, value)
+        try:
+            branches.append(unswitched(ctx, shape, axes, row, body, left))
+        finally:
+            ctx.read = read
+    return [f"if ({ctx.c(cond.cond)}) {{", *indent(branches[0]), "} else {", *indent(branches[1]), "}"]
+
+
+def selects(e: Expr) -> list[Select]:
+    """The selects in `e`, outermost first."""
+    found, seen, stack = [], set(), [e]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, Select):
+            found.append(x)
+        stack.extend(reversed(operands(x)))
+    return found
 
 
 def over_row(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], row: dict[int, Expr],

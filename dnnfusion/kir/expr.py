@@ -7,7 +7,7 @@ Constructors fold what they can (x*1, x+0, constant arithmetic), which keeps com
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Sequence, TypeVar
 
 import numpy as np
@@ -109,6 +109,29 @@ def postorder(root: Expr, leaf: Callable[[Expr], T | None], combine: Callable[[E
             stack.append((x, True))
             stack.extend((k, False) for k in kids(x) if id(k) not in results)
     return results[id(root)]
+
+
+def variables(e: Expr) -> set[str]:
+    """The names of the loop variables `e` reads."""
+    return postorder(e, lambda x: frozenset((x.name,)) if isinstance(x, Var) else None,
+                     lambda x, done: frozenset().union(*(done[id(k)] for k in operands(x))))
+
+
+def assume(root: Expr, cond: Expr, value: bool) -> Expr:
+    """`root` with every select on `cond` (structurally equal) replaced by the branch it takes when `cond` is
+    `value`; sub-trees without one are kept as they are (shared, not copied)."""
+    def combine(x: Expr, done: dict[int, Expr]) -> Expr:
+        if isinstance(x, Select) and x.cond == cond:
+            return done[id(x.a)] if value else done[id(x.b)]
+        changes = {}
+        for f in fields(x):
+            v = getattr(x, f.name)
+            if isinstance(v, Expr) and done[id(v)] is not v:
+                changes[f.name] = done[id(v)]
+            elif isinstance(v, tuple) and any(isinstance(k, Expr) and done[id(k)] is not k for k in v):
+                changes[f.name] = tuple(done[id(k)] if isinstance(k, Expr) else k for k in v)
+        return replace(x, **changes) if changes else x
+    return postorder(root, lambda x: x if not operands(x) else None, combine)
 
 
 def _hash_tree(root: Expr) -> None:
