@@ -14,7 +14,7 @@ from ..ir.graph import Node
 from ..kir.expr import Bin, Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit, mod
 from ..kir.expr import numel, unravel, variables
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
-from . import microkernel
+from . import gemm, microkernel
 from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
 from .gemm import product_kernel, reads_b_in_place, tile_width
 from .gemm import edges, strided, tile_finish
@@ -31,6 +31,13 @@ SCALED_WEIGHTS_SHARE = 4   # input elements per weight from which scaling the we
                            # rows interleaved) beats scaling the input as it is copied: EfficientNet-B0, 2 threads,
                            # 144->24 at 56 x 56 0.215 -> 0.165 ms, but 480->112 at 14 x 14 0.119 -> 0.168
 DISJOINT_NOTE = "/* transposed convolution, taps disjoint: each product stored straight to its output */"
+PANELS_NOTE = "/* implicit GEMM: each column tile's rows packed into a panel, then every row tile over it */"
+PANEL_MIN_ROW_TILES = 2    # row tiles (of output channels) from which a column tile's B is packed into a panel,
+PANEL_MIN_CHANNELS = 16    # input channels per group from which, and tasks (column tiles x batch entries) from
+PANEL_MIN_TASKS = 8        # which (SSD's 256 -> 512 stride 2 at 10 x 10 has one: 2.3x slower on 2 threads)
+PANEL_PIXEL_ROWS_COST = 1.3  # pixel rows' tile cost against channel rows read from panels, fitted on the same
+                             # Xeon: channel rows ran 0.75-0.87x pixel rows' time (strided 3 x 3 at 28 x 28 and
+                             # 13 x 13 outputs, 512 -> 512 at 14 x 14) where the tile costs put them 1.01-1.14x
 PIXEL_ROWS_GAIN = 1.08     # tile cost, pixels as rows against channels as rows, below which that pays for its
                            # stores down the channel planes
 
@@ -458,9 +465,10 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     rows, vectors, _ = isa.tile_shape(mg, columns)
     outer = tuple(out[:-2])
     weights = direct_buffer(ctx, 1, w.shape, ct) is not None and w.const is not None
-    if weights and pixel_rows_pay(isa, out, columns, mg, taps * cg):
-        return implicit_pixel_rows(ctx, node, window, group, phases)
     width = vectors * isa.lanes
+    panels = panels_pay(-(-mg // rows), cg, taps * cg, width, images * group * numel(out[:-2]) * -(-columns // width))
+    if weights and pixel_rows_pay(isa, out, columns, mg, taps * cg, PANEL_PIXEL_ROWS_COST if panels else 1.0):
+        return implicit_pixel_rows(ctx, node, window, group, phases)
     col_tiles = -(-columns // width)
     farthest = sum((o - 1) * s for o, s in zip(outer, phases.steps)) + max(phases.offsets) + col_tiles * width
     buffer = ctx.scratch(ct, images * channels * phases.block + max(0, farthest - phases.block))
@@ -482,7 +490,48 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
 
     tiling = Tiling(isa, batch, mg, columns, cg, tuple(phases.offsets), rows, vectors, a_steps, phases.block,
                     lambda bidx, it: a_at(broadcast_index(bidx, batch, a_batch), it), b_at, finish)
+    if panels:
+        return lines + a_lines + [PANELS_NOTE] + panel_tasks(ctx, tiling)
     return lines + a_lines + microkernel_tasks(ctx, tiling)
+
+
+def panels_pay(row_tiles: int, channels: int, depth: int, width: int, tasks: int) -> bool:
+    """Whether an implicit-GEMM convolution's column tiles are better packed into a contiguous panel per task
+    than read in place by the segmented microkernels, whose B rows lie a channel's phase block apart: a
+    stream per channel, which neither the prefetchers nor L1 keep up with (Intel Xeon, AVX-512, 1 thread:
+    128 -> 128 3 x 3 stride 2 at 56 x 56 2.18 -> 1.86 ms, 32 -> 64 stride 2 at 208 x 208 4.69 -> 3.79). It
+    pays where PANEL_MIN_ROW_TILES row tiles reuse a panel, the input has PANEL_MIN_CHANNELS channels per
+    group (a stem's 3 planes stream well: S3D's 1 x 7 x 7 went 20.5 -> 23.6 ms), the panel (depth x width)
+    fits a thread's stack and half of L2, and there are PANEL_MIN_TASKS column tiles to share among the
+    threads (one task per column tile: 7 x 7 outputs have too few)."""
+    return row_tiles >= PANEL_MIN_ROW_TILES and channels >= PANEL_MIN_CHANNELS and tasks >= PANEL_MIN_TASKS and \
+        fits_stack(depth * width) and depth * width * 4 <= gemm.l2_bytes() // 2
+
+
+def panel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
+    """One task per batch entry and column tile: its B rows (each segment's at its offset, `t.ldb` apart per
+    row of the depth) copied into one contiguous stack panel, then every row tile's product on the plain
+    microkernel over the whole depth, reading the panel `width` apart."""
+    row_tiles, col_tiles = t.tiles
+    depth = t.depth * len(t.segments)
+    task, jt, j0, it, i0, k, s, j = (ctx.var(h) for h in ("t", "jt", "j", "it", "i", "k", "s", "jj"))
+    head: list[str] = [f"const int64_t {jt.name} = {task.name} % {col_tiles}, {j0.name} = {jt.name} * {t.width};"]
+    bidx = unravel(floordiv(task, col_tiles), t.batch) if numel(t.batch) > 1 else tuple(Lit(0) for _ in t.batch)
+    offsets = ctx.var("seg_offsets")
+    copy = [f"const float* const from = {t.b_at(bidx, jt)} + {offsets.name}[{s.name}] + {k.name} * {t.ldb};",
+            "#pragma omp simd",
+            f"for (int64_t {j.name} = 0; {j.name} < {t.width}; ++{j.name}) "
+            f"panel[({s.name} * {t.depth} + {k.name}) * {t.width} + {j.name}] = from[{j.name}];"]
+    pack = serial_for(s, len(t.segments), serial_for(k, t.depth, copy))
+
+    def tile(got: int) -> list[str]:
+        call = f"{t.kernel(ctx, got)}({depth}, {t.a_at(bidx, it)}, panel, {t.width}, tile);"
+        return [call] + edges(j0, t.width, t.n, lambda cols: t.finish(bidx, i0, j0, got, cols, "tile", t.width))
+    body = head + [local_array("float", "panel", depth * t.width), local_array("float", "tile", t.rows * t.width)]
+    body += pack + [f"for (int64_t {it.name} = 0; {it.name} < {row_tiles}; ++{it.name}) {{",
+                    f"  const int64_t {i0.name} = {it.name} * {t.rows};", *indent(edges(i0, t.rows, t.m, tile)), "}"]
+    work = numel(t.batch) * t.m * t.n * depth
+    return [table(offsets.name, t.segments)] + parallel_for(task, numel(t.batch) * col_tiles, body, work)
 
 
 def implicit_tile_costs(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int,
@@ -495,11 +544,12 @@ def implicit_tile_costs(isa: microkernel.Isa, out: Sequence[int], columns: int, 
     return by_channels, by_pixels
 
 
-def pixel_rows_pay(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int) -> bool:
+def pixel_rows_pay(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int,
+                   penalty: float = 1.0) -> bool:
     """Whether an implicit-GEMM convolution's tiles cost less with each output row's pixels as rows than with
-    the output channels as rows (`implicit_tile_costs`)."""
+    the output channels as rows (`implicit_tile_costs`, the pixel rows' cost times `penalty`)."""
     by_channels, by_pixels = implicit_tile_costs(isa, out, columns, mg, depth)
-    return by_pixels < by_channels
+    return by_pixels * penalty < by_channels
 
 
 def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: int, phases: Phases) -> list[str]:

@@ -10,13 +10,19 @@ from onnx import helper
 
 import dnnfusion
 from dnnfusion.kernels import conv, gemm, lanes
-from dnnfusion.kernels.conv import DISJOINT_NOTE, PIXEL_ROWS_NOTE, SCALED_WEIGHTS_NOTE
+from dnnfusion.kernels.conv import DISJOINT_NOTE, PANELS_NOTE, PIXEL_ROWS_NOTE, SCALED_WEIGHTS_NOTE
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
 from tests.kernels.conftest import needs_microkernels
 
 rng = np.random.default_rng(13)
 pytestmark = needs_microkernels
+
+
+@pytest.fixture
+def segmented(monkeypatch):
+    """Implicit-GEMM convolutions read B in place with the segmented microkernels (no column-tile panels)."""
+    monkeypatch.setattr(conv, "PANEL_MIN_ROW_TILES", 1 << 30)
 
 
 def conv_model(x_shape, w_shape, weights_given=False, **attrs):
@@ -43,13 +49,36 @@ def conv_model(x_shape, w_shape, weights_given=False, **attrs):
     ((1, 10, 9, 40), (8, 10, 1, 3), {"strides": [3, 1], "pads": [0, 2, 0, 0]}),
     ((1, 8, 6, 6), (16, 8, 1, 1), {"strides": [2, 2]}),
 ])
-def test_implicit_gemm_geometries(isa, x_shape, w_shape, attrs):
+@pytest.mark.parametrize("panels", [False, True])
+def test_implicit_gemm_geometries(isa, x_shape, w_shape, attrs, panels, monkeypatch):
+    """Read in place by the segmented microkernels, or packed per column tile into panels (where two row tiles
+    of output channels or more reuse them)."""
+    if not panels:
+        monkeypatch.setattr(conv, "PANEL_MIN_ROW_TILES", 1 << 30)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
     compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
     assert f"df_ukr_{isa.name}_" in compiled.source
-    assert ("_seg(" in compiled.source) == (np.prod(w_shape[2:]) > 1)     # one segment per tap
+    if not panels:
+        assert ("_seg(" in compiled.source) == (np.prod(w_shape[2:]) > 1)     # one segment per tap
+    else:
+        assert (PANELS_NOTE in compiled.source) <= ("_seg(" not in compiled.source)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 32, 60, 60), (64, 32, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),   # a YOLO downsampling
+    ((2, 32, 17, 19), (96, 16, 5, 5), {"group": 2, "pads": [2, 1, 2, 3]}),
+    ((1, 16, 4, 20, 20), (48, 16, 3, 3, 3), {"pads": [1] * 6, "strides": [1, 2, 2]}),
+])
+def test_column_tiles_packed_into_panels(isa, x_shape, w_shape, attrs):
+    """Each task copies its column tile's rows (tap by tap from the phased input) into one contiguous panel
+    that all its row tiles then read with the plain microkernel; groups, 3-D, strides, uneven pads."""
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = dnnfusion.compile(model, winograd=False)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    assert PANELS_NOTE in compiled.source and "_seg(" not in compiled.source
 
 
 def test_implicit_gemm_with_weights_from_a_graph_input(isa):
@@ -57,7 +86,7 @@ def test_implicit_gemm_with_weights_from_a_graph_input(isa):
     compiled = dnnfusion.compile(model, winograd=False)
     diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
     assert diffs and all(d.ok for d in diffs), diffs
-    assert "_seg(" in compiled.source
+    assert "_seg(" in compiled.source or PANELS_NOTE in compiled.source
 
 
 def test_implicit_gemm_keeps_weights_packed_only():
@@ -192,7 +221,7 @@ def test_depthwise_rows_end_in_overlapping_vectors(x_shape, attrs):
     ((1, 32, 4, 6, 6), (48, 32, 3, 3, 3), {"pads": [1] * 6}, None),
     ((1, 300, 5, 9), (64, 300, 3, 3), {"pads": [1, 1, 1, 1]}, 128),
 ])
-def test_short_output_rows_take_pixels_as_rows(isa, x_shape, w_shape, attrs, l2_kib, monkeypatch):
+def test_short_output_rows_take_pixels_as_rows(isa, segmented, x_shape, w_shape, attrs, l2_kib, monkeypatch):
     """Output rows too short to fill column tiles over the padded grid: per output row, its pixels as the
     product's rows (each tap's segment shifting A, the weights as B), tiles stored down the channel planes;
     groups, strides, 3-D, and a depth split into chunks (a small L2)."""
@@ -213,7 +242,7 @@ def test_short_output_rows_take_pixels_as_rows(isa, x_shape, w_shape, attrs, l2_
     ((1, 32, 9, 9), (48, 32, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, True),
     ((1, 32, 7, 9), (48, 32, 3, 3), {}, False),
 ])
-def test_pixel_rows_leave_out_kernel_rows_in_the_padding(isa, x_shape, w_shape, attrs, spans):
+def test_pixel_rows_leave_out_kernel_rows_in_the_padding(isa, segmented, x_shape, w_shape, attrs, spans):
     """Each output row sums only the taps whose kernel row reads the input (SSD's heads on 1 x 1 and 2 x 2
     maps, dilated and strided rows); an unpadded convolution has nothing to leave out."""
     model, feeds = conv_model(x_shape, w_shape, **attrs)
@@ -258,7 +287,7 @@ def test_depthwise_with_channels_in_the_lanes(isa, x_shape, kernel, attrs):
     ((1, 16, 7, 7), (96, 16, 3, 3), "b_reused"),         # pixels as rows: one weight B for all 7 output rows
     ((1, 16, 14, 14), (128, 16, 3, 3), "a_streams"),     # channels as rows: weights as A, two column tiles
 ])
-def test_tiles_go_in_the_order_that_reads_large_weights_once(isa, x_shape, w_shape, order, monkeypatch):
+def test_tiles_go_in_the_order_that_reads_large_weights_once(isa, segmented, x_shape, w_shape, order, monkeypatch):
     """Weights beyond three quarters of L2 (64 KiB here) are read once: each column tile of a weight B under
     every output row's tiles in turn, or each row tile of a weight A over every column tile in turn."""
     monkeypatch.setattr(gemm, "l2_bytes", lambda: 64 << 10)
