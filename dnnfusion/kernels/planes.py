@@ -32,10 +32,12 @@ class Phases:
     then reads tap k at phase (k * dilation) % stride, index o + (k * dilation) // stride: a shift that is the
     same for every output, so that a tap's inputs for a run of outputs are contiguous."""
 
-    def __init__(self, window: Window, spatial: tuple[int, ...]) -> None:
+    def __init__(self, window: Window, spatial: tuple[int, ...], align: int = 1) -> None:
         self.window, self.spatial = window, spatial
         padded = [(o - 1) * s + e for o, s, e in zip(window.out, window.strides, window.extent)]
-        self.extent = tuple(-(-p // s) for p, s in zip(padded, window.strides))
+        extent = [-(-p // s) for p, s in zip(padded, window.strides)]
+        extent[-1] = -(-extent[-1] // align) * align        # rows of whole vectors where asked (zeros beyond)
+        self.extent = tuple(extent)
         self.phase_size = numel(self.extent)
         self.block = numel(window.strides) * self.phase_size
         self.steps = strides(self.extent)

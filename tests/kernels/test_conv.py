@@ -356,3 +356,21 @@ def test_scale_moves_onto_weights_only_where_they_are_few_and_the_input_is_read_
     assert conv.scale_on_weights("x", "float", 40, 240, 28 * 28)              # the partial last tile apart
     assert not conv.scale_on_weights("x", "float", 112, 480, 14 * 14)
     assert not conv.scale_on_weights("x", "float", 24, 96, 64 * 64)           # rows 16 KiB apart: aliasing
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 16, 20, 32), (24, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [1, 2]}),     # 16 outputs per row
+    ((1, 3, 64, 64), (32, 3, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),       # a stem: 32 per row
+])
+def test_output_rows_of_whole_vectors_get_grid_rows_of_whole_vectors(isa, x_shape, w_shape, attrs):
+    """Output rows a whole number of vectors long: the phased grid's rows are padded to whole vectors too, so
+    the epilogue (bias, Sigmoid) stores every run of columns without a scalar remainder; results unchanged."""
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = dnnfusion.compile(model, winograd=False)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    window = conv.Window((3, 3), tuple(attrs["strides"]), (1, 1), (1, 1), (1, 1),
+                         tuple((s + 2 - 3) // st + 1 for s, st in zip(x_shape[2:], attrs["strides"])))
+    assert window.out[-1] % isa.lanes == 0
+    assert conv.Phases(window, x_shape[2:], isa.lanes).extent[-1] % isa.lanes == 0
+    assert conv.Phases(window, x_shape[2:]).extent[-1] % isa.lanes != 0          # what the padding changed
