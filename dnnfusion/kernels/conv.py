@@ -32,9 +32,10 @@ SCALED_WEIGHTS_SHARE = 4   # input elements per weight from which scaling the we
                            # 144->24 at 56 x 56 0.215 -> 0.165 ms, but 480->112 at 14 x 14 0.119 -> 0.168
 DISJOINT_NOTE = "/* transposed convolution, taps disjoint: each product stored straight to its output */"
 PANELS_NOTE = "/* implicit GEMM: each column tile's rows packed into a panel, then every row tile over it */"
-PANEL_MIN_ROW_TILES = 2    # row tiles (of output channels) from which a column tile's B is packed into a panel,
-PANEL_MIN_CHANNELS = 16    # input channels per group from which, and tasks (column tiles x batch entries) from
-PANEL_MIN_TASKS = 8        # which (SSD's 256 -> 512 stride 2 at 10 x 10 has one: 2.3x slower on 2 threads)
+PANEL_MIN_ROW_TILES = 2    # a column tile's B is packed into a panel (`panels_pay`) from this many row tiles,
+PANEL_MIN_CHANNELS = 16    # input channels per group,
+PANEL_MIN_TASKS = 8        # and tasks (column tiles x batch entries: SSD's 256 -> 512 stride 2 at 10 x 10 has
+                           # one, which ran 2.3x slower on 2 threads)
 PANEL_PIXEL_ROWS_COST = 1.3  # pixel rows' tile cost against channel rows read from panels, fitted on the same
                              # Xeon: channel rows ran 0.75-0.87x pixel rows' time (strided 3 x 3 at 28 x 28 and
                              # 13 x 13 outputs, 512 -> 512 at 14 x 14) where the tile costs put them 1.01-1.14x
