@@ -5,14 +5,15 @@ maps (no data movement); a Many-to-Many operator's template reads its inputs thr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 from .. import ops
 from ..errors import DnnfusionError
 from ..fusion.plan import Block
 from ..ir.graph import Node, Value
-from ..kir.emit import Emitter, children
-from ..kir.expr import C_TYPES, Bin, Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder, unravel
+from ..kir.emit import Emitter
+from ..kir.expr import C_TYPES, Bin, Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder, rebuilt, \
+    unravel, variables, walk
 from ..kir.kernel import PARALLEL, PARALLEL_GRAIN, KernelContext, KernelOptions, Placer, Reader, serial_for
 
 
@@ -291,36 +292,12 @@ class BlockLowering:
         return "\n".join(body)
 
 
-def walk(e: Expr):
-    """Every distinct sub-expression of `e` once (shared sub-trees are visited once)."""
-    stack, seen = [e], set()
-    while stack:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        yield x
-        stack.extend(children(x))
-
-
 def substitute(e: Expr, buffer: str, local: str) -> Expr:
     """Replace every load from the placeholder `buffer` by the C local `local` (shared sub-trees once; children
     first with an explicit stack, so a deep epilogue chain does not recurse)."""
     def leaf(x: Expr) -> Expr | None:
         return Var(local, x.ctype) if isinstance(x, Load) and x.buffer == buffer else None
-    return postorder(e, leaf, _rebuilt)
-
-
-def _rebuilt(e: Expr, done: dict[int, Expr]) -> Expr:
-    """`e` with each sub-expression replaced by its substitute in `done` (itself when none changed)."""
-    changes: dict[str, object] = {}
-    for f in fields(e):
-        v = getattr(e, f.name)
-        if isinstance(v, Expr) and done[id(v)] is not v:
-            changes[f.name] = done[id(v)]
-        elif isinstance(v, tuple) and any(isinstance(x, Expr) and done[id(x)] is not x for x in v):
-            changes[f.name] = tuple(done[id(x)] if isinstance(x, Expr) else x for x in v)
-    return replace(e, **changes) if changes else e
+    return postorder(e, leaf, rebuilt)
 
 
 def merged_run(shape: tuple[int, ...]) -> tuple[tuple[Var, ...], tuple[int, ...]] | None:
@@ -342,7 +319,7 @@ def divides(var: Var, exprs: list[Expr]) -> bool:
     for e in exprs:
         for x in walk(e):
             if isinstance(x, Bin) and x.op in ("floordiv", "mod", "/", "%") and \
-                    any(isinstance(y, Var) and y.name == var.name for y in walk(x.a)):
+                    var.name in variables(x.a):
                 return True
     return False
 

@@ -256,6 +256,12 @@ def whole_tiles_in_place(b: Operand, width: int) -> bool:
     return b.cols > width and b_in_place(replace(b, cols=b.cols - b.cols % width), width)
 
 
+def depth_splits(depth: int, width: int) -> bool:
+    """Whether a column tile `width` wide over `depth` rows of B overflows PANEL_CACHE_SHARE of L2, so that a
+    product splits its depth into chunks."""
+    return depth * width * 4 > PANEL_CACHE_SHARE * l2_bytes()
+
+
 def tile_width(m: int, n: int) -> int | None:
     """Columns of the microkernels' full tiles over an m x n float product on this CPU (None: no microkernels)."""
     isa = microkernel.target_isa()
@@ -317,8 +323,7 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
         return None
     rows, vectors, _ = isa.tile_shape(m, n)
     width = vectors * isa.lanes
-    splits = k * width * 4 > PANEL_CACHE_SHARE * l2_bytes()     # as Tiling.splits_depth
-    b = packed_b(ctx, p, width, ragged=not splits and m <= RAGGED_MAX_ROWS)
+    b = packed_b(ctx, p, width, ragged=not depth_splits(k, width) and m <= RAGGED_MAX_ROWS)
     if b is None:
         return None
     b_lines, b_at, ldb, ldb_at = b
@@ -381,7 +386,7 @@ class Tiling:
     def splits_depth(self) -> bool:
         """Whether a column tile of B over the whole depth overflows PANEL_CACHE_SHARE of L2 (the depth is then
         split into chunks; segments spans are not supported there)."""
-        return self.depth * len(self.segments) * self.width * 4 > PANEL_CACHE_SHARE * l2_bytes()
+        return depth_splits(self.depth * len(self.segments), self.width)
 
     def b_reused(self) -> bool:
         """Whether one B (`b_batch` all ones) serves several batch entries and is larger than PANEL_CACHE_SHARE

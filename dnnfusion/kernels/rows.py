@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..kir.expr import Expr, Index, Lit, Load, Select, Var, assume, binary, call, cast, ctype, floordiv, lit, mod, numel, \
-    operands, select, unravel, variables
+from ..kir.expr import Expr, Index, Lit, Load, Select, Var, assume, binary, call, cast, ctype, floordiv, lit, mod, \
+    numel, select, unravel, variables, walk
 from ..kir.expr import Unary as ExprUnary
 from ..kir.kernel import KernelContext, indent, local_array, parallel_for, serial_for
 
@@ -34,11 +34,12 @@ def unswitched(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], ro
     """`body(row)`; or, where input 0's element picks its source by a condition on the row alone (a Concat
     along a kept axis fused in), an if on that condition around one body per branch, each reading its own
     source: inside a vectorised row every select would compute all its branches (SSD's softmax over six
-    concatenated heads gathered all six per element). `left` counts the bodies still allowed."""
+    concatenated heads gathered all six per element). The outermost such select goes first (`walk` visits a
+    node before its children). `left` counts the bodies still allowed."""
     probe = {a: Var(f"probe{a}") for a in axes}
     element = ctx.read(0, tuple(row[d] if d in row else probe[d] for d in range(len(shape))))
     names = {v.name for v in probe.values()}
-    cond = next((x for x in selects(element) if not variables(x.cond) & names), None)
+    cond = next((x for x in walk(element) if isinstance(x, Select) and not variables(x.cond) & names), None)
     if cond is None or left[0] < 2:
         return body(row)
     left[0] -= 1
@@ -51,20 +52,6 @@ def unswitched(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], ro
         finally:
             ctx.read = read
     return [f"if ({ctx.c(cond.cond)}) {{", *indent(branches[0]), "} else {", *indent(branches[1]), "}"]
-
-
-def selects(e: Expr) -> list[Select]:
-    """The selects in `e`, outermost first."""
-    found, seen, stack = [], set(), [e]
-    while stack:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if isinstance(x, Select):
-            found.append(x)
-        stack.extend(reversed(operands(x)))
-    return found
 
 
 def over_row(ctx: KernelContext, shape: Sequence[int], axes: Sequence[int], row: dict[int, Expr],

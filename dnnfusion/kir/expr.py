@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -111,10 +111,34 @@ def postorder(root: Expr, leaf: Callable[[Expr], T | None], combine: Callable[[E
     return results[id(root)]
 
 
+def walk(e: Expr) -> Iterator[Expr]:
+    """Every distinct sub-expression of `e` once, each before its children (shared sub-trees visited once)."""
+    stack, seen = [e], set()
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        yield x
+        stack.extend(operands(x))
+
+
 def variables(e: Expr) -> set[str]:
     """The names of the loop variables `e` reads."""
-    return postorder(e, lambda x: frozenset((x.name,)) if isinstance(x, Var) else None,
-                     lambda x, done: frozenset().union(*(done[id(k)] for k in operands(x))))
+    return {x.name for x in walk(e) if isinstance(x, Var)}
+
+
+def rebuilt(e: Expr, done: dict[int, Expr]) -> Expr:
+    """`e` with each sub-expression replaced by its substitute in `done` (by id; itself when none changed): the
+    `combine` of a `postorder` that rewrites some nodes and rebuilds their ancestors."""
+    changes: dict[str, object] = {}
+    for f in fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, Expr) and done[id(v)] is not v:
+            changes[f.name] = done[id(v)]
+        elif isinstance(v, tuple) and any(isinstance(x, Expr) and done[id(x)] is not x for x in v):
+            changes[f.name] = tuple(done[id(x)] if isinstance(x, Expr) else x for x in v)
+    return replace(e, **changes) if changes else e
 
 
 def assume(root: Expr, cond: Expr, value: bool) -> Expr:
@@ -123,14 +147,7 @@ def assume(root: Expr, cond: Expr, value: bool) -> Expr:
     def combine(x: Expr, done: dict[int, Expr]) -> Expr:
         if isinstance(x, Select) and x.cond == cond:
             return done[id(x.a)] if value else done[id(x.b)]
-        changes = {}
-        for f in fields(x):
-            v = getattr(x, f.name)
-            if isinstance(v, Expr) and done[id(v)] is not v:
-                changes[f.name] = done[id(v)]
-            elif isinstance(v, tuple) and any(isinstance(k, Expr) and done[id(k)] is not k for k in v):
-                changes[f.name] = tuple(done[id(k)] if isinstance(k, Expr) else k for k in v)
-        return replace(x, **changes) if changes else x
+        return rebuilt(x, done)
     return postorder(root, lambda x: x if not operands(x) else None, combine)
 
 
