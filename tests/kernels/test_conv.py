@@ -25,6 +25,21 @@ def segmented(monkeypatch):
     monkeypatch.setattr(conv, "PANEL_MIN_ROW_TILES", 1 << 30)
 
 
+def checked(model, feeds, **options):
+    """`model` compiled with `options`, its outputs on `feeds` checked against onnxruntime's."""
+    compiled = dnnfusion.compile(model, **options)
+    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
+    return compiled
+
+
+def x_model(nodes, x_shape, consts):
+    """A float32 model of `nodes` from input x (of `x_shape`) to output y, with `consts`, and random feeds."""
+    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], consts, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    return model, {"x": rng.standard_normal(x_shape).astype(np.float32)}
+
+
 def conv_model(x_shape, w_shape, weights_given=False, **attrs):
     """Relu -> Conv (bias) -> Sigmoid; W a weight unless `weights_given`."""
     w = rng.standard_normal(w_shape).astype(np.float32)
@@ -56,9 +71,7 @@ def test_implicit_gemm_geometries(isa, x_shape, w_shape, attrs, panels, monkeypa
     if not panels:
         monkeypatch.setattr(conv, "PANEL_MIN_ROW_TILES", 1 << 30)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert f"df_ukr_{isa.name}_" in compiled.source
     if not panels:
         assert ("_seg(" in compiled.source) == (np.prod(w_shape[2:]) > 1)     # one segment per tap
@@ -75,27 +88,21 @@ def test_column_tiles_packed_into_panels(isa, x_shape, w_shape, attrs):
     """Each task copies its column tile's rows (tap by tap from the phased input) into one contiguous panel
     that all its row tiles then read with the plain microkernel; groups, 3-D, strides, uneven pads."""
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert PANELS_NOTE in compiled.source and "_seg(" not in compiled.source
 
 
 def test_implicit_gemm_with_weights_from_a_graph_input(isa):
     model, feeds = conv_model((1, 8, 12, 12), (20, 8, 3, 3), weights_given=True, pads=[1, 1, 1, 1])
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert "_seg(" in compiled.source or PANELS_NOTE in compiled.source
 
 
 def test_implicit_gemm_keeps_weights_packed_only():
     """The weight blob holds the (tap, channel)-ordered packing, not a second, unpacked copy."""
     model, feeds = conv_model((1, 32, 14, 14), (64, 32, 3, 3), pads=[1, 1, 1, 1])
-    compiled = dnnfusion.compile(model, winograd=False)
+    compiled = checked(model, feeds, winograd=False)
     assert compiled.stats["weight_bytes"] < 2 * 64 * 32 * 9 * 4
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
 
 
 @pytest.mark.parametrize("x_shape, w_shape, attrs", [
@@ -112,9 +119,7 @@ def test_depthwise_planes(x_shape, w_shape, attrs, monkeypatch):
     producer (Relu) and epilogue (bias, Sigmoid) fused into one block (the lanes kernel kept out)."""
     monkeypatch.setattr(lanes, "LANES_MAX_WIDTH", 0)
     model, feeds = conv_model(x_shape, w_shape, group=x_shape[1], **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert "plane[" in compiled.source
     assert compiled.stats["blocks"] == 1
 
@@ -128,9 +133,7 @@ def test_deep_convolutions_split_their_depth(isa, x_shape, w_shape, attrs, monke
     the depth added into a block of tiles per task (the accumulating microkernels), edges on both axes."""
     monkeypatch.setattr(gemm, "l2_bytes", lambda: 128 << 10)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert "_acc(" in compiled.source
 
 
@@ -149,9 +152,7 @@ def test_pools_on_planes(op, x_shape, attrs):
     model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], {"one": np.array(1, np.float32)}, 18)
     model.graph.output[0].type.tensor_type.elem_type = FLOAT
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert "plane[" in compiled.source
 
 
@@ -174,12 +175,8 @@ def test_depth_only_windows_pack_tap_panels_without_copying_the_input(isa, x_sha
         nodes.insert(0, helper.make_node("Relu", ["x"], ["r"]))
     consts = {"w": rng.standard_normal(w_shape).astype(np.float32),
               "b": rng.standard_normal(w_shape[0]).astype(np.float32)}
-    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], consts, 13)
-    model.graph.output[0].type.tensor_type.elem_type = FLOAT
-    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    model, feeds = x_model(nodes, x_shape, consts)
+    compiled = checked(model, feeds, winograd=False)
     assert "span_first" in compiled.source and "panel[" in compiled.source and "plane[" not in compiled.source
     assert compiled.stats["blocks"] == 1
 
@@ -193,9 +190,7 @@ def test_pointwise_convolution_on_few_pixels_takes_them_as_rows(isa, x_shape, w_
     read as a column-major A, A(pixel, channel) one plane apart), the output channels its columns, each tile
     stored down the channel planes; a fused producer (Relu) and epilogue (bias, Sigmoid)."""
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert f"_a1x{np.prod(x_shape[2:])}(" in compiled.source and compiled.stats["blocks"] == 1
 
 
@@ -208,9 +203,7 @@ def test_depthwise_rows_end_in_overlapping_vectors(x_shape, attrs):
     vectors, the last one overlapping the one before instead of a scalar remainder."""
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, 3, 3), group=channels, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert "_g0 = " in compiled.source
 
 
@@ -228,9 +221,7 @@ def test_short_output_rows_take_pixels_as_rows(isa, segmented, x_shape, w_shape,
     if l2_kib:
         monkeypatch.setattr(gemm, "l2_bytes", lambda: l2_kib << 10)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert PIXEL_ROWS_NOTE in compiled.source and ("_acc(" in compiled.source) == bool(l2_kib)
     assert ("_sega(" in compiled.source) != bool(l2_kib)      # the split depth's chunks shift A on their own
 
@@ -246,9 +237,7 @@ def test_pixel_rows_leave_out_kernel_rows_in_the_padding(isa, segmented, x_shape
     """Each output row sums only the taps whose kernel row reads the input (SSD's heads on 1 x 1 and 2 x 2
     maps, dilated and strided rows); an unpadded convolution has nothing to leave out."""
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert PIXEL_ROWS_NOTE in compiled.source and ("span_first" in compiled.source) == spans
 
 
@@ -259,9 +248,7 @@ def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape, mon
     monkeypatch.setattr(lanes, "LANES_MAX_WIDTH", 0)
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, 5, 5), group=channels, pads=[2, 2, 2, 2])
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert "src[" in compiled.source and "flat[" in compiled.source
 
 
@@ -277,9 +264,7 @@ def test_depthwise_with_channels_in_the_lanes(isa, x_shape, kernel, attrs):
     Sigmoid) fused."""
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, kernel, kernel), group=channels, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert "lanes_in[" in compiled.source and compiled.stats["blocks"] == 1
 
 
@@ -294,9 +279,7 @@ def test_tiles_go_in_the_order_that_reads_large_weights_once(isa, segmented, x_s
     taken, original = [], getattr(gemm.Tiling, order)
     monkeypatch.setattr(gemm.Tiling, order, lambda self: taken.append(original(self)) or taken[-1])
     model, feeds = conv_model(x_shape, w_shape, pads=[1, 1, 1, 1])
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    compiled = checked(model, feeds, winograd=False)
     assert True in taken and "_acc(" not in compiled.source
 
 
@@ -314,13 +297,8 @@ def test_transposed_convolution_with_disjoint_taps_stores_products_in_place(x_sh
     w = rng.standard_normal(w_shape).astype(np.float32)
     channels = w_shape[1] * attrs.get("group", 1)
     nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], **attrs), helper.make_node("Relu", ["c"], ["y"])]
-    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"],
-                       {"w": w, "b": rng.standard_normal(channels).astype(np.float32)}, 13)
-    model.graph.output[0].type.tensor_type.elem_type = FLOAT
-    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
-    compiled = dnnfusion.compile(model)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    model, feeds = x_model(nodes, x_shape, {"w": w, "b": rng.standard_normal(channels).astype(np.float32)})
+    compiled = checked(model, feeds)
     assert (DISJOINT_NOTE in compiled.source) == disjoint
     assert compiled.stats["blocks"] == 1
 
@@ -339,12 +317,8 @@ def test_squeeze_excitation_scale_moves_onto_the_weights(x_shape, w_shape, attrs
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
              helper.make_node("Conv", ["g", "f"], ["fc"]), helper.make_node("Sigmoid", ["fc"], ["s"]),
              helper.make_node("Mul", ["r", "s"], ["m"]), helper.make_node("Conv", ["m", "w", "b"], ["y"], **attrs)]
-    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], consts, 13)
-    model.graph.output[0].type.tensor_type.elem_type = FLOAT
-    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
-    compiled = dnnfusion.compile(model)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    model, feeds = x_model(nodes, x_shape, consts)
+    compiled = checked(model, feeds)
     assert (SCALED_WEIGHTS_NOTE in compiled.source) == moved
 
 
@@ -366,9 +340,7 @@ def test_output_rows_of_whole_vectors_get_grid_rows_of_whole_vectors(isa, x_shap
     """Output rows a whole number of vectors long: the phased grid's rows are padded to whole vectors too, so
     the epilogue (bias, Sigmoid) stores every run of columns without a scalar remainder; results unchanged."""
     model, feeds = conv_model(x_shape, w_shape, **attrs)
-    compiled = dnnfusion.compile(model, winograd=False)
-    diffs = compare(compiled.run(feeds), run_onnxruntime(model, feeds))
-    assert diffs and all(d.ok for d in diffs), diffs
+    checked(model, feeds, winograd=False)
     window = conv.Window((3, 3), tuple(attrs["strides"]), (1, 1), (1, 1), (1, 1),
                          tuple((s + 2 - 3) // st + 1 for s, st in zip(x_shape[2:], attrs["strides"])))
     assert window.out[-1] % isa.lanes == 0
