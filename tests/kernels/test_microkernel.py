@@ -80,6 +80,22 @@ def test_pointwise_convolution_weights_as_a(isa):
     assert f"df_ukr_{isa.name}_" in check(model, {"x": x}).source
 
 
+@pytest.mark.parametrize("channels,filters", [(24, 128), (96, 256)])
+def test_pixel_rows_pack_an_input_swept_once_per_column_tile(isa, channels, filters):
+    """A 7 x 7 pointwise convolution with its pixels as rows reads its input as a column-major A: in place
+    while it fits half of L1 (gemm.A_IN_PLACE_BYTES), packed per call (tile rows one after another) beyond,
+    since every column tile sweeps it again."""
+    x = rng.standard_normal((1, channels, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((filters, channels, 1, 1)).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], [("x", FLOAT, list(x.shape))], ["y"],
+                       {"w": w})
+    source = check(model, {"x": x}).source
+    rows, vectors, _ = isa.tile_shape(49, filters)
+    assert f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_" in source
+    in_place = channels * 49 * 4 <= gemm.A_IN_PLACE_BYTES
+    assert ("_a1x49(" in source) == in_place and (f"_a1x{rows}(" in source) != in_place
+
+
 def test_tile_shapes_waste_least():
     """Row tiles as even as they can be, and one-vector tiles where a column count wastes half a full tile."""
     avx512, avx2 = microkernel.ISAS["avx512"], microkernel.ISAS["avx2"]
