@@ -83,8 +83,7 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
             ctx.read(1, (bidx[1] * mg + r, *unravel(c, (cg, *kernel)))), ct))
     if pointwise(window, spatial):
         if pixels_as_rows(count, mg) and w.const is not None:
-            lines, pixels = source(ctx, 0, x.shape, ct)
-            return lines + pixel_rows_product(ctx, node, pixels, group, ct)
+            return pixel_rows_product(ctx, node, direct_buffer(ctx, 0, x.shape, ct), group, ct)
         lines, pixels = [], direct_buffer(ctx, 0, x.shape, ct)
         scaled = None if pixels is not None else channel_scale(ctx, x.shape, ct)
         if scaled is not None and scale_on_weights(scaled[0], ct, mg, depth, count):
@@ -150,15 +149,21 @@ def pixels_as_rows(pixels: int, channels: int) -> bool:
         isa.tile_shape(pixels, channels)[2] * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
 
 
-def pixel_rows_product(ctx: KernelContext, node: Node, pixels: str, group: int, ct: str) -> list[str]:
+def pixel_rows_product(ctx: KernelContext, node: Node, pixels: str | None, group: int, ct: str) -> list[str]:
     """A pointwise convolution as the product (pixels x C/G) times (C/G x M/G) per image and group: the
-    input read in place as a column-major A, the weights transposed into B at compile time, each tile's
-    row a pixel across output channels, stored down the channels' planes."""
+    input as a column-major A (array `pixels`; None: through its fused producers, applied as A is packed),
+    the weights transposed into B at compile time, each tile's row a pixel across output channels, stored
+    down the channels' planes."""
     x, w = node.inputs[0], node.inputs[1]
-    images, channels, count = x.shape[0], x.shape[1], numel(x.shape[2:])
+    images, channels, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    count = numel(spatial)
     cg, mg = channels // group, w.shape[0] // group
     batch = (images, group)
-    a = strided(pixels, ct, batch, (channels * count, cg * count), count, cg, 1, count)
+    if pixels is not None:
+        a = strided(pixels, ct, batch, (channels * count, cg * count), count, cg, 1, count)
+    else:
+        a = Operand(batch, count, cg, lambda bidx, r, c: cast(
+            ctx.read(0, (bidx[0], bidx[1] * cg + c, *unravel(r, spatial))), ct))
     weights = w.const.reshape(1, group, mg, cg).swapaxes(-2, -1)
     b = Operand((1, group), cg, mg, lambda bidx, r, c: Lit(0), constant=weights)
     store = pixel_rows_store(ctx, node, mg, ct, lambda bidx, i: unravel(i, x.shape[2:]))

@@ -186,12 +186,14 @@ def test_depth_only_windows_pack_tap_panels_without_copying_the_input(isa, x_sha
     ((2, 32, 5, 5), (96, 16, 1, 1), {"group": 2}),
 ])
 def test_pointwise_convolution_on_few_pixels_takes_them_as_rows(isa, x_shape, w_shape, attrs):
-    """7 x 7 and 5 x 5 pixels under-fill a tile's columns: the pixels become the product's rows (the input
-    read as a column-major A, A(pixel, channel) one plane apart), the output channels its columns, each tile
-    stored down the channel planes; a fused producer (Relu) and epilogue (bias, Sigmoid)."""
+    """7 x 7 and 5 x 5 pixels under-fill a tile's columns: the pixels become the product's rows (the input,
+    A(pixel, channel) one plane apart, packed per tile of rows as its fused producer, a Relu, is applied), the
+    output channels its columns, each tile stored down the channel planes; a fused epilogue (bias, Sigmoid)."""
     model, feeds = conv_model(x_shape, w_shape, **attrs)
     compiled = checked(model, feeds, winograd=False)
-    assert f"_a1x{np.prod(x_shape[2:])}(" in compiled.source and compiled.stats["blocks"] == 1
+    pixels, filters = int(np.prod(x_shape[2:])), w_shape[0] // attrs.get("group", 1)
+    rows, vectors, _ = isa.tile_shape(pixels, filters)
+    assert f"_{rows}x{vectors * isa.lanes}_a1x{rows}(" in compiled.source and compiled.stats["blocks"] == 1
 
 
 @pytest.mark.parametrize("x_shape, attrs", [
