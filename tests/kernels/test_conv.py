@@ -263,11 +263,12 @@ def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape, mon
 def test_depthwise_with_channels_in_the_lanes(isa, x_shape, kernel, attrs):
     """Small planes: a block of channels per task in the vector lanes (the last block partly used when the
     channels do not fill it), any padding, stride and dilation, the producer (Relu) and epilogue (bias,
-    Sigmoid) fused."""
+    Sigmoid) fused; the epilogue runs across the lanes per pixel where every block is whole, else per lane."""
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, kernel, kernel), group=channels, **attrs)
     compiled = checked(model, feeds, winograd=False)
     assert "lanes_in[" in compiled.source and compiled.stats["blocks"] == 1
+    assert ("const float* const lane_out = " in compiled.source) == bool(channels % isa.lanes)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, order", [
