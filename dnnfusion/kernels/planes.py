@@ -199,14 +199,15 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
 
 def plane_rows(offsets: Sequence[int], wq: int, lanes: int) -> int:
     """Output rows a plane kernel computes together: the most of PLANE_ROWS whose distinct plane loads (taps
-    shifted by whole rows of width `wq`) plus the taps' weights fit AVX-512's 32 vector registers, else one.
-    Measured there, 1 thread: a 3x3 runs best 4 rows at a time (18 loads + 9 weights), a 5x5 one at a time
-    (4 rows spill: 0.222 -> 0.188 ms on 240 channels of 28 x 28), a 3x3 of stride 2 two at a time (0.31 ->
-    0.24 ms, 96 channels of 112 x 112). Narrower ISAs, not measured, keep the largest count."""
-    if lanes < 16:
-        return PLANE_ROWS[0]
+    shifted by whole rows of width `wq`) plus the taps' weights fit the vector registers (32 with AVX-512's
+    16 lanes, else 16), else one. Measured on AVX-512, 1 thread: a 3x3 runs best 4 rows at a time (18 loads +
+    9 weights), a 5x5 one at a time (4 rows spill: 0.222 -> 0.188 ms on 240 channels of 28 x 28), a 3x3 of
+    stride 2 two at a time (0.31 -> 0.24 ms, 96 channels of 112 x 112). On AVX2 (AMD EPYC) every window
+    takes one row, which the rule gives: against 4 rows, 96 channels 3x3 stride 2 at 112 x 112 0.534 -> 0.480
+    ms, 144 channels 5x5 stride 2 at 56 x 56 0.371 -> 0.351, 672 channels 5x5 at 14 x 14 0.329 -> 0.293."""
+    registers = 32 if lanes >= 16 else 16
     for count in PLANE_ROWS:
-        if len({k * wq + o for k in range(count) for o in offsets}) + len(offsets) <= 32:
+        if len({k * wq + o for k in range(count) for o in offsets}) + len(offsets) <= registers:
             return count
     return 1
 
