@@ -9,7 +9,7 @@ import pytest
 from onnx import helper
 
 import dnnfusion
-from dnnfusion.kernels import conv, gemm, lanes
+from dnnfusion.kernels import conv, gemm, lanes, planes
 from dnnfusion.kernels.conv import DISJOINT_NOTE, PANELS_NOTE, PIXEL_ROWS_NOTE, SCALED_WEIGHTS_NOTE
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
@@ -252,6 +252,15 @@ def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape, mon
     model, feeds = conv_model(x_shape, (channels, 1, 5, 5), group=channels, pads=[2, 2, 2, 2])
     compiled = checked(model, feeds, winograd=False)
     assert "src[" in compiled.source and "flat[" in compiled.source
+
+
+def test_plane_rows_fit_the_vector_registers():
+    """Output rows a plane kernel shares its loads over: as many as keep loads and weights in AVX-512's 32
+    registers (3x3: 4 rows, 5x5: 1), one on AVX2's 16."""
+    def offsets(k: int, wq: int) -> list[int]:
+        return [a * wq + b for a in range(k) for b in range(k)]
+    assert planes.plane_rows(offsets(3, 60), 60, 16) == 4 and planes.plane_rows(offsets(5, 60), 60, 16) == 1
+    assert planes.plane_rows(offsets(3, 60), 60, 8) == 1
 
 
 @pytest.mark.parametrize("x_shape, kernel, attrs", [
