@@ -83,7 +83,7 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
             ctx.read(1, (bidx[1] * mg + r, *unravel(c, (cg, *kernel)))), ct))
     if pointwise(window, spatial):
         if pixels_as_rows(count, mg) and w.const is not None:
-            return pixel_rows_product(ctx, node, direct_buffer(ctx, 0, x.shape, ct), group, ct)
+            return pixel_rows_product(ctx, node, group, ct)
         lines, pixels = [], direct_buffer(ctx, 0, x.shape, ct)
         scaled = None if pixels is not None else channel_scale(ctx, x.shape, ct)
         if scaled is not None and scale_on_weights(scaled[0], ct, mg, depth, count):
@@ -149,9 +149,9 @@ def pixels_as_rows(pixels: int, channels: int) -> bool:
         isa.tile_shape(pixels, channels)[2] * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
 
 
-def pixel_rows_product(ctx: KernelContext, node: Node, pixels: str | None, group: int, ct: str) -> list[str]:
+def pixel_rows_product(ctx: KernelContext, node: Node, group: int, ct: str) -> list[str]:
     """A pointwise convolution as the product (pixels x C/G) times (C/G x M/G) per image and group: the
-    input as a column-major A (array `pixels`; None: through its fused producers, applied as A is packed),
+    input as a column-major A (its own array, or through its fused producers, applied as A is packed),
     the weights transposed into B at compile time, each tile's row a pixel across output channels, stored
     down the channels' planes."""
     x, w = node.inputs[0], node.inputs[1]
@@ -159,6 +159,7 @@ def pixel_rows_product(ctx: KernelContext, node: Node, pixels: str | None, group
     count = numel(spatial)
     cg, mg = channels // group, w.shape[0] // group
     batch = (images, group)
+    pixels = direct_buffer(ctx, 0, x.shape, ct)
     if pixels is not None:
         a = strided(pixels, ct, batch, (channels * count, cg * count), count, cg, 1, count)
     else:
@@ -166,7 +167,7 @@ def pixel_rows_product(ctx: KernelContext, node: Node, pixels: str | None, group
             ctx.read(0, (bidx[0], bidx[1] * cg + c, *unravel(r, spatial))), ct))
     weights = w.const.reshape(1, group, mg, cg).swapaxes(-2, -1)
     b = Operand((1, group), cg, mg, lambda bidx, r, c: Lit(0), constant=weights)
-    store = pixel_rows_store(ctx, node, mg, ct, lambda bidx, i: unravel(i, x.shape[2:]))
+    store = pixel_rows_store(ctx, node, mg, ct, lambda bidx, i: unravel(i, spatial))
     return product_kernel(ctx, Product(batch, a, b, ct, store))
 
 

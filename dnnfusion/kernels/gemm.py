@@ -293,8 +293,9 @@ def rows_in_place(a: Operand, rows: int, sweeps: int = 1) -> bool:
 
 def packed_a(ctx: KernelContext, a: Operand, rows: int, sweeps: int = 1
              ) -> tuple[list[str], Callable[[Index, Var], str], tuple[int, int]]:
-    """A for the microkernels, gone through `sweeps` times: where it lies (`rows_in_place`), or per tile of `rows` rows with its columns one
-    after another and the rows of each interleaved (weights at compile time, anything else per call). Returns
+    """A for the microkernels, gone through `sweeps` times: where it lies (`rows_in_place`), or per tile of
+    `rows` rows with its columns one after another and the rows of each interleaved (weights at compile time,
+    anything else per call). Returns
     the packing statements, a tile's first element and the steps (row, column) between A's elements."""
     m, k = a.rows, a.cols
     if rows_in_place(a, rows, sweeps):

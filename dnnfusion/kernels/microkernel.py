@@ -46,6 +46,7 @@ class Isa:
     prefix: str           # intrinsic prefix: _mm512 / _mm256
     rows: int             # MR: rows of a full tile
     vectors: int          # NR / lanes: vectors per row of a full tile
+    registers: int        # vector registers the ISA names
     core: Core = HALF_WIDTH
 
     @property
@@ -100,8 +101,8 @@ LINE_FLOATS = 16          # float32 values per 64-byte cache line
 # 12 x 2 zmm: 24 accumulators + 2 B vectors + 1 broadcast of the 32 registers; two loads and 12 broadcasts per
 # 24 FMAs. 6 x 2 ymm on AVX2: 12 accumulators of 16 registers.
 ISAS = {
-    "avx512": Isa("avx512", 16, "__m512", "avx512f", "_mm512", rows=12, vectors=2),
-    "avx2": Isa("avx2", 8, "__m256", "avx2,fma", "_mm256", rows=6, vectors=2),
+    "avx512": Isa("avx512", 16, "__m512", "avx512f", "_mm512", rows=12, vectors=2, registers=32),
+    "avx2": Isa("avx2", 8, "__m256", "avx2,fma", "_mm256", rows=6, vectors=2, registers=16),
 }
 
 

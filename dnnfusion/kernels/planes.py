@@ -176,7 +176,7 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
         return ["#pragma omp simd", f"for (int64_t {c.name} = 0; {c.name} < {wv}; ++{c.name}) {{",
                 *indent(loads + results), "}"]
 
-    step = plane_rows(phases.offsets, wq, lanes)
+    step = plane_rows(phases.offsets, wq, vector_registers())
     here = ctx.var("rows")
     run = [f"const int64_t {here.name} = {hc.name} * {chunk} + {chunk} <= {lines} ? {chunk} : "
            f"{lines} - {hc.name} * {chunk};", f"const int64_t {start.name} = {ctx.c(first)};",
@@ -197,15 +197,14 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
     return parallel_for(task, images * planes, body, y.numel * numel(kernel))
 
 
-def plane_rows(offsets: Sequence[int], wq: int, lanes: int) -> int:
+def plane_rows(offsets: Sequence[int], wq: int, registers: int) -> int:
     """Output rows a plane kernel computes together: the most of PLANE_ROWS whose distinct plane loads (taps
-    shifted by whole rows of width `wq`) plus the taps' weights fit the vector registers (32 with AVX-512's
-    16 lanes, else 16), else one. Measured on AVX-512, 1 thread: a 3x3 runs best 4 rows at a time (18 loads +
-    9 weights), a 5x5 one at a time (4 rows spill: 0.222 -> 0.188 ms on 240 channels of 28 x 28), a 3x3 of
-    stride 2 two at a time (0.31 -> 0.24 ms, 96 channels of 112 x 112). On AVX2 (AMD EPYC) every window
-    takes one row, which the rule gives: against 4 rows, 96 channels 3x3 stride 2 at 112 x 112 0.534 -> 0.480
-    ms, 144 channels 5x5 stride 2 at 56 x 56 0.371 -> 0.351, 672 channels 5x5 at 14 x 14 0.329 -> 0.293."""
-    registers = 32 if lanes >= 16 else 16
+    shifted by whole rows of width `wq`) plus the taps' weights fit `registers` vector registers, else one.
+    Measured on AVX-512 (32 registers), 1 thread: a 3x3 runs best 4 rows at a time (18 loads + 9 weights), a
+    5x5 one at a time (4 rows spill: 0.222 -> 0.188 ms on 240 channels of 28 x 28), a 3x3 of stride 2 two at a
+    time (0.31 -> 0.24 ms, 96 channels of 112 x 112). On AVX2 (16 registers, AMD EPYC) every window takes one
+    row, which the rule gives: against 4 rows, 96 channels 3x3 stride 2 at 112 x 112 0.534 -> 0.480 ms, 144
+    channels 5x5 stride 2 at 56 x 56 0.371 -> 0.351, 672 channels 5x5 at 14 x 14 0.329 -> 0.293."""
     for count in PLANE_ROWS:
         if len({k * wq + o for k in range(count) for o in offsets}) + len(offsets) <= registers:
             return count
@@ -241,6 +240,12 @@ def vector_lanes() -> int:
     """float32 lanes of this CPU's vectors (8 where it has no microkernel ISA)."""
     isa = microkernel.target_isa()
     return isa.lanes if isa is not None else 8
+
+
+def vector_registers() -> int:
+    """Vector registers of this CPU's microkernel ISA (16, as AVX2 and SSE have, where it has none)."""
+    isa = microkernel.target_isa()
+    return isa.registers if isa is not None else 16
 
 
 def balanced_sum(terms: list[Expr]) -> Expr:

@@ -9,7 +9,7 @@ import pytest
 from onnx import helper
 
 import dnnfusion
-from dnnfusion.kernels import conv, gemm, lanes, planes
+from dnnfusion.kernels import conv, gemm, lanes, microkernel, planes
 from dnnfusion.kernels.conv import DISJOINT_NOTE, PANELS_NOTE, PIXEL_ROWS_NOTE, SCALED_WEIGHTS_NOTE
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
@@ -259,8 +259,9 @@ def test_plane_rows_fit_the_vector_registers():
     registers (3x3: 4 rows, 5x5: 1), one on AVX2's 16."""
     def offsets(k: int, wq: int) -> list[int]:
         return [a * wq + b for a in range(k) for b in range(k)]
-    assert planes.plane_rows(offsets(3, 60), 60, 16) == 4 and planes.plane_rows(offsets(5, 60), 60, 16) == 1
-    assert planes.plane_rows(offsets(3, 60), 60, 8) == 1
+    avx512, avx2 = (microkernel.ISAS[name].registers for name in ("avx512", "avx2"))
+    assert planes.plane_rows(offsets(3, 60), 60, avx512) == 4 and planes.plane_rows(offsets(5, 60), 60, avx512) == 1
+    assert planes.plane_rows(offsets(3, 60), 60, avx2) == 1
 
 
 @pytest.mark.parametrize("x_shape, kernel, attrs", [
