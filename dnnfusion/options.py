@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from . import machine
 from .codegen.build import DEFAULT_OPTIMIZATION, Toolchain
+from .codegen.layouts import MODES as LAYOUT_MODES
 from .errors import DnnfusionError
 from .fusion import LEVELS, PlannerOptions
 from .kir.kernel import KernelOptions
@@ -30,7 +31,9 @@ class CompileOptions:
 (this one, `-march=native`) or a portable x86-64 level ("x86-64-v2", "x86-64-v3": AVX2, "x86-64-v4":
 AVX-512), for which the kernels are generated and gcc builds; `rewriting` which of O3's rewrite rules run
 (`RewriteOptions(approximate=True)` adds the rules that are off by default: inexact in floating point with
-material overflow or rounding risk; `disabled` names rules to leave out)."""
+material overflow or rounding risk; `disabled` names rules to leave out); `layouts` where values between
+blocks are held channel-blocked (NCHW16c / NCHW8c): "auto" between kernels fast on it, "off", or "all"
+wherever legal (codegen/layouts.py)."""
 
     opt_level: str = "O3"
     threads: int | None = None
@@ -42,11 +45,14 @@ material overflow or rounding risk; `disabled` names rules to leave out)."""
     methods: tuple[tuple[str, str], ...] = ()
     target: str = "native"
     rewriting: RewriteOptions = field(default_factory=RewriteOptions)
+    layouts: str = "auto"
 
     def __post_init__(self) -> None:
         machine.target(self.target)                         # an unknown name: an error listing the known ones
         if self.opt_level not in LEVELS:
             raise DnnfusionError(f"unknown optimization level '{self.opt_level}' (use one of {', '.join(LEVELS)})")
+        if self.layouts not in LAYOUT_MODES:
+            raise DnnfusionError(f"unknown layouts mode '{self.layouts}' (use one of {', '.join(LAYOUT_MODES)})")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise DnnfusionError(f"threads must be a positive integer or None (every core), not {self.threads!r}")
 
@@ -68,7 +74,7 @@ material overflow or rounding risk; `disabled` names rules to leave out)."""
     @property
     def kernels(self) -> KernelOptions:
         """What the kernel templates may choose."""
-        return KernelOptions(winograd=self.winograd, methods=tuple(self.methods))
+        return KernelOptions(winograd=self.winograd, methods=tuple(self.methods), layouts=self.layouts)
 
     def replace(self, **fields: Any) -> CompileOptions:
         """A copy with some fields changed (unknown names are an error that lists the known ones)."""

@@ -12,8 +12,8 @@ from ..errors import DnnfusionError
 from ..fusion.plan import Block
 from ..ir.graph import Node, Value
 from ..kir.emit import Emitter
-from ..kir.expr import C_TYPES, Bin, Expr, Index, Load, Var, cast, ctype, linear, lit, numel, postorder, rebuilt, \
-    unravel, variables, walk
+from ..kir.expr import C_TYPES, Bin, Expr, Index, Load, Var, blocked_linear, cast, ctype, linear, lit, numel, \
+    postorder, rebuilt, unravel, variables, walk
 from ..kir.kernel import PARALLEL, PARALLEL_GRAIN, KernelContext, KernelOptions, Placer, Reader, serial_for
 
 
@@ -23,10 +23,16 @@ class CodegenError(DnnfusionError):
 
 @dataclass(frozen=True)
 class Buffer:
-    """A C array that holds one value: its generated name and C element type."""
+    """A C array that holds one value: its generated name, C element type and layout: row-major, or with
+    `block` > 0 channel-blocked (`blocked_linear`: [N][C / block][*spatial][block], chosen by layouts.py)."""
 
     name: str
     ctype: str
+    block: int = 0
+
+    def offset(self, index: Index, shape: tuple[int, ...]) -> Expr:
+        """The element offset of a multi-index of a value of `shape` held in this buffer."""
+        return blocked_linear(index, shape, self.block) if self.block else linear(index, shape)
 
 
 PLACEHOLDER = "__kernel_output_"
@@ -101,7 +107,8 @@ class BlockLowering:
             if id(value) in self.placeholders:
                 return Load(self.placeholders[id(value)], linear(index, value.shape), ct)
             if id(value) in self.materialized:
-                return Load(self.materialized[id(value)].name, linear(index, value.shape), ct)
+                buffer = self.materialized[id(value)]
+                return Load(buffer.name, buffer.offset(index, value.shape), ct)
             op = ops.lookup(producer)
             out = next(k for k, v in enumerate(producer.outputs) if v is value)
             expr = op.pointwise(producer, out, tuple(index), self._built_reader(producer, state))
@@ -111,7 +118,7 @@ class BlockLowering:
         buffer = self.buffers.get(id(value))
         if buffer is None:
             raise CodegenError(f"value '{value.name}' read by block {self.block.id} has no buffer")
-        return Load(buffer.name, linear(index, value.shape), ct)
+        return Load(buffer.name, buffer.offset(index, value.shape), ct)
 
     def _built_reader(self, node: Node, state: tuple) -> Reader:
         """The reader a producer's `pointwise` gets while inlining: built elements come from the memo, a literal
@@ -145,6 +152,13 @@ class BlockLowering:
         if self.is_output_kernel(value):
             return []
         shape = value.shape
+        block = self.buffers[id(value)].block
+        if block:           # in the array's own order: each pixel's channels one vector, contiguous
+            n, cb, lane = Var("i0"), Var("i1"), Var("i1l", below=block)
+            spatial = tuple(Var(f"i{d}") for d in range(2, len(shape)))
+            index = (n, cb * block + lane, *spatial)
+            return self._store_loop(value, (n, cb, *spatial, lane), (shape[0], shape[1] // block, *shape[2:], block),
+                                    self.read_value(value, index), self.buffers[id(value)].offset(index, shape))
         index = tuple(Var(f"i{d}") for d in range(len(shape)))
         merged = merged_run(shape)
         if merged is not None:
@@ -152,10 +166,11 @@ class BlockLowering:
             flat = loops[-1]
             element = index[:len(loops) - 1] + unravel(flat, shape[len(loops) - 1:])
             expr = self.read_value(value, element)
-            offset = linear(element, shape)
+            offset = self.buffers[id(value)].offset(element, shape)
             if not divides(flat, [expr, offset]):
                 return self._store_loop(value, loops, extents, expr, offset)
-        return self._store_loop(value, index, shape, self.read_value(value, index), linear(index, shape))
+        return self._store_loop(value, index, shape, self.read_value(value, index),
+                                self.buffers[id(value)].offset(index, shape))
 
     def _store_loop(self, value: Value, loops: tuple[Var, ...], extents: tuple[int, ...], expr: Expr,
                     offset: Expr) -> list[str]:
@@ -258,10 +273,13 @@ class BlockLowering:
             emitter.share([e for _, _, e in stored])
             lines += emitter.lines
             for buffer, value_, expr in stored:
-                lines.append(f"{buffer.name}[{emitter.c(linear(index, value_.shape))}] = {emitter.c(expr)};")
+                lines.append(f"{buffer.name}[{emitter.c(buffer.offset(index, value_.shape))}] = {emitter.c(expr)};")
             return ["{"] + ["  " + line for line in lines] + ["}"]
 
-        ctx = KernelContext(kernel, self.reader(kernel), store, prefix="k", place=self.place, options=self.options)
+        written = [self.materialized[id(o)] for o in kernel.outputs[:1] if o is not None and id(o) in self.materialized]
+        blocks = {b.block for b in written + [self.buffers[id(t)] for t in targets]}
+        ctx = KernelContext(kernel, self.reader(kernel), store, prefix="k", place=self.place, options=self.options,
+                            output_block=blocks.pop() if len(blocks) == 1 else 0)
         code = op.kernel(kernel, ctx)
         self.method = ctx.method
         if code is None:

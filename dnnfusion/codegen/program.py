@@ -16,6 +16,7 @@ from .memory import ALIGN, Interval, plan_arena
 from ..kir.expr import ctype
 from ..kir.kernel import KernelOptions
 from ..kir.mathlib import SOURCE as MATH_SOURCE
+from .layouts import Conversion, channel_blocks, conversions
 from .lower import BlockLowering, Buffer
 from .outline import outline
 
@@ -71,6 +72,8 @@ class Program:
     profiled: bool = False                   # every block call is timed (df_profile)
     scratch_bytes: int = 0                   # kernel templates' scratch (packed operands), inside the arena
     methods: dict[int, str] = field(default_factory=dict)   # block position -> the method its template chose
+    blocked: dict[int, int] = field(default_factory=dict)   # id(Value) -> channel block, for values held blocked
+    conversions: list[Conversion] = field(default_factory=list)   # blocks whose reads and writes differ in layout
 
     @property
     def native_calls(self) -> int:
@@ -100,7 +103,7 @@ def generate(plan: Plan, profile: bool = False, kernels: KernelOptions = KernelO
     what the kernel templates may choose."""
     native = [is_native(b) for b in plan.blocks]
     names = [kernel_name(b, k) for k, b in enumerate(plan.blocks)]
-    storage = _storage(plan, native)
+    storage = _storage(plan, native, kernels.layouts)
     functions, helpers, methods = _lower_blocks(plan, native, names, storage, kernels)
     storage.write_weights(set().union(*(_identifiers(body) for _, body in functions)))
     offsets, arena_bytes = plan_arena(storage.intervals)
@@ -115,7 +118,8 @@ def generate(plan: Plan, profile: bool = False, kernels: KernelOptions = KernelO
     fallback = [f"{o.node.op_type} ({o.node.name})" for k, b in enumerate(plan.blocks) if not native[k]
                 for o in b.ops]
     return Program(plan, "\n".join(source), segments, arena_bytes, np.frombuffer(bytes(storage.blob), np.uint8),
-                   offsets, storage.weight_offsets, fallback, profile, storage.scratch_bytes, methods)
+                   offsets, storage.weight_offsets, fallback, profile, storage.scratch_bytes, methods, storage.blocked,
+                   conversions(plan, storage.blocked))
 
 
 @dataclass
@@ -130,6 +134,7 @@ class Storage:
     scratch_bytes: int = 0                                    # templates' scratch arrays, summed over blocks
     blob: bytearray = field(default_factory=bytearray)
     intervals: list[Interval] = field(default_factory=list)
+    blocked: dict[int, int] = field(default_factory=dict)   # id(Value) -> channel block (layouts.channel_blocks)
     temps: dict[int, tuple[Value, Buffer]] = field(default_factory=dict)
 
     def weight_buffer(self, key: int, v: Value, ct: str) -> Buffer:
@@ -154,9 +159,9 @@ class Storage:
                 self.blob += self.values[key].const.tobytes()          # C order, whatever the array's
                 self.blob += bytes(-len(self.blob) % ALIGN)
 
-    def arena_buffer(self, v: Value, first: int, last: int, ct: str) -> Buffer:
+    def arena_buffer(self, v: Value, first: int, last: int, ct: str, block: int = 0) -> Buffer:
         self.intervals.append(Interval(id(v), v.nbytes, first, last))
-        return Buffer(f"x_a{len(self.intervals) - 1}", ct)
+        return Buffer(f"x_a{len(self.intervals) - 1}", ct, block)
 
     def declared(self) -> dict[int, tuple[Value, Buffer]]:
         return {**{key: (self.values[key], b) for key, b in self.buffers.items()}, **self.temps}
@@ -185,8 +190,9 @@ def _lifetimes(plan: Plan) -> tuple[dict[int, Value], dict[int, int], dict[int, 
     return values, first, last
 
 
-def _storage(plan: Plan, native: list[bool]) -> Storage:
-    """A buffer for every value a native block reads or writes; constants named in the weight blob."""
+def _storage(plan: Plan, native: list[bool], layouts: str) -> Storage:
+    """A buffer for every value a native block reads or writes; constants named in the weight blob; values
+    between blocks channel-blocked where `layouts` (a layouts.MODES mode) chooses so."""
     graph = plan.ecg.graph
     inputs = {id(v): k for k, v in enumerate(graph.inputs)}
     outputs = {id(v): k for k, v in enumerate(graph.outputs)}
@@ -194,6 +200,7 @@ def _storage(plan: Plan, native: list[bool]) -> Storage:
     touched = {id(v) for k, block in enumerate(plan.blocks) if native[k] for o in block.ops
                for v in list(o.node.inputs) + list(o.node.outputs) if v is not None}
     storage = Storage(values)
+    storage.blocked = channel_blocks(plan, native, values, layouts)
     for key, v in values.items():
         ct = (ctype(v.dtype) if v.dtype is not None else None) or "void"
         if key in inputs:
@@ -204,7 +211,8 @@ def _storage(plan: Plan, native: list[bool]) -> Storage:
             if key in touched and not (v.numel == 1):
                 storage.weight_buffer(key, v, ct)
         elif key in touched and v.is_static:
-            storage.buffers[key] = storage.arena_buffer(v, first.get(key, 0), last[key], ct)
+            storage.buffers[key] = storage.arena_buffer(v, first.get(key, 0), last[key], ct,
+                                                        storage.blocked.get(key, 0))
     return storage
 
 

@@ -11,13 +11,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kir.expr import Bin, Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit, mod
-from ..kir.expr import numel, unravel, variables
+from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, lit, mod
+from ..kir.expr import numel, unravel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from . import gemm, microkernel
 from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
 from .gemm import product_kernel, reads_b_in_place, tile_width
 from .gemm import edges, strided, tile_finish
+from .blocked import channel_scale
 from .lanes import depthwise_lanes
 from .planes import Phases, PlaneFold, balanced_sum, plane_window
 from .window import Window, covered, range_tables, table
@@ -103,26 +104,6 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
     store = biased_store(ctx, node, mg, ct, lambda bidx, j: unravel(j[0], out))
     return lines + product_kernel(ctx, Product(batch, a, b, ct, store))
 
-
-
-def channel_scale(ctx: KernelContext, shape: Sequence[int], ct: str) -> tuple[str, Callable[[Expr, Expr], Expr]] | None:
-    """When input 0 reaches the kernel as a plain row-major array times a factor that varies only with the image
-    and the channel (a fused squeeze-excitation scale, a Mul by per-channel constants): the array, and the
-    factor at (image, channel). None for any other prologue."""
-    probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
-    e = ctx.read(0, probe)
-    if not (isinstance(e, Bin) and e.op == "*" and e.ctype == ct):
-        return None
-    for side in (0, 1):
-        load, factor = (e.a, e.b) if side == 0 else (e.b, e.a)
-        if isinstance(load, Load) and load.ctype == ct and load.index == linear(probe, shape) and \
-                variables(factor) <= {probe[0].name, probe[1].name}:
-            def at(n: Expr, c: Expr, side: int = side) -> Expr:
-                found = ctx.read(0, (n, c, *(Lit(0) for _ in shape[2:])))
-                assert isinstance(found, Bin) and found.op == "*"
-                return found.b if side == 0 else found.a
-            return load.buffer, at
-    return None
 
 
 def scale_on_weights(pixels: str, ct: str, mg: int, depth: int, count: int) -> bool:

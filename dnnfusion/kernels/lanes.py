@@ -14,6 +14,7 @@ from ..ir.graph import Node
 from ..kir.expr import Expr, Load, Var, cast, ctype, floordiv, mod, unravel
 from ..kir.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
 from . import microkernel
+from .blocked import vector_type
 from .gemm import direct_buffer
 from .planes import producer_plane
 from .window import Window
@@ -43,8 +44,7 @@ def depthwise_lanes(ctx: KernelContext, node: Node, window: Window, ct: str) -> 
             out_h * out_w * lanes > LANES_STACK_FLOATS or not fits_stack(LANES_STACK_FLOATS):
         return None
     blocks, taps = -(-channels // lanes), kh * kw
-    vtype = f"df_v{lanes}f"      # loads through it need no vector alignment: the weight blob lies where the caller put it
-    ctx.helper(vtype, f"typedef float {vtype} __attribute__((vector_size({4 * lanes}), aligned(4)));")
+    vtype = vector_type(ctx, lanes)
 
     def packed(weights: np.ndarray = w.const) -> np.ndarray:
         padded = np.zeros((blocks * lanes, taps), np.float32)

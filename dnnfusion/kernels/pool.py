@@ -11,6 +11,7 @@ from typing import Callable
 from ..ir.graph import Node
 from ..kir.expr import Expr, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
+from .blocked import block_size, blocked_buffer
 from .gemm import direct_buffer
 from .planes import PlaneFold, plane_window
 from .window import Window, covered, table
@@ -98,6 +99,9 @@ def global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str) -> list[str
     x = node.inputs[0]
     shape = x.shape
     size, channels = numel(shape[2:]), shape[1]
+    block = block_size()
+    if block and channels % block == 0 and blocked_buffer(ctx, 0, shape, ctype(x.dtype), block) is not None:
+        return blocked_global_pool(ctx, node, spec, ct, block)
     t, s = ctx.var("t"), ctx.var("s")
     buffer = direct_buffer(ctx, 0, shape, ctype(x.dtype))
     value = Load(buffer, t * size + s, ctype(x.dtype)) if buffer is not None else \
@@ -111,3 +115,22 @@ def global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str) -> list[str
     task = [f"{ct} acc = {ctx.c(spec.init)};"] + loop + \
         ctx.store(0, out, cast(spec.finish(acc, Lit(size)), ctype(node.outputs[0].dtype)))
     return parallel_for(t, shape[0] * channels, task, x.numel)
+
+
+def blocked_global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str, block: int) -> list[str]:
+    """`global_pool` over a channel-blocked input: per (image, block of channels), a vector of `block`
+    accumulators folds the plane's pixels, each one contiguous vector of the input."""
+    x = node.inputs[0]
+    shape = x.shape
+    size, blocks = numel(shape[2:]), shape[1] // block
+    buffer = blocked_buffer(ctx, 0, shape, ctype(x.dtype), block)
+    t, s, lane = ctx.var("t"), ctx.var("s"), Var("gl", below=block)
+    acc = Load("acc", lane, ct)
+    value = cast(Load(str(buffer), t * (size * block) + s * block + lane, ctype(x.dtype)), ct)
+    step = serial_for(s, size, serial_for(lane, block, [f"acc[{lane.name}] = {ctx.c(spec.step(acc, value))};"],
+                                          simd=True))
+    out = (floordiv(t, blocks), mod(t, blocks) * block + lane, *(Lit(0),) * (len(shape) - 2))
+    store = ctx.store(0, out, cast(spec.finish(acc, Lit(size)), ctype(node.outputs[0].dtype)))
+    task = [local_array(ct, "acc", block), *serial_for(lane, block, [f"acc[{lane.name}] = {ctx.c(spec.init)};"])]
+    task += step + serial_for(lane, block, store, simd=True)
+    return parallel_for(t, shape[0] * blocks, task, x.numel)

@@ -197,10 +197,12 @@ def _same_tree(a: Expr, b: Expr) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class Var(Expr):
-    """A loop variable (always an index)."""
+    """A loop variable (always an index); `below`, when not 0, a bound known to hold (0 <= var < below), which
+    lets `floordiv` and `mod` by a multiple of it take a blocked index apart (a vector lane within a block)."""
 
     name: str
     ctype: str = INDEX
+    below: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,7 +301,30 @@ def binary(op: str, a: Expr, b: Expr, ctype_: str | None = None) -> Expr:
         joined = _rejoin(a, b) or _rejoin(b, a)
         if joined is not None:
             return joined
+    if integer and op in ("floordiv", "mod") and isinstance(cb, int) and cb > 1:
+        split = _lane_split(a, cb)
+        if split is not None:
+            return split[0] if op == "floordiv" else split[1]
     return Bin(op, a, b, out)
+
+
+def _lane_split(e: Expr, block: int) -> tuple[Expr, Expr] | None:
+    """(e floordiv block, e mod block) where e is q * block + lane with a lane bounded below `block` (`Var.below`):
+    a channel index within a blocked layout's vector of channels. None for any other form."""
+    def lane(x: Expr) -> bool:
+        return isinstance(x, Var) and 0 < x.below <= block
+    if lane(e):
+        return Lit(0, e.ctype), e
+    if not (isinstance(e, Bin) and e.op == "+"):
+        return None
+    for high, low in ((e.a, e.b), (e.b, e.a)):
+        if not lane(low):
+            continue
+        if isinstance(high, Lit) and isinstance(high.value, int) and high.value % block == 0:
+            return Lit(high.value // block, e.ctype), low
+        if isinstance(high, Bin) and high.op == "*" and isinstance(high.b, Lit) and high.b.value == block:
+            return high.a, low
+    return None
 
 
 def _rejoin(low: Expr, high: Expr) -> Expr | None:
@@ -368,6 +393,13 @@ def linear(index: Sequence[Expr], shape: Sequence[int]) -> Expr:
         if shape[i] != 1:
             total = total + e * s
     return total
+
+
+def blocked_linear(index: Sequence[Expr], shape: Sequence[int], block: int) -> Expr:
+    """The offset of a multi-index (N, C, *spatial) in the channel-blocked layout [N][C / block][*spatial][block]
+    (NCHW16c for block 16): each run of `block` channels of a pixel is one vector, contiguous."""
+    n, c, *spatial = index
+    return linear((n, floordiv(c, block), *spatial, mod(c, block)), (shape[0], shape[1] // block, *shape[2:], block))
 
 
 def unravel(offset: Expr, shape: Sequence[int]) -> Index:

@@ -25,10 +25,13 @@ STACK_ARRAY_MAX = 1 << 17         # elements a kernel may keep in one stack arra
 class KernelOptions:
     """What the kernel templates are allowed to choose: `winograd` lets 3 x 3 convolutions run as Winograd
     products (off: results bit-close to a direct convolution's, at its speed); `methods` names the method a
-    node's template takes, by node name (measured fastest by tuning), instead of its estimate's choice."""
+    node's template takes, by node name (measured fastest by tuning), instead of its estimate's choice;
+    `layouts` where values between blocks take a channel-blocked layout (codegen/layouts.py): "auto" between
+    kernels that read and write it fast, "off" nowhere, "all" wherever it is legal (to test every reader)."""
 
     winograd: bool = True
     methods: tuple[tuple[str, str], ...] = ()
+    layouts: str = "auto"
 
     def method_for(self, node_name: str) -> str | None:
         """The method named for this node, if any."""
@@ -41,11 +44,13 @@ class KernelContext:
     fresh loop variables, `c(expr)` C text, `scratch(ctype, n)` a named temporary array, `helper(name, code)` a
     file-scope C definition (a function or macro) the kernel calls, `weight(build)` a compile-time array (such
     as weights repacked into a template's layout) placed with the model's weights, `options` what it may choose;
-    a template that picks one of several methods names it with `choose` (listed in the compile statistics)."""
+    a template that picks one of several methods names it with `choose` (listed in the compile statistics);
+    `output_block` is the channel block of every array output 0's store writes (0: row-major, or mixed)."""
 
     def __init__(self, node: Node, read: Reader, store: Storer, prefix: str, place: Placer | None = None,
-                 options: KernelOptions = KernelOptions()) -> None:
+                 options: KernelOptions = KernelOptions(), output_block: int = 0) -> None:
         self.node, self.read, self.store, self.options = node, read, store, options
+        self.output_block = output_block
         self.method: str | None = None
         self.prefix = prefix
         self._place = place

@@ -160,6 +160,13 @@ class Op:
         None: no template for this node."""
         return None
 
+    def blocked_channels(self, node: Node, block: int) -> str:
+        """How fast this node's kernel template works on channel-blocked arrays ([N][C / block][*spatial][block]):
+        "any" reads and writes them fast whatever the other side's layout, "input" writes a blocked result fast
+        only from a blocked input 0, "" not at all. codegen/layouts.py holds a value so only between such
+        kernels; every template is correct on any layout (reads and stores go through the index maps)."""
+        return ""
+
     def kernel_choices(self, node: Node, options: KernelOptions) -> list[tuple[str, float]]:
         """The methods `kernel` chooses between for this node under `options`, each with its estimated cycles,
         the chosen one first; empty where the template has one method only."""

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
+from ..kernels.blocked import blocked_conv, depthwise_applies, pointwise_applies
 from ..kernels.conv import PRODUCT_MIN_CHANNELS, conv_depthwise, conv_direct, conv_implicit, conv_outer_window
 from ..kernels.conv import conv_product
 from ..kernels.conv import conv_transpose, conv_transpose_disjoint, pointwise
@@ -175,6 +176,9 @@ class Conv(ConvLike):
         x, w = node.inputs[0], node.inputs[1]
         group, ct = int(node.attr("group", 1)), ctype(widened(x.dtype))
         window = self.window(node, x.shape, w.shape)
+        blocked = blocked_conv(ctx, node, window, group, ct)
+        if blocked is not None:
+            return blocked
         direct = w.shape[0] // group < PRODUCT_MIN_CHANNELS and fits_stack(window.out[-1])
         if direct:
             return conv_depthwise(ctx, node, window, group, ct) or conv_direct(ctx, node, window, group, ct)
@@ -184,6 +188,18 @@ class Conv(ConvLike):
         implicit = None if pointwise(window, x.shape[2:]) else \
             conv_outer_window(ctx, node, window, group, ct) or conv_implicit(ctx, node, window, group, ct)
         return implicit if implicit is not None else conv_product(ctx, node, window, group, ct)
+
+    def blocked_channels(self, node: Node, block: int) -> str:
+        """kernels/blocked.py runs float32 pointwise convolutions (one group) on blocked arrays on either side,
+        and 2-D depthwise ones from a blocked input (weights known at compile time)."""
+        x, w = node.inputs[0], node.inputs[1]
+        if x.dtype is None or x.dtype.name != "float32" or len(x.shape) != 4:
+            return ""
+        group = int(node.attr("group", 1))
+        window = self.window(node, x.shape, w.shape)
+        if pointwise_applies(node, window, group):
+            return "any"
+        return "input" if depthwise_applies(node, window, group) else ""
 
     def kernel_choices(self, node: Node, options: KernelOptions) -> list[tuple[str, float]]:
         """Where Winograd may run this convolution: every Winograd form's estimated cycles and the direct

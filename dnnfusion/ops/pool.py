@@ -218,6 +218,11 @@ class GlobalAveragePool(GlobalPool):
     op_type = "GlobalAveragePool"
     algebra = Algebra(distributes_over=SUM_OPS)   # linear, like AveragePool
 
+    def blocked_channels(self, node: Node, block: int) -> str:
+        """Its sums read a blocked input a vector of channels at a time (a squeeze-excitation's pooling of a
+        blocked depthwise output), and its (N, C, 1, ...) result is the same array in either layout."""
+        return "any"
+
     def reduce(self, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
         return x.mean(axis=axes, keepdims=True, dtype=widened(x.dtype))
 
