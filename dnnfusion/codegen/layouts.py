@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .. import ops
 from ..fusion.plan import Block, Plan
 from ..ir.graph import Node, Value
-from ..kernels import microkernel
+from ..kernels.blocked import block_size, holds_blocks
 
 MODES = ("auto", "off", "all")
 
@@ -28,12 +28,6 @@ class Conversion:
     writes: str
 
 
-def block_size() -> int:
-    """Channels per block on this target: one vector of float32 (0 without vector microkernels)."""
-    isa = microkernel.target_isa()
-    return isa.lanes if isa is not None else 0
-
-
 def kernel_node(block: Block) -> Node | None:
     """The block's kernel-template operator, if it has one."""
     return next((o.node for o in block.ops if o.lowering == "kernel"), None)
@@ -45,12 +39,51 @@ def fast_on_blocks(block: Block, size: int) -> str:
     return ops.lookup(node).blocked_channels(node, size) if node is not None else ""
 
 
+def keeps_shape(block: Block, value: Value) -> bool:
+    """Whether `block` meets `value` only through elementwise ops of its shape (broadcasts of per-channel values
+    aside) between it and the block's kernel, on either side: a Concat, Slice or Transpose on the way would read
+    or write it at moved indices, where the kernels' blocked paths do not apply."""
+    node = kernel_node(block)
+    if node is None:
+        return False
+    inside = {id(o.node) for o in block.ops}
+    shape = tuple(value.shape)
+
+    def elementwise(n: Node) -> bool:
+        return all(tuple(v.shape) == shape for v in n.outputs if v is not None) and all(
+            v.const is not None or tuple(v.shape) == shape or v.numel == shape[0] * shape[1] or v.numel == 1
+            for v in n.inputs if v is not None)
+
+    stack, seen = [value.producer] if value.producer is not None and id(value.producer) in inside else [], set()
+    while stack:                                 # up from the value to the kernel that produces it
+        producer = stack.pop()
+        if producer is node or id(producer) in seen:
+            if producer is node and tuple(node.outputs[0].shape) != shape:
+                return False
+            continue
+        seen.add(id(producer))
+        if not elementwise(producer):
+            return False
+        stack.extend(v.producer for v in producer.inputs if v is not None and v.producer is not None
+                     and id(v.producer) in inside and tuple(v.shape) == shape)
+    stack = [c for c in value.consumers if id(c) in inside]
+    while stack:                                 # down from the value to the kernel that reads it
+        consumer = stack.pop()
+        if consumer is node or id(consumer) in seen:
+            continue
+        seen.add(id(consumer))
+        if not elementwise(consumer):
+            return False
+        stack.extend(c for out in consumer.outputs if out is not None for c in out.consumers if id(c) in inside)
+    return True
+
+
 def eligible(value: Value, size: int) -> bool:
     """Whether `value` can be held channel-blocked: a static float32 activation (N, C, *spatial) whose channels
-    fill whole blocks."""
+    fill whole blocks, over more than one pixel (`holds_blocks`)."""
     shape = value.shape
     return value.const is None and value.is_static and value.dtype is not None and value.dtype.name == "float32" \
-        and shape is not None and len(shape) >= 3 and shape[1] % size == 0 and all(d > 0 for d in shape)
+        and shape is not None and holds_blocks(shape, size)
 
 
 def channel_blocks(plan: Plan, native: list[bool], values: dict[int, Value], mode: str) -> dict[int, int]:
@@ -73,7 +106,8 @@ def channel_blocks(plan: Plan, native: list[bool], values: dict[int, Value], mod
         blocks = {home[id(value.producer)]} | {home[id(c)] for c in value.consumers if id(c) in home}
         if len(blocks) < 2 or not all(native[k] for k in blocks):
             continue
-        if mode == "all" or all(fast_on_blocks(plan.blocks[k], size) for k in blocks):
+        if mode == "all" or all(fast_on_blocks(plan.blocks[k], size) and keeps_shape(plan.blocks[k], value)
+                                for k in blocks):
             chosen[key] = size
     if mode == "all":
         return chosen

@@ -33,10 +33,16 @@ def block_size() -> int:
     return isa.lanes if isa is not None else 0
 
 
+def holds_blocks(shape: Sequence[int], block: int) -> bool:
+    """Whether a blocked layout of `shape` differs from its row-major one: (N, C, *spatial) with whole blocks of
+    channels and more than one pixel (a (N, C, 1, 1) array is the same in both)."""
+    return len(shape) >= 3 and shape[1] % block == 0 and numel(shape[2:]) > 1
+
+
 def blocked_buffer(ctx: KernelContext, i: int, shape: Sequence[int], ct: str, block: int) -> str | None:
     """The array input `i` is loaded from when the block reads it as it is, channel-blocked by `block` (whole
-    blocks of channels: a single partial block's offsets would equal a row-major array's)."""
-    if len(shape) < 3 or shape[1] % block:
+    blocks of channels, and more than one pixel: else the offsets equal a row-major array's)."""
+    if not holds_blocks(shape, block):
         return None
     probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
     e = ctx.read(i, probe)
@@ -48,7 +54,7 @@ def blocked_buffer(ctx: KernelContext, i: int, shape: Sequence[int], ct: str, bl
 def reads_blocked(ctx: KernelContext, i: int, shape: Sequence[int], ct: str, block: int) -> bool:
     """Whether input `i` comes from a channel-blocked array, as it is or through fused producers (a
     squeeze-excitation scale): a read of it loads at a blocked offset."""
-    if len(shape) < 3 or shape[1] % block:
+    if not holds_blocks(shape, block):
         return False
     probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
     target = blocked_linear(probe, shape, block)
