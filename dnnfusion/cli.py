@@ -940,7 +940,7 @@ def _remove(target: Path) -> int:
 @binding_options
 @click.option("--opt", "levels", show_default="O0,O3", metavar="LEVEL,...",
               help="dnnfusion levels to time, comma-separated (O3/direct: O3 without Winograd convolutions; "
-                   "O3/tuned: kernel methods measured, as compile --tune).")
+                   "O3/tuned: kernel methods measured, as compile --tune; O3/plain: no channel-blocked layouts).")
 @threads_option("Threads for every runtime.")
 @click.option("--rounds", type=click.IntRange(min=1),
               help="Timed runs per runtime in all, in turns of --runs (sets --blocks to rounds / runs).")

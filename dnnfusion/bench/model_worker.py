@@ -30,17 +30,17 @@ class Loaded:
 
 
 def _dnnfusion(model: Path, feeds: dict[str, np.ndarray], threads: int, level: str) -> Loaded:
-    """A compiled model at `level`, e.g. O3, O3/direct (no Winograd convolutions) or O3/tuned (each
-    convolution's method measured, `CompileOptions.tune`)."""
+    """A compiled model at `level`, e.g. O3, O3/direct (no Winograd convolutions), O3/tuned (each
+    convolution's method measured, `CompileOptions.tune`) or O3/plain (no channel-blocked layouts)."""
     import dnnfusion  # noqa: PLC0415 - the public API, as a user calls it
 
     shapes = {name: tuple(array.shape) for name, array in feeds.items()}
     opt_level, _, variant = level.partition("/")
-    if variant not in ("", "direct", "tuned"):
+    if variant not in ("", "direct", "tuned", "plain"):
         raise DnnfusionError(f"unknown variant '{variant}' of dnnfusion {opt_level}; known: direct (no Winograd), "
-                             f"tuned (kernel methods measured)")
+                             f"tuned (kernel methods measured), plain (no channel-blocked layouts)")
     compiled = dnnfusion.compile(model, shapes, opt_level=opt_level, threads=threads, winograd=variant != "direct",
-                                 tune=variant == "tuned")
+                                 tune=variant == "tuned", layouts="off" if variant == "plain" else "auto")
     return Loaded(lambda: compiled.run(feeds), compiled.stats)
 
 
