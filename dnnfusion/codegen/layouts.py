@@ -128,6 +128,7 @@ def conversions(plan: Plan, blocks: dict[int, int]) -> list[Conversion]:
     def name(block: int) -> str:
         return f"NC{block}c" if block else "plain"
 
+    outputs = {id(v) for v in plan.ecg.graph.outputs}
     found = []
     for k, block in enumerate(plan.blocks):
         inside = {id(o.node) for o in block.ops}
@@ -136,7 +137,7 @@ def conversions(plan: Plan, blocks: dict[int, int]) -> list[Conversion]:
                  and (v.producer is None or id(v.producer) not in inside)}
         writes = {blocks.get(id(v), 0) for o in block.ops for v in o.node.outputs
                   if v is not None and v.shape is not None and len(v.shape) >= 3
-                  and (any(id(c) not in inside for c in v.consumers) or id(v) in {id(g) for g in plan.ecg.graph.outputs})}
+                  and (any(id(c) not in inside for c in v.consumers) or id(v) in outputs)}
         if reads and writes and reads != writes:
             node = kernel_node(block) or block.ops[0].node
             found.append(Conversion(k, node.name, "/".join(map(name, sorted(reads))),

@@ -151,14 +151,14 @@ class BlockLowering:
         one merged SIMD loop wherever every read of the block then indexes it without division."""
         if self.is_output_kernel(value):
             return []
-        shape = value.shape
-        block = self.buffers[id(value)].block
+        shape, buffer = value.shape, self.buffers[id(value)]
+        block = buffer.block
         if block:           # in the array's own order: each pixel's channels one vector, contiguous
             n, cb, lane = Var("i0"), Var("i1"), Var("i1l", below=block)
             spatial = tuple(Var(f"i{d}") for d in range(2, len(shape)))
             index = (n, cb * block + lane, *spatial)
             return self._store_loop(value, (n, cb, *spatial, lane), (shape[0], shape[1] // block, *shape[2:], block),
-                                    self.read_value(value, index), self.buffers[id(value)].offset(index, shape))
+                                    self.read_value(value, index), buffer.offset(index, shape))
         index = tuple(Var(f"i{d}") for d in range(len(shape)))
         merged = merged_run(shape)
         if merged is not None:
@@ -166,11 +166,10 @@ class BlockLowering:
             flat = loops[-1]
             element = index[:len(loops) - 1] + unravel(flat, shape[len(loops) - 1:])
             expr = self.read_value(value, element)
-            offset = self.buffers[id(value)].offset(element, shape)
+            offset = buffer.offset(element, shape)
             if not divides(flat, [expr, offset]):
                 return self._store_loop(value, loops, extents, expr, offset)
-        return self._store_loop(value, index, shape, self.read_value(value, index),
-                                self.buffers[id(value)].offset(index, shape))
+        return self._store_loop(value, index, shape, self.read_value(value, index), buffer.offset(index, shape))
 
     def _store_loop(self, value: Value, loops: tuple[Var, ...], extents: tuple[int, ...], expr: Expr,
                     offset: Expr) -> list[str]:

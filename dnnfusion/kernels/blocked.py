@@ -14,7 +14,7 @@ import numpy as np
 
 from ..ir.graph import Node
 from ..kir.expr import Bin, Expr, Index, Lit, Load, Var, blocked_linear, cast, ctype, floordiv, linear, mod, numel
-from ..kir.expr import unravel, variables
+from ..kir.expr import unravel, variables, walk
 from ..kir.kernel import KernelContext, indent, parallel_for, serial_for
 from . import microkernel
 from .gemm import Operand, Product, Tiling, direct_buffer, microkernel_tasks, packed_a, packed_b, strided
@@ -58,17 +58,7 @@ def reads_blocked(ctx: KernelContext, i: int, shape: Sequence[int], ct: str, blo
         return False
     probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
     target = blocked_linear(probe, shape, block)
-    stack, seen = [ctx.read(i, probe)], set()
-    while stack:
-        e = stack.pop()
-        if isinstance(e, Load) and e.index == target:
-            return True
-        if id(e) not in seen:
-            seen.add(id(e))
-            stack.extend(child for child in vars(e).values() if isinstance(child, Expr))
-            stack.extend(x for child in vars(e).values() if isinstance(child, tuple) for x in child
-                         if isinstance(x, Expr))
-    return False
+    return any(isinstance(e, Load) and e.index == target for e in walk(ctx.read(i, probe)))
 
 
 def channel_scale(ctx: KernelContext, shape: Sequence[int], ct: str, block: int = 0
@@ -116,9 +106,9 @@ def blocked_conv(ctx: KernelContext, node: Node, window: Window, group: int, ct:
     if pointwise_applies(node, window, group) and \
             (ctx.output_block == block or reads_blocked(ctx, 0, x.shape, ct, block)):
         return blocked_pointwise(ctx, node, block)
-    if depthwise_applies(node, window, group) and x.shape[1] % block == 0 and \
-            blocked_buffer(ctx, 0, x.shape, ct, block) is not None:
-        return blocked_depthwise(ctx, node, window, block)
+    source = blocked_buffer(ctx, 0, x.shape, ct, block) if depthwise_applies(node, window, group) else None
+    if source is not None:
+        return blocked_depthwise(ctx, node, window, block, source)
     return None
 
 
@@ -231,7 +221,7 @@ def _column_finish(p: Product) -> Callable[[Index, Var, Var, int, int, str, int]
     return finish
 
 
-def blocked_depthwise(ctx: KernelContext, node: Node, window: Window, block: int) -> list[str]:
+def blocked_depthwise(ctx: KernelContext, node: Node, window: Window, block: int, source: str) -> list[str]:
     """Per image, block of channels and output row: PIXEL_STEP output pixels at a time accumulate in vector
     registers over the taps (each one vector load of the blocked input times the tap's weight vector); pixels
     whose taps all lie inside the row run without checks, the few at the borders check each tap; input rows
@@ -244,7 +234,6 @@ def blocked_depthwise(ctx: KernelContext, node: Node, window: Window, block: int
     (top, left), (sh, sw), (dh, dw) = window.pads_begin, window.strides, window.dilations
     kh, kw = window.kernel
     blocks, taps = channels // block, kh * kw
-    source = blocked_buffer(ctx, 0, x.shape, "float", block)
     vtype = vector_type(ctx, block)
 
     def packed(weights: np.ndarray = w.const) -> np.ndarray:

@@ -100,8 +100,9 @@ def global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str) -> list[str
     shape = x.shape
     size, channels = numel(shape[2:]), shape[1]
     block = block_size()
-    if block and channels % block == 0 and blocked_buffer(ctx, 0, shape, ctype(x.dtype), block) is not None:
-        return blocked_global_pool(ctx, node, spec, ct, block)
+    blocked = blocked_buffer(ctx, 0, shape, ctype(x.dtype), block) if block else None
+    if blocked is not None:
+        return blocked_global_pool(ctx, node, spec, ct, block, blocked)
     t, s = ctx.var("t"), ctx.var("s")
     buffer = direct_buffer(ctx, 0, shape, ctype(x.dtype))
     value = Load(buffer, t * size + s, ctype(x.dtype)) if buffer is not None else \
@@ -117,16 +118,15 @@ def global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str) -> list[str
     return parallel_for(t, shape[0] * channels, task, x.numel)
 
 
-def blocked_global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str, block: int) -> list[str]:
-    """`global_pool` over a channel-blocked input: per (image, block of channels), a vector of `block`
-    accumulators folds the plane's pixels, each one contiguous vector of the input."""
+def blocked_global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str, block: int, buffer: str) -> list[str]:
+    """`global_pool` over input 0 held channel-blocked in `buffer`: per (image, block of channels), a vector of
+    `block` accumulators folds the plane's pixels, each one contiguous vector of the input."""
     x = node.inputs[0]
     shape = x.shape
     size, blocks = numel(shape[2:]), shape[1] // block
-    buffer = blocked_buffer(ctx, 0, shape, ctype(x.dtype), block)
     t, s, lane = ctx.var("t"), ctx.var("s"), Var("gl", below=block)
     acc = Load("acc", lane, ct)
-    value = cast(Load(str(buffer), t * (size * block) + s * block + lane, ctype(x.dtype)), ct)
+    value = cast(Load(buffer, t * (size * block) + s * block + lane, ctype(x.dtype)), ct)
     step = serial_for(s, size, serial_for(lane, block, [f"acc[{lane.name}] = {ctx.c(spec.step(acc, value))};"],
                                           simd=True))
     out = (floordiv(t, blocks), mod(t, blocks) * block + lane, *(Lit(0),) * (len(shape) - 2))
