@@ -117,7 +117,7 @@ def test_implicit_gemm_keeps_weights_packed_only():
 def test_depthwise_planes(x_shape, w_shape, attrs, monkeypatch):
     """One input channel per group: the padded, phased plane on the stack and unrolled taps, with the
     producer (Relu) and epilogue (bias, Sigmoid) fused into one block (the lanes kernel kept out)."""
-    monkeypatch.setattr(lanes, "LANES_MAX_WIDTH", 0)
+    monkeypatch.setattr(lanes, "lanes_pay", lambda window: False)
     model, feeds = conv_model(x_shape, w_shape, group=x_shape[1], **attrs)
     compiled = checked(model, feeds, winograd=False)
     assert "plane[" in compiled.source
@@ -247,7 +247,7 @@ def test_pixel_rows_leave_out_kernel_rows_in_the_padding(isa, segmented, x_shape
 def test_depthwise_on_small_planes_runs_producers_and_epilogue_flat(x_shape, monkeypatch):
     """Planes of 7 x 7 and 14 x 14 on the plane kernel: the fused producer (Relu) runs over each channel's
     plane in one flat pass before the phased copy, and the epilogue (bias, Sigmoid) over whole output rows."""
-    monkeypatch.setattr(lanes, "LANES_MAX_WIDTH", 0)
+    monkeypatch.setattr(lanes, "lanes_pay", lambda window: False)
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, 5, 5), group=channels, pads=[2, 2, 2, 2])
     compiled = checked(model, feeds, winograd=False)
@@ -277,8 +277,31 @@ def test_depthwise_with_channels_in_the_lanes(isa, x_shape, kernel, attrs):
     channels = x_shape[1]
     model, feeds = conv_model(x_shape, (channels, 1, kernel, kernel), group=channels, **attrs)
     compiled = checked(model, feeds, winograd=False)
-    assert "lanes_in[" in compiled.source and compiled.stats["blocks"] == 1
+    assert "lanes_in" in compiled.source and compiled.stats["blocks"] == 1
     assert ("const float* const lane_out = " in compiled.source) == bool(channels % isa.lanes)
+
+
+@pytest.mark.parametrize("x_shape, kernel, attrs, producer", [
+    ((1, 32, 28, 20), 5, {"pads": [2, 2, 2, 2]}, True),           # rows of 20: two groups, the last overlapping
+    ((2, 48, 31, 17), 3, {"pads": [1, 0, 1, 2], "strides": [2, 2]}, False),
+    ((1, 32, 14, 14), 5, {"pads": [2, 2, 2, 2]}, False),    # rows of 14: a square per group on AVX-512 only
+    ((1, 16, 5, 9), 7, {"pads": [3, 3, 3, 3]}, False),      # a plane of 45: flat groups
+])
+def test_depthwise_lanes_transpose_whole_blocks(isa, x_shape, kernel, attrs, producer):
+    """Whole blocks of channels go into the lanes and back by register transposes: straight along each row
+    where rows hold a vector (else through a square per group of the flat plane), from the input in place or
+    through the fused producer; windows of 5 x 5 and more and strided ones take the lanes kernel at any width,
+    and the last pixels of a row accumulate in one step of fewer pixels."""
+    channels = x_shape[1]
+    model, feeds = conv_model(x_shape, (channels, 1, kernel, kernel), group=channels, **attrs)
+    if not producer:
+        model.graph.node[1].input[0] = "x"
+        del model.graph.node[0]
+    compiled = checked(model, feeds, winograd=False)
+    source = compiled.source
+    assert f"df_transpose{isa.lanes}(" in source and "memset(lanes_in" not in source
+    assert ("planes_src" in source) == producer
+    assert ("square" in source) == (x_shape[3] < isa.lanes)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, order", [
