@@ -15,6 +15,7 @@ from typing import Callable
 from ..errors import DnnfusionError
 from ..kir.kernel import PARALLEL
 
+POOL_CALL = "df_parallel("   # how an outlined loop is handed to the thread pool (a statement, not the declaration)
 KEYWORDS = frozenset({"return", "goto", "else", "case", "break", "continue", "if", "for", "while", "do", "switch",
                       "sizeof", "typedef", "struct", "union", "enum", "default"})
 QUALIFIERS = r"(?:(?:static|const|register|volatile)\s+)*"
@@ -165,7 +166,7 @@ def outline(name: str, body: str, buffers: Callable[[set[str]], list[str]]) -> t
         functions.append(_function(fn, header.group(1), inner, captured, buffers(used)))
         values = ", ".join([n for _, n in CONTEXT_ARGS] + [f".{c.name} = {c.name}" for c in captured])
         out += [f"{indent}{{ const struct {fn}_ctx ctx_ = {{{values}}};",
-                f"{indent}  df_parallel({fn}, &ctx_, {header.group(2)}, df_team); }}"]
+                f"{indent}  {POOL_CALL}{fn}, &ctx_, {header.group(2)}, df_team); }}"]
         k = end + 1
     return functions, "\n".join(out)
 

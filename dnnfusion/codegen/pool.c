@@ -166,6 +166,17 @@ void df_pool_rest(void) {
     atomic_store_explicit(&df_pool.rest, 1, memory_order_relaxed);
 }
 
+/* Wake the sleeping helpers ahead of a model's first loop: they spin for it as between loops (then sleep again), so
+   a caller that wakes them before preparing its inputs overlaps their wake-up with that work instead of paying it
+   in the first kernel, which the caller would otherwise mostly run alone. */
+void df_pool_wake(void) {
+    atomic_store_explicit(&df_pool.rest, 0, memory_order_relaxed);
+    if (atomic_load(&df_pool.sleepers) > 0) {
+        atomic_fetch_add(&df_pool.wake, 1);
+        syscall(SYS_futex, &df_pool.wake, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    }
+}
+
 /* How many helper threads exist (for tests and reports). */
 int df_pool_helpers(void) {
     return atomic_load(&df_pool.helpers);

@@ -24,7 +24,7 @@ from ..errors import DnnfusionError
 from ..kir.expr import ctype
 from ..machine import available_cores, missing_features, required_features
 from .feeds import check_feeds
-from .native import ArenaPool, DirectCall, bind_entry
+from .native import ArenaPool, DirectCall, bind_entry, pool_waker
 
 FORMAT = 1                                # manifest layout version; bumped when a loader could misread an older one
 LIBRARY, WEIGHTS, HEADER, SOURCE, MANIFEST = "model.so", "weights.bin", "model.h", "model.c", "manifest.json"
@@ -162,6 +162,7 @@ class LoadedModel:
         self._weights = np.memmap(folder / manifest["weights"]["file"], np.uint8, "r") if size \
             else np.zeros(64, np.uint8)
         entry = bind_entry(getattr(self.library, manifest["entry"]))
+        self._wake = pool_waker(self.library, self.threads)
         self._call = DirectCall(entry, ArenaPool(int(manifest["arena_bytes"])), self._weights.ctypes.data,
                                 [(s.name, s.shape, s.dtype) for s in computed])
 
@@ -172,6 +173,8 @@ class LoadedModel:
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Outputs by name (padded detection outputs cut to their counts, the counts dropped)."""
+        if self._wake is not None:
+            self._wake()
         arrays = [np.require(a, requirements="C") for a in check_feeds(self.inputs, feeds).values()]
         results = self._call(arrays, self.threads)
         counts = {count for _, count in self.padded.values()}

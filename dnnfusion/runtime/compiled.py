@@ -19,7 +19,7 @@ from ..codegen.build import Toolchain
 from ..errors import DnnfusionError
 from ..machine import available_cores, missing_features, required_features
 from .feeds import check_feeds
-from .native import ArenaPool, DirectCall, bind_entry
+from .native import ArenaPool, DirectCall, bind_entry, pool_waker
 from .reference import _checked, computed
 
 
@@ -56,6 +56,7 @@ class CompiledModel:
         self._weights = np.ascontiguousarray(program.weights) if program.weights.size else np.zeros(64, np.uint8)
         self._weights_address = self._weights.ctypes.data
         self.compile_seconds = compile_seconds
+        self._wake = pool_waker(library, self.threads, program.parallel)
         layouts = self.direct_layouts()
         self._direct = DirectCall(self._entries[program.segments[0].entry], self._arenas, self._weights_address,
                                   layouts) if layouts is not None else None
@@ -122,6 +123,8 @@ class CompiledModel:
         """Outputs by name for the given feeds (checked against the compiled input names, dtypes and shapes)."""
         if self._cannot_run:
             raise DnnfusionError(self._cannot_run)
+        if self._wake is not None:
+            self._wake()
         arrays = [np.require(a, requirements="C") for a in check_feeds(self.graph.inputs, feeds).values()]
         if self._direct is not None:
             return self._direct(arrays, self.threads)

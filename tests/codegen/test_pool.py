@@ -124,3 +124,20 @@ def test_nothing_spins_after_a_run_returns():
     before = time.process_time()
     time.sleep(0.3)
     assert time.process_time() - before < 0.03
+
+
+def test_runs_wake_the_helpers_only_where_they_have_loops_to_share():
+    """A model with a parallel loop on two threads wakes the pool's helpers as each run starts (they then sleep
+    again once it returns); one on a single thread, or with no loop big enough to share, leaves them asleep."""
+    shared = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", FLOAT, [512, 1024])], ["y"])
+    tiny = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", FLOAT, [4])], ["y"])
+    two, one, small = (dnnfusion.compile(shared, threads=2), dnnfusion.compile(shared, threads=1),
+                       dnnfusion.compile(tiny, threads=2))
+    assert two.program.parallel and two._wake is not None
+    assert one._wake is None and not small.program.parallel and small._wake is None
+    x = np.random.default_rng(0).standard_normal((512, 1024)).astype(np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(two.run({"x": x})["y"], np.maximum(x, 0))
+    before = time.process_time()
+    time.sleep(0.3)
+    assert time.process_time() - before < 0.03
