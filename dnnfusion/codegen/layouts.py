@@ -30,7 +30,7 @@ class Conversion:
 
 def kernel_node(block: Block) -> Node | None:
     """The block's kernel-template operator, if it has one."""
-    return next((o.node for o in block.ops if o.lowering == "kernel"), None)
+    return next(iter(block.kernel_nodes), None)
 
 
 def fast_on_blocks(block: Block, size: int) -> str:

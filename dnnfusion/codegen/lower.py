@@ -60,7 +60,7 @@ class BlockLowering:
         self.method: str | None = None                       # the kernel template's chosen method, if it names one
         self.nodes = [o.node for o in block.ops]
         self.inside = {id(n) for n in self.nodes}
-        self.kernels = [o.node for o in block.ops if o.lowering == "kernel"]
+        self.kernels = block.kernel_nodes
         if len(self.kernels) > 1:
             raise CodegenError(f"block {block.id} has {len(self.kernels)} kernel-template operators; at most one")
         self.materialized: dict[int, Buffer] = {}          # kernel outputs written to a buffer

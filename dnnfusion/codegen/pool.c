@@ -108,6 +108,14 @@ static void* df_helper(void* arg) {
     return NULL;
 }
 
+/* Wake the helpers sleeping on the futex, if any. */
+static void df_wake_sleepers(void) {
+    if (atomic_load(&df_pool.sleepers) > 0) {
+        atomic_fetch_add(&df_pool.wake, 1);
+        syscall(SYS_futex, &df_pool.wake, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    }
+}
+
 /* Make sure `count` helpers exist (never fewer than before; creation failures leave fewer, which is still correct). */
 static void df_grow(int count) {
     if (count > DF_MAX_HELPERS) count = DF_MAX_HELPERS;
@@ -149,10 +157,7 @@ void df_parallel(df_task fn, const void* ctx, int64_t n, int team) {
     atomic_store_explicit(&df_pool.rest, 0, memory_order_relaxed);
     const uint32_t gen = (uint32_t)(atomic_load(&df_pool.ticket) >> 32) + 1;
     atomic_store(&df_pool.ticket, (uint64_t)gen << 32);
-    if (atomic_load(&df_pool.sleepers) > 0) {
-        atomic_fetch_add(&df_pool.wake, 1);
-        syscall(SYS_futex, &df_pool.wake, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-    }
+    df_wake_sleepers();
     df_work(gen);
     for (int spins = 0; atomic_load_explicit(&df_pool.done, memory_order_acquire) < pieces; ++spins) {
         if (spins < 4096) df_relax();
@@ -171,10 +176,7 @@ void df_pool_rest(void) {
    in the first kernel, which the caller would otherwise mostly run alone. */
 void df_pool_wake(void) {
     atomic_store_explicit(&df_pool.rest, 0, memory_order_relaxed);
-    if (atomic_load(&df_pool.sleepers) > 0) {
-        atomic_fetch_add(&df_pool.wake, 1);
-        syscall(SYS_futex, &df_pool.wake, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-    }
+    df_wake_sleepers();
 }
 
 /* How many helper threads exist (for tests and reports). */

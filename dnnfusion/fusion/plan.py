@@ -67,6 +67,11 @@ class Block:
     def op_types(self) -> list[str]:
         return [o.node.op_type for o in self.ops]
 
+    @property
+    def kernel_nodes(self) -> list[Node]:
+        """Its operators lowered through a kernel template (codegen allows at most one per block)."""
+        return [o.node for o in self.ops if o.lowering == "kernel"]
+
     def __repr__(self) -> str:
         return f"Block({self.id}, ops={brief(o.label for o in self.ops)}, type={self.mapping.value})"
 

@@ -17,7 +17,8 @@ from ..kir.expr import Bin, Expr, Index, Lit, Load, Var, blocked_linear, cast, c
 from ..kir.expr import unravel, variables, walk
 from ..kir.kernel import KernelContext, indent, parallel_for, serial_for
 from . import microkernel
-from .gemm import Operand, Product, Tiling, direct_buffer, microkernel_tasks, packed_a, packed_b, strided
+from .gemm import Operand, Product, Tiling, direct_buffer, loaded_buffer, microkernel_tasks, packed_a, packed_b
+from .gemm import probe_index, strided
 from .window import Window
 
 BLOCKED_NOTE = "/* channel-blocked ({block}c): "
@@ -44,11 +45,7 @@ def blocked_buffer(ctx: KernelContext, i: int, shape: Sequence[int], ct: str, bl
     blocks of channels, and more than one pixel: else the offsets equal a row-major array's)."""
     if not holds_blocks(shape, block):
         return None
-    probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
-    e = ctx.read(i, probe)
-    if isinstance(e, Load) and e.ctype == ct and e.index == blocked_linear(probe, shape, block):
-        return e.buffer
-    return None
+    return loaded_buffer(ctx, i, shape, ct, lambda index: blocked_linear(index, shape, block))
 
 
 def reads_blocked(ctx: KernelContext, i: int, shape: Sequence[int], ct: str, block: int) -> bool:
@@ -56,7 +53,7 @@ def reads_blocked(ctx: KernelContext, i: int, shape: Sequence[int], ct: str, blo
     squeeze-excitation scale): a read of it loads at a blocked offset."""
     if not holds_blocks(shape, block):
         return False
-    probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
+    probe = probe_index(len(shape))
     target = blocked_linear(probe, shape, block)
     return any(isinstance(e, Load) and e.index == target for e in walk(ctx.read(i, probe)))
 
@@ -66,7 +63,7 @@ def channel_scale(ctx: KernelContext, shape: Sequence[int], ct: str, block: int 
     """When input 0 reaches the kernel as a plain array (row-major, or channel-blocked by `block`) times a factor
     that varies only with the image and the channel (a fused squeeze-excitation scale, a Mul by per-channel
     constants): the array, and the factor at (image, channel). None for any other prologue."""
-    probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
+    probe = probe_index(len(shape))
     offset = blocked_linear(probe, shape, block) if block else linear(probe, shape)
     e = ctx.read(0, probe)
     if not (isinstance(e, Bin) and e.op == "*" and e.ctype == ct):
@@ -239,7 +236,7 @@ def blocked_depthwise(ctx: KernelContext, node: Node, window: Window, block: int
     def packed(weights: np.ndarray = w.const) -> np.ndarray:
         return weights.reshape(blocks, block, taps).swapaxes(1, 2).astype(np.float32)     # [block][tap][lane]
     weights = ctx.weight(packed)
-    step = max(1, isa.registers // 4)
+    step = pixels_per_step(isa)
     lo = min(out_w, -(-left // sw))
     hi = max(lo, min(out_w, (width_in - 1 + left - (kw - 1) * dw) // sw + 1))
 
@@ -280,6 +277,12 @@ def blocked_depthwise(ctx: KernelContext, node: Node, window: Window, block: int
                    f"for (int64_t ow = {hi}; ow < {out_w}; ++ow) {{", *indent(pixels(1, True)), "}"]
     note = [BLOCKED_NOTE.format(block=block) + f"depthwise, {step} pixels per step */"]
     return note + parallel_for(task, images * blocks * out_h, body, y.numel * taps)
+
+
+def pixels_per_step(isa: microkernel.Isa) -> int:
+    """Output pixels a channels-in-lanes depthwise kernel accumulates together: a quarter of the vector
+    registers, leaving the rest to the weight vectors and the loads in flight."""
+    return max(1, isa.registers // 4)
 
 
 def vector_type(ctx: KernelContext, lanes: int) -> str:

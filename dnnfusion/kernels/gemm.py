@@ -85,14 +85,26 @@ class Product:
     valid: int | None = None       # only columns whose last index is below this are stored (a padded grid)
 
 
+def probe_index(rank: int) -> Index:
+    """Symbolic indices to read an input at, to see what its read loads (`loaded_buffer`, prologue matching)."""
+    return tuple(Var(f"probe{d}") for d in range(rank))
+
+
+def loaded_buffer(ctx: KernelContext, i: int, shape: Sequence[int], ct: str,
+                  offset: Callable[[Index], Expr]) -> str | None:
+    """The array input `i` is loaded from when the block's read of it at an index is one plain load of C type
+    `ct` at `offset(index)` (no fused producer); None otherwise."""
+    probe = probe_index(len(shape))
+    e = ctx.read(i, probe)
+    if isinstance(e, Load) and e.ctype == ct and e.index == offset(probe):
+        return e.buffer
+    return None
+
+
 def direct_buffer(ctx: KernelContext, i: int, shape: Sequence[int], ct: str) -> str | None:
     """The array input `i` is loaded from when the block reads it as it is (no fused producer, its own
     row-major layout, already of C type `ct`); None otherwise."""
-    probe = tuple(Var(f"probe{d}") for d in range(len(shape)))
-    e = ctx.read(i, probe)
-    if isinstance(e, Load) and e.ctype == ct and e.index == linear(probe, shape):
-        return e.buffer
-    return None
+    return loaded_buffer(ctx, i, shape, ct, lambda index: linear(index, shape))
 
 
 def batch_offset(bidx: Index, batch: Sequence[int], batch_strides: Sequence[int]) -> Expr:

@@ -15,9 +15,10 @@ import numpy as np
 
 from ..ir.graph import Node
 from ..kir.expr import Expr, Load, cast, ctype, floordiv, mod, numel, unravel
-from ..kir.kernel import KernelContext, fits_stack, local_array, overlapped_for, parallel_for, serial_for
+from ..kir.kernel import KernelContext, fits_stack, local_array, overlapped_for, overlapped_groups, parallel_for
+from ..kir.kernel import serial_for
 from . import microkernel
-from .blocked import vector_type
+from .blocked import pixels_per_step, vector_type
 from .gemm import direct_buffer
 from .planes import producer_plane
 from .window import Window
@@ -59,14 +60,12 @@ def depthwise_lanes(ctx: KernelContext, node: Node, window: Window, ct: str) -> 
     body = [local_array(ct, "lanes_in", rows_p * cols_p * lanes), local_array(ct, "lanes_out", out_h * out_w * lanes),
             f"const float* const wb = {weights} + {ctx.c(block)} * {taps * lanes};"]
     geometry = (height, width, rows_p, cols_p, top, left)
-    if channels % lanes == 0 and height * width >= lanes and out_h * out_w >= lanes:
-        body += _transposed_in(ctx, node, n, block, geometry, lanes, vtype, ct)
-        body += _pixels(window, cols_p, out_w, isa.registers // 4, lanes, vtype)
-        body += _transposed_out(ctx, node, n, block, (out_h, out_w), lanes, vtype, ct)
-    else:
-        body += _scattered_in(ctx, n, block * lanes, channels, geometry, lanes, ct)
-        body += _pixels(window, cols_p, out_w, isa.registers // 4, lanes, vtype)
-        body += _epilogue(ctx, node, n, block * lanes, channels, (out_h, out_w), lanes, ct)
+    transposed = channels % lanes == 0 and height * width >= lanes and out_h * out_w >= lanes
+    body += _transposed_in(ctx, node, n, block, geometry, lanes, vtype, ct) if transposed else \
+        _scattered_in(ctx, n, block * lanes, channels, geometry, lanes, ct)
+    body += _pixels(window, cols_p, out_w, pixels_per_step(isa), lanes, vtype)
+    body += _transposed_out(ctx, node, n, block, (out_h, out_w), lanes, vtype, ct) if transposed else \
+        _epilogue(ctx, node, n, block * lanes, channels, (out_h, out_w), lanes, ct)
     return parallel_for(task, images * blocks, body, node.outputs[0].numel * taps)
 
 
@@ -100,8 +99,8 @@ def _transposed_in(ctx: KernelContext, node: Node, n: Expr, block: Expr, geometr
     """Fill `lanes_in` from a whole block of channel planes by register transposes of `lanes` pixels at a time,
     straight into place along each row where rows are that wide, else through a square of `lanes` vectors
     per group of the flat plane (a last group of a row or plane overlaps the one before), the padding zeroed
-    around them. The planes are read
-    in place, or first computed through the fused producers into a stack array, one flat loop per channel."""
+    around them. The planes are read in place, or first computed through the fused producers into a stack
+    array, one flat loop per channel."""
     height, width, rows_p, cols_p, top, left = geometry
     plane = height * width
     x = node.inputs[0]
@@ -117,7 +116,7 @@ def _transposed_in(ctx: KernelContext, node: Node, n: Expr, block: Expr, geometr
                                                                                f"{e.name}] = sv;"])
         lines += [local_array(ct, "planes_src", lanes * plane)] + serial_for(lane, lanes, fill)
         lines.append("const float* const planes_in = planes_src;")
-    r, c, p, j = ctx.var("r"), ctx.var("c"), ctx.var("p"), ctx.var("j")
+    r, c = ctx.var("r"), ctx.var("c")
     at = f"lanes_in + ({r.name} * {cols_p} + {c.name}) * {lanes}"
     zero_row = f"for (int64_t {c.name} = 0; {c.name} < {cols_p}; ++{c.name}) *({vtype}*)({at}) = zero;"
     sides = [f"for (int64_t {c.name} = 0; {c.name} < {left}; ++{c.name}) *({vtype}*)({at}) = zero;",
@@ -129,21 +128,17 @@ def _transposed_in(ctx: KernelContext, node: Node, n: Expr, block: Expr, geometr
     transpose = transpose_helper(ctx, lanes, vtype)
     if width >= lanes:
         h = ctx.var("h")
-        lines += [f"for (int64_t {h.name} = 0; {h.name} < {height}; ++{h.name}) {{",
-                  f"  for (int64_t {c.name}_g = 0; {c.name}_g < {width}; {c.name}_g += {lanes}) {{",
-                  f"    const int64_t {c.name} = {c.name}_g + {lanes} <= {width} ? {c.name}_g : {width - lanes};",
-                  f"    {transpose}(planes_in + {h.name} * {width} + {c.name}, {plane}, lanes_in + (({h.name} + {top}) "
-                  f"* {cols_p} + {c.name} + {left}) * {lanes}, {lanes});", "  }", "}"]
-        return lines
+        put = f"lanes_in + (({h.name} + {top}) * {cols_p} + {c.name} + {left}) * {lanes}"
+        row = overlapped_groups(c, 0, width, lanes, [
+            f"{transpose}(planes_in + {h.name} * {width} + {c.name}, {plane}, {put}, {lanes});"])
+        return lines + serial_for(h, height, row)
+    p, j = ctx.var("p"), ctx.var("j")
     q = f"({p.name} + {j.name})"
     put = f"lanes_in + (({q} / {width} + {top}) * {cols_p} + {q} % {width} + {left}) * {lanes}"
-    lines += [local_array(ct, "square", lanes * lanes),
-              f"for (int64_t {p.name}_g = 0; {p.name}_g < {plane}; {p.name}_g += {lanes}) {{",
-              f"  const int64_t {p.name} = {p.name}_g + {lanes} <= {plane} ? {p.name}_g : {plane - lanes};",
-              f"  {transpose}(planes_in + {p.name}, {plane}, square, {lanes});",
-              f"  for (int64_t {j.name} = 0; {j.name} < {lanes}; ++{j.name}) "
-              f"*({vtype}*)({put}) = *(const {vtype}*)(square + {j.name} * {lanes});", "}"]
-    return lines
+    return lines + [local_array(ct, "square", lanes * lanes)] + overlapped_groups(p, 0, plane, lanes, [
+        f"{transpose}(planes_in + {p.name}, {plane}, square, {lanes});",
+        f"for (int64_t {j.name} = 0; {j.name} < {lanes}; ++{j.name}) "
+        f"*({vtype}*)({put}) = *(const {vtype}*)(square + {j.name} * {lanes});"])
 
 
 def _transposed_out(ctx: KernelContext, node: Node, n: Expr, block: Expr, out: tuple[int, int], lanes: int,
@@ -154,10 +149,8 @@ def _transposed_out(ctx: KernelContext, node: Node, n: Expr, block: Expr, out: t
     y, pixels = node.outputs[0], out[0] * out[1]
     lane, p, e = ctx.var("l"), ctx.var("p"), ctx.var("e")
     transpose = transpose_helper(ctx, lanes, vtype)
-    lines = [local_array(ct, "planes_out", lanes * pixels),
-             f"for (int64_t {p.name}_g = 0; {p.name}_g < {pixels}; {p.name}_g += {lanes}) {{",
-             f"  const int64_t {p.name} = {p.name}_g + {lanes} <= {pixels} ? {p.name}_g : {pixels - lanes};",
-             f"  {transpose}(lanes_out + {p.name} * {lanes}, {lanes}, planes_out + {p.name}, {pixels});", "}"]
+    lines = [local_array(ct, "planes_out", lanes * pixels)] + overlapped_groups(p, 0, pixels, lanes, [
+        f"{transpose}(lanes_out + {p.name} * {lanes}, {lanes}, planes_out + {p.name}, {pixels});"])
     channel = block * lanes + lane
     result: Expr = Load("planes_out", lane * pixels + e, ct)
     if node.input(2) is not None:
@@ -216,10 +209,10 @@ def _epilogue(ctx: KernelContext, node: Node, n: Expr, first: Expr, channels: in
 
 
 def _pixels(window: Window, cols_p: int, out_w: int, per_step: int, lanes: int, vtype: str) -> list[str]:
-    """The accumulation: per output row, `per_step` pixels at a time (a quarter of the vector registers: their
-    accumulators beside one kernel row's weight vectors), the rest of the row in one more step. Per kernel
-    row, each input column the step's pixels read is loaded once and multiplied by the weight vector of every
-    tap that lands on it (a 5-wide stride-1 row: 12 loads for 8 pixels' 40 products, not 40)."""
+    """The accumulation: per output row, `per_step` pixels at a time (`blocked.pixels_per_step`), the rest of
+    the row in one more step. Per kernel row, each input column the step's pixels read is loaded once and
+    multiplied by the weight vector of every tap that lands on it (a 5-wide stride-1 row: 12 loads for 8
+    pixels' 40 products, not 40)."""
     (sh, sw), (dh, dw), (kh, kw) = window.strides, window.dilations, window.kernel
     out_h = window.out[0]
 

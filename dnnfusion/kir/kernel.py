@@ -101,6 +101,17 @@ def parallel_for(var: Var, extent: int, body: list[str], work: int) -> list[str]
         ["  " + line for line in body] + ["}"]
 
 
+def overlapped_groups(first: Var, start: int, stop: int, size: int, body: list[str]) -> list[str]:
+    """`body` once per group of `size` consecutive indices in [start, stop) (stop - start >= size), with C
+    variable `first` the group's first index: the last group ends at stop, overlapping the one before where
+    size does not divide the extent, so a body that handles whole groups needs no remainder. Only for bodies
+    that store values computed from inputs they do not write: the overlapped indices run twice."""
+    group = Var(f"{first.name}_g")
+    return [f"for (int64_t {group.name} = {start}; {group.name} < {stop}; {group.name} += {size}) {{",
+            f"  const int64_t {first.name} = {group.name} + {size} <= {stop} ? {group.name} : {stop - size};",
+            *indent(body), "}"]
+
+
 def overlapped_for(var: Var, start: int, stop: int, lanes: int, body: list[str]) -> list[str]:
     """A vectorised loop over start <= var < stop whose last group of `lanes` iterations overlaps the one before
     instead of running a scalar remainder (gcc 12 leaves up to lanes - 1 iterations scalar, which for an
@@ -110,13 +121,10 @@ def overlapped_for(var: Var, start: int, stop: int, lanes: int, body: list[str])
     if extent < lanes or extent % lanes == 0:
         return ["#pragma omp simd", f"for (int64_t {var.name} = {start}; {var.name} < {stop}; ++{var.name}) {{",
                 *indent(body), "}"]
-    group, lane = Var(f"{var.name}_g"), Var(f"{var.name}_l")
-    return [f"for (int64_t {group.name} = {start}; {group.name} < {stop}; {group.name} += {lanes}) {{",
-            f"  const int64_t {group.name}0 = {group.name} + {lanes} <= {stop} ? {group.name} : {stop - lanes};",
-            "  #pragma omp simd",
-            f"  for (int64_t {lane.name} = 0; {lane.name} < {lanes}; ++{lane.name}) {{",
-            f"    const int64_t {var.name} = {group.name}0 + {lane.name};",
-            *indent(indent(body)), "  }", "}"]
+    first, lane = Var(f"{var.name}_g0"), Var(f"{var.name}_l")
+    return overlapped_groups(first, start, stop, lanes, [
+        "#pragma omp simd", f"for (int64_t {lane.name} = 0; {lane.name} < {lanes}; ++{lane.name}) {{",
+        f"  const int64_t {var.name} = {first.name} + {lane.name};", *indent(body), "}"])
 
 
 def indent(lines: list[str]) -> list[str]:
