@@ -18,7 +18,8 @@ from ..kir.expr import unravel, variables, walk
 from ..kir.kernel import KernelContext, indent, parallel_for, serial_for
 from . import microkernel
 from .gemm import Operand, Product, Tiling, direct_buffer, loaded_buffer, microkernel_tasks, packed_a, packed_b
-from .gemm import probe_index, strided
+from .gemm import column_finish, column_step, probe_index, strided
+from .vectors import vector_type
 from .window import Window
 
 BLOCKED_NOTE = "/* channel-blocked ({block}c): "
@@ -119,7 +120,8 @@ def blocked_pointwise(ctx: KernelContext, node: Node, block: int) -> list[str] |
     x, w = node.inputs[0], node.inputs[1]
     images, channels, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
     count, mg = numel(spatial), w.shape[0]
-    rows, vectors, _ = isa.tile_shape(count, mg)
+    columns = not (ctx.output_block == block and mg % block == 0)      # a row-major output, stored by columns
+    rows, vectors, _ = isa.tile_shape(count, mg, column_step(isa, count) if columns else 1)
     width = vectors * isa.lanes
     batch = (images,)
     weights = w.const.reshape(1, mg, channels).swapaxes(-2, -1)
@@ -161,7 +163,7 @@ def blocked_pointwise(ctx: KernelContext, node: Node, block: int) -> list[str] |
     if packed is None:          # too few rows to pack a per-call B for: the generic template
         return None
     b_lines, b_at, ldb, _ = packed
-    finish = _blocked_finish(p, block) if ctx.output_block == block and mg % block == 0 else _column_finish(p)
+    finish = column_finish(ctx, p, isa.lanes) if columns else _blocked_finish(p, block)
     tiling = Tiling(isa, batch, count, mg, depth, segments, rows, vectors, a_steps, int(ldb), a_at,
                     lambda bidx, jt: b_at(bidx if b.batch == batch else (Lit(0),), jt), finish,
                     shift_a=len(segments) > 1, b_batch=b.batch)
@@ -205,16 +207,6 @@ def _blocked_finish(p: Product, block: int) -> Callable[[Index, Var, Var, int, i
         value = Load(tile, r * stride + v * block + lane, "float")
         body = serial_for(lane, block, p.store(bidx, i0 + r, (channel,), value), simd=True)
         return serial_for(r, got, serial_for(v, cols // block, body))
-    return finish
-
-
-def _column_finish(p: Product) -> Callable[[Index, Var, Var, int, int, str, int], list[str]]:
-    """A Tiling's `finish` for a row-major output: column by column (an output channel's plane), the tile's rows
-    (consecutive pixels) stored in one contiguous vector run rather than each row scattered across the planes."""
-    def finish(bidx: Index, i0: Var, j0: Var, got: int, cols: int, tile: str, stride: int) -> list[str]:
-        r, c = Var(f"{i0.name}r"), Var(f"{j0.name}c")
-        value = Load(tile, r * stride + c, "float")
-        return serial_for(c, cols, serial_for(r, got, p.store(bidx, i0 + r, (j0 + c,), value), simd=True))
     return finish
 
 
@@ -283,10 +275,3 @@ def pixels_per_step(isa: microkernel.Isa) -> int:
     """Output pixels a channels-in-lanes depthwise kernel accumulates together: a quarter of the vector
     registers, leaving the rest to the weight vectors and the loads in flight."""
     return max(1, isa.registers // 4)
-
-
-def vector_type(ctx: KernelContext, lanes: int) -> str:
-    """The C vector type of `lanes` floats (gcc vector extensions), declared once per program; loads through it
-    need no vector alignment (the weight blob and arena lie where their callers put them)."""
-    name = f"df_v{lanes}f"
-    return ctx.helper(name, f"typedef float {name} __attribute__((vector_size({4 * lanes}), aligned(4)));")

@@ -17,7 +17,7 @@ from ..kir.kernel import KernelContext, fits_stack, indent, local_array, paralle
 from . import gemm, microkernel
 from .gemm import Operand, Product, Tiling, direct_buffer, layout, microkernel_tasks, packed_a, packed_b
 from .gemm import product_kernel, reads_b_in_place, tile_width
-from .gemm import edges, strided, tile_finish
+from .gemm import column_finish, column_step, edges, strided, tile_finish
 from .blocked import channel_scale
 from .lanes import depthwise_lanes
 from .planes import Phases, PlaneFold, balanced_sum, plane_window
@@ -37,9 +37,11 @@ PANEL_MIN_ROW_TILES = 2    # a column tile's B is packed into a panel (`panels_p
 PANEL_MIN_CHANNELS = 16    # input channels per group,
 PANEL_MIN_TASKS = 8        # and tasks (column tiles x batch entries: SSD's 256 -> 512 stride 2 at 10 x 10 has
                            # one, which ran 2.3x slower on 2 threads)
-PANEL_PIXEL_ROWS_COST = 1.3  # pixel rows' tile cost against channel rows read from panels, fitted on the same
-                             # Xeon: channel rows ran 0.75-0.87x pixel rows' time (strided 3 x 3 at 28 x 28 and
-                             # 13 x 13 outputs, 512 -> 512 at 14 x 14) where the tile costs put them 1.01-1.14x
+PANEL_PACK_ROWS = 16       # per step of depth, packing a column tile's panel costs as much as this many rows of
+                           # its tiles: fitted on the AMD EPYC (Zen 4), 1 thread, where pixel rows ran 0.91-0.96x
+                           # channel rows' time on strided 3 x 3 convolutions (32 -> 64 and 64 -> 128 at 208 x 208,
+                           # tile costs 1.03-1.04x) and 1.05-1.17x on 1 x 1 stride 2 ones (256 -> 512 to
+                           # 1024 -> 2048, tile costs 1.05-1.13x): between 6 and 65
 PIXEL_ROWS_GAIN = 1.08     # tile cost, pixels as rows against channels as rows, below which that pays for its
                            # stores down the channel planes
 
@@ -127,7 +129,7 @@ def pixels_as_rows(pixels: int, channels: int) -> bool:
     rows), which pays for storing each tile down the channels' planes."""
     isa = microkernel.target_isa()
     return isa is not None and \
-        isa.tile_shape(pixels, channels)[2] * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
+        isa.tile_shape(pixels, channels, column_step(isa, pixels))[2] * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
 
 
 def pixel_rows_product(ctx: KernelContext, node: Node, group: int, ct: str) -> list[str]:
@@ -149,7 +151,7 @@ def pixel_rows_product(ctx: KernelContext, node: Node, group: int, ct: str) -> l
     weights = w.const.reshape(1, group, mg, cg).swapaxes(-2, -1)
     b = Operand((1, group), cg, mg, lambda bidx, r, c: Lit(0), constant=weights)
     store = pixel_rows_store(ctx, node, mg, ct, lambda bidx, i: unravel(i, spatial))
-    return product_kernel(ctx, Product(batch, a, b, ct, store))
+    return product_kernel(ctx, Product(batch, a, b, ct, store, by_columns=True))
 
 
 def pointwise(window: Window, spatial: Sequence[int]) -> bool:
@@ -458,8 +460,8 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     weights = direct_buffer(ctx, 1, w.shape, ct) is not None and w.const is not None
     width = vectors * isa.lanes
     panels = panels_pay(-(-mg // rows), cg, taps * cg, width, images * group * numel(out[:-2]) * -(-columns // width))
-    if weights and pixel_rows_pay(isa, out, columns, mg, taps * cg, PANEL_PIXEL_ROWS_COST if panels else 1.0):
-        return implicit_pixel_rows(ctx, node, window, group, phases)
+    if weights and pixel_rows_pay(isa, out, columns, mg, taps * cg, panels):
+        return implicit_pixel_rows(ctx, node, window, group)
     col_tiles = -(-columns // width)
     farthest = sum((o - 1) * s for o, s in zip(outer, phases.steps)) + max(phases.offsets) + col_tiles * width
     buffer = ctx.scratch(ct, images * channels * phases.block + max(0, farthest - phases.block))
@@ -525,36 +527,38 @@ def panel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
     return [table(offsets.name, t.segments)] + parallel_for(task, numel(t.batch) * col_tiles, body, work)
 
 
-def implicit_tile_costs(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int,
-                        depth: int) -> tuple[float, float]:
+def implicit_tile_costs(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int,
+                        panels: bool = False) -> tuple[float, float]:
     """Cycles per step of depth of an implicit-GEMM convolution's tiles: with the output channels as rows over
-    `columns` of the padded grid (per outer position), and with each output row's pixels as rows (their
-    stores down the channel planes included)."""
-    by_channels = numel(out[:-2]) * isa.tile_shape(mg, columns)[2]
-    by_pixels = numel(out[:-1]) * isa.tile_shape(out[-1], mg)[2] * (1 + PIXEL_ROWS_STORE / depth)
+    `columns` of the padded grid (per outer position; with `panels`, each column tile's panel packed first),
+    and with each output row's pixels as rows (their stores down the channel planes included)."""
+    by_channels = numel(out[:-2]) * isa.tile_shape(mg, columns)[2] * (1 + PANEL_PACK_ROWS / mg if panels else 1)
+    by_pixels = numel(out[:-1]) * isa.tile_shape(out[-1], mg, column_step(isa, out[-1]))[2] * (1 + PIXEL_ROWS_STORE / depth)
     return by_channels, by_pixels
 
 
 def pixel_rows_pay(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int,
-                   penalty: float = 1.0) -> bool:
+                   panels: bool = False) -> bool:
     """Whether an implicit-GEMM convolution's tiles cost less with each output row's pixels as rows than with
-    the output channels as rows (`implicit_tile_costs`, the pixel rows' cost times `penalty`)."""
-    by_channels, by_pixels = implicit_tile_costs(isa, out, columns, mg, depth)
-    return by_pixels * penalty < by_channels
+    the output channels as rows (`implicit_tile_costs`)."""
+    by_channels, by_pixels = implicit_tile_costs(isa, out, columns, mg, depth, panels)
+    return by_pixels < by_channels
 
 
-def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: int, phases: Phases) -> list[str]:
+def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: int) -> list[str]:
     """`conv_implicit` the other way round, for output rows too short to fill a grid of column tiles without
-    waste (VGG's 14 x 14, YOLO's 13 x 13): per output row, its pixels are the product's rows, read from the
-    phased copy (A's column k one channel's phase block further, each tap's segment at its shift), and the
-    output channels its columns, from the weights packed at compile time in (tap, channel) order; each tile
-    is stored down the channels' planes."""
+    waste (VGG's 14 x 14, YOLO's 13 x 13) and wherever it saves packing panels (strided 3 x 3): per output
+    row, its pixels are the product's rows, read in place from a phased copy with the channels interleaved by
+    rows (A's column k one phased row further, each tap's segment at its shift), and the output channels its
+    columns, from the weights packed at compile time in (tap, channel) order; each tile column is stored as
+    one run of pixels down its channel's plane."""
     isa = microkernel.target_isa()
     assert isa is not None
     x, w = node.inputs[0], node.inputs[1]
     images, channels, out, ct = x.shape[0], x.shape[1], window.out, "float"
     cg, mg, taps = channels // group, w.shape[0] // group, numel(window.kernel)
-    rows, vectors, _ = isa.tile_shape(out[-1], mg)
+    rows, vectors, _ = isa.tile_shape(out[-1], mg, column_step(isa, out[-1]))
+    phases = Phases(window, tuple(x.shape[2:]), channels=channels)
     buffer = ctx.scratch(ct, images * channels * phases.block)
     lines = [PIXEL_ROWS_NOTE] + phases.copy(ctx, x.shape, ct, buffer)
     batch = (images, group, *out[:-1])
@@ -563,20 +567,20 @@ def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: i
                 constant=tap_major(w.const, group, taps, b_batch).swapaxes(-2, -1))
     a = Operand(batch, out[-1], taps * cg, lambda bidx, r, c: Lit(0))
     store = pixel_rows_store(ctx, node, mg, ct, lambda bidx, i: (*bidx[2:], i))
-    product = Product(batch, a, b, ct, store)
+    product = Product(batch, a, b, ct, store, by_columns=True)
     width = vectors * isa.lanes
     packed = packed_b(ctx, product, width)
     assert packed is not None
     _, b_at, ldb, _ = packed
 
     def a_at(bidx: Index, it: Var) -> str:
-        start = (bidx[0] * channels + bidx[1] * cg) * phases.block + it * rows + \
+        start = phases.channel_start(bidx[0], bidx[1] * cg, channels) + it * rows + \
             sum((o * s for o, s in zip(bidx[2:], phases.steps)), Lit(0))
         return f"({buffer} + {ctx.c(start)})"
 
-    tiling = Tiling(isa, batch, out[-1], mg, cg, tuple(phases.offsets), rows, vectors, (1, phases.block), int(ldb),
+    tiling = Tiling(isa, batch, out[-1], mg, cg, tuple(phases.offsets), rows, vectors, (1, phases.channel_step), int(ldb),
                     a_at, lambda bidx, jt: b_at(broadcast_index(bidx, batch, b_batch), jt),
-                    tile_finish(ctx, product, width), shift_a=True, b_batch=b_batch)
+                    column_finish(ctx, product, isa.lanes), shift_a=True, b_batch=b_batch)
     spans = kernel_row_spans(ctx, window, x.shape[2]) if len(out) == 2 and not tiling.splits_depth() else None
     if spans is not None:
         tables, tiling = spans[0], replace(tiling, spans=spans[1])

@@ -18,9 +18,10 @@ from ..kir.expr import Expr, Load, cast, ctype, floordiv, mod, numel, unravel
 from ..kir.kernel import KernelContext, fits_stack, local_array, overlapped_for, overlapped_groups, parallel_for
 from ..kir.kernel import serial_for
 from . import microkernel
-from .blocked import pixels_per_step, vector_type
+from .blocked import pixels_per_step
 from .gemm import direct_buffer
 from .planes import producer_plane
+from .vectors import transpose_helper, vector_type
 from .window import Window
 
 LANES_MAX_WIDTH = 8        # output widths up to which the lanes kernel takes every depthwise window
@@ -125,7 +126,7 @@ def _transposed_in(ctx: KernelContext, node: Node, n: Expr, block: Expr, geometr
               f"for (int64_t {r.name} = 0; {r.name} < {rows_p}; ++{r.name}) {{",
               f"  if ({r.name} < {top} || {r.name} >= {top + height}) {{ {zero_row} }}",
               f"  else {{ {' '.join(sides)} }}", "}"]
-    transpose = transpose_helper(ctx, lanes, vtype)
+    transpose = transpose_helper(ctx, lanes)
     if width >= lanes:
         h = ctx.var("h")
         put = f"lanes_in + (({h.name} + {top}) * {cols_p} + {c.name} + {left}) * {lanes}"
@@ -148,7 +149,7 @@ def _transposed_out(ctx: KernelContext, node: Node, n: Expr, block: Expr, out: t
     runs the epilogue in one flat vector loop, its loads and stores contiguous."""
     y, pixels = node.outputs[0], out[0] * out[1]
     lane, p, e = ctx.var("l"), ctx.var("p"), ctx.var("e")
-    transpose = transpose_helper(ctx, lanes, vtype)
+    transpose = transpose_helper(ctx, lanes)
     lines = [local_array(ct, "planes_out", lanes * pixels)] + overlapped_groups(p, 0, pixels, lanes, [
         f"{transpose}(lanes_out + {p.name} * {lanes}, {lanes}, planes_out + {p.name}, {pixels});"])
     channel = block * lanes + lane
@@ -157,32 +158,6 @@ def _transposed_out(ctx: KernelContext, node: Node, n: Expr, block: Expr, out: t
         result = result + cast(ctx.read(2, (channel,)), ct)
     store = ctx.store(0, (n, channel, *unravel(e, out)), cast(result, ctype(y.dtype)))
     return lines + serial_for(lane, lanes, overlapped_for(e, 0, pixels, lanes, store))
-
-
-def transpose_helper(ctx: KernelContext, lanes: int, vtype: str) -> str:
-    """A C function `(src, ld_src, dst, ld_dst)` that writes the transpose of the lanes x lanes block of floats
-    whose rows start `ld_src` apart at `src` to rows `ld_dst` apart at `dst`: log2(lanes) rounds of
-    two-vector shuffles, each pairing rows half a block apart (gcc lowers them to the ISA's permutes)."""
-    name = f"df_transpose{lanes}"
-    mask = f"df_m{lanes}i"
-    rows = [f"r{i}" for i in range(lanes)]
-    code = [f"typedef int32_t {mask} __attribute__((vector_size({4 * lanes})));",
-            f"static inline void {name}(const float* restrict src, int64_t ld_src, float* restrict dst, "
-            "int64_t ld_dst) {"]
-    code += [f"  {vtype} {r} = *(const {vtype}*)(src + {i} * ld_src);" for i, r in enumerate(rows)]
-    half = lanes // 2
-    while half >= 1:
-        low = ", ".join(str(k if not k & half else lanes + k - half) for k in range(lanes))
-        high = ", ".join(str(k + half if not k & half else lanes + k) for k in range(lanes))
-        for i in range(lanes):
-            if not i & half:
-                a, b = rows[i], rows[i + half]
-                code += [f"  {{ const {vtype} lo = __builtin_shuffle({a}, {b}, ({mask}){{{low}}});",
-                         f"    const {vtype} hi = __builtin_shuffle({a}, {b}, ({mask}){{{high}}});",
-                         f"    {a} = lo; {b} = hi; }}"]
-        half //= 2
-    code += [f"  *({vtype}*)(dst + {i} * ld_dst) = {r};" for i, r in enumerate(rows)] + ["}"]
-    return ctx.helper(name, "\n".join(code))
 
 
 def _epilogue(ctx: KernelContext, node: Node, n: Expr, first: Expr, channels: int, out: tuple[int, int],

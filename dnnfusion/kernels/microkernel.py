@@ -7,6 +7,7 @@ gives; other CPUs keep the portable template in `gemm.py`."""
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, replace
 
 from ..machine import full_width_fma, native_target, target_flags
@@ -58,14 +59,16 @@ class Isa:
         """Rows of the tallest tile `vectors` wide: as many accumulators as a full tile keeps."""
         return self.rows * self.vectors // vectors
 
-    def tile_rows(self, m: int, vectors: int | None = None) -> int:
+    def tile_rows(self, m: int, vectors: int | None = None, step: int = 1) -> int:
         """Rows of the tiles `vectors` wide (default: a full tile's) over m rows: the height whose tiles cost
-        least (`row_cost`), ties to the taller (64 rows: 11 x 5 + 9 rather than 12 x 5 + 4; 196: 11 x 17 + 9)."""
+        least (`row_cost`), ties to the taller (64 rows: 11 x 5 + 9 rather than 12 x 5 + 4; 196: 11 x 17 + 9);
+        with `step`, a multiple of it (0 where no multiple fits)."""
         v = self.vectors if vectors is None else vectors
         tallest = self.max_rows(v)
-        if m <= tallest:
+        if m <= tallest and m % step == 0:
             return m
-        return min(range(tallest, max(tallest // 2, 1) - 1, -1), key=lambda rows: self.row_cost(m, rows, v))
+        heights = [rows for rows in range(tallest, max(tallest // 2, 1) - 1, -1) if rows % step == 0]
+        return min(heights, key=lambda rows: self.row_cost(m, rows, v)) if heights else 0
 
     def row_cost(self, m: int, rows: int, vectors: int) -> float:
         """Cost per step of depth of one column of tiles `rows` x `vectors` over m rows, in FMAs issued: per
@@ -79,11 +82,16 @@ class Isa:
         full, last = divmod(m, rows)
         return full * tile(rows) + (tile(last) if last else 0)
 
-    def tile_shape(self, m: int, n: int) -> tuple[int, int, float]:
+    def tile_shape(self, m: int, n: int, step: int = 1) -> tuple[int, int, float]:
         """(rows, vectors) of the tiles over an m x n product, and their cost in cycles per step of depth: the
-        width that wastes least of the columns' last tile and the rows' (within SHAPE_GAIN, a full tile's)."""
+        width that wastes least of the columns' last tile and the rows' (within SHAPE_GAIN, a full tile's); with
+        `step`, rows a multiple of it where m has more than `step`."""
+        step = step if m > step else 1
+
         def shape(vectors: int) -> tuple[int, int, float]:
-            rows = self.tile_rows(m, vectors)
+            rows = self.tile_rows(m, vectors, step)
+            if rows == 0:
+                return 0, vectors, math.inf
             return rows, vectors, -(-n // (vectors * self.lanes)) * self.row_cost(m, rows, vectors)
         default = shape(min(self.vectors, -(-n // self.lanes)))
         best = min((shape(v) for v in range(1, self.vectors + 2)), key=lambda s: s[2])

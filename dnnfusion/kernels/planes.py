@@ -30,9 +30,12 @@ class Phases:
     """The zero-padded input split into stride phases: per image and channel a block of prod(strides) phases,
     each the padded positions p with p % stride == phase along every axis, at p // stride. Output position o
     then reads tap k at phase (k * dilation) % stride, index o + (k * dilation) // stride: a shift that is the
-    same for every output, so that a tap's inputs for a run of outputs are contiguous."""
+    same for every output, so that a tap's inputs for a run of outputs are contiguous. With `channels` given,
+    the channels are interleaved by rows instead ([phases of the outer axes][their positions][channel][phase
+    of the last axis][position along it]): a channel's row then lies next to the other channels' same row, so
+    that a run of outputs' taps across all channels spans a few pages rather than one page per channel."""
 
-    def __init__(self, window: Window, spatial: tuple[int, ...], align: int = 1) -> None:
+    def __init__(self, window: Window, spatial: tuple[int, ...], align: int = 1, channels: int = 0) -> None:
         self.window, self.spatial = window, spatial
         padded = [(o - 1) * s + e for o, s, e in zip(window.out, window.strides, window.extent)]
         extent = [-(-p // s) for p, s in zip(padded, window.strides)]
@@ -40,13 +43,26 @@ class Phases:
         self.extent = tuple(extent)
         self.phase_size = numel(self.extent)
         self.block = numel(window.strides) * self.phase_size
-        self.steps = strides(self.extent)
+        if channels:
+            row = window.strides[-1] * self.extent[-1]        # one channel's row: its last-axis phases
+            outer = [st * channels * row for st in strides(self.extent[:-1])]
+            self.steps = (*outer, 1)
+            self.phase_steps = (*(st * numel(self.extent[:-1]) * channels * row
+                                  for st in strides(window.strides[:-1])), self.extent[-1])
+            self.channel_step = row
+        else:
+            self.steps = tuple(strides(self.extent))
+            self.phase_steps = tuple(st * self.phase_size for st in strides(window.strides))
+            self.channel_step = self.block
         self.offsets = []
         for tap in np.ndindex(*window.kernel):
             shift = [k * d for k, d in zip(tap, window.dilations)]
-            phase = [h % s for h, s in zip(shift, window.strides)]
-            self.offsets.append(linear_offset(phase, window.strides) * self.phase_size +
-                                linear_offset([h // s for h, s in zip(shift, window.strides)], self.extent))
+            self.offsets.append(sum(h % s * st for h, s, st in zip(shift, window.strides, self.phase_steps)) +
+                                sum(h // s * st for h, s, st in zip(shift, window.strides, self.steps)))
+
+    def channel_start(self, n: Expr, c: Expr, channels: int) -> Expr:
+        """The offset of image n, channel c's first element (of `channels` per image)."""
+        return n * (channels * self.block) + c * self.channel_step
 
     def copy(self, ctx: KernelContext, shape: Sequence[int], ct: str, base: str) -> list[str]:
         """Statements that fill `base` with the phased copy of input 0 (through its fused producers), every
@@ -54,7 +70,7 @@ class Phases:
         images, channels = shape[0], shape[1]
         row = ctx.var("row")
         n, c, padded_row = unravel(row, (images, channels, self.rows))
-        fill = self.fill_rows(ctx, n, c, padded_row, ct, base, c * self.block + n * (channels * self.block))
+        fill = self.fill_rows(ctx, n, c, padded_row, ct, base, self.channel_start(n, c, channels))
         count = images * channels * self.rows
         return parallel_for(row, count, fill, count * self.extent[-1] * self.window.strides[-1])
 
@@ -75,14 +91,14 @@ class Phases:
         rest = unravel(padded_row, (*window.strides[:-1], *extent[:-1]))
         phase, outer = rest[:last], rest[last:]
         pos = [q * s + h - b for q, s, h, b in zip(outer, window.strides, phase, window.pads_begin)]
-        row_start = start + sum((h * st for h, st in zip(phase, strides(window.strides)[:-1])), Lit(0)) * \
-            self.phase_size + sum((q * st for q, st in zip(outer, self.steps[:-1])), Lit(0))
+        row_start = start + sum((h * st for h, st in zip(phase, self.phase_steps[:-1])), Lit(0)) + \
+            sum((q * st for q, st in zip(outer, self.steps[:-1])), Lit(0))
         q = ctx.var("q")
         inside = [covered(extent[-1], h - pad, stride, 0, spatial[-1]) for h in range(stride)]
         lo, hi = max(a for a, _ in inside), min(b for _, b in inside)
 
         def put(h: int) -> str:
-            return f"{base}[{ctx.c(row_start + h * self.phase_size + q)}]"
+            return f"{base}[{ctx.c(row_start + h * self.phase_steps[-1] + q)}]"
 
         def element(h: int) -> Expr:
             index = (n, c, *pos, q * stride + h - pad)

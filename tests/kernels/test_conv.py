@@ -84,9 +84,10 @@ def test_implicit_gemm_geometries(isa, x_shape, w_shape, attrs, panels, monkeypa
     ((2, 32, 17, 19), (96, 16, 5, 5), {"group": 2, "pads": [2, 1, 2, 3]}),
     ((1, 16, 4, 20, 20), (48, 16, 3, 3, 3), {"pads": [1] * 6, "strides": [1, 2, 2]}),
 ])
-def test_column_tiles_packed_into_panels(isa, x_shape, w_shape, attrs):
+def test_column_tiles_packed_into_panels(isa, x_shape, w_shape, attrs, monkeypatch):
     """Each task copies its column tile's rows (tap by tap from the phased input) into one contiguous panel
     that all its row tiles then read with the plain microkernel; groups, 3-D, strides, uneven pads."""
+    monkeypatch.setattr(conv, "pixel_rows_pay", lambda *args: False)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
     compiled = checked(model, feeds, winograd=False)
     assert PANELS_NOTE in compiled.source and "_seg(" not in compiled.source
@@ -192,7 +193,7 @@ def test_pointwise_convolution_on_few_pixels_takes_them_as_rows(isa, x_shape, w_
     model, feeds = conv_model(x_shape, w_shape, **attrs)
     compiled = checked(model, feeds, winograd=False)
     pixels, filters = int(np.prod(x_shape[2:])), w_shape[0] // attrs.get("group", 1)
-    rows, vectors, _ = isa.tile_shape(pixels, filters)
+    rows, vectors, _ = isa.tile_shape(pixels, filters, gemm.column_step(isa, pixels))
     assert f"_{rows}x{vectors * isa.lanes}_a1x{rows}(" in compiled.source and compiled.stats["blocks"] == 1
 
 
@@ -226,6 +227,40 @@ def test_short_output_rows_take_pixels_as_rows(isa, segmented, x_shape, w_shape,
     compiled = checked(model, feeds, winograd=False)
     assert PIXEL_ROWS_NOTE in compiled.source and ("_acc(" in compiled.source) == bool(l2_kib)
     assert ("_sega(" in compiled.source) != bool(l2_kib)      # the split depth's chunks shift A on their own
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 32, 60, 60), (64, 32, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),   # a YOLO downsampling
+    ((2, 32, 17, 19), (96, 16, 5, 5), {"group": 2, "pads": [2, 1, 2, 3], "strides": [2, 1]}),
+    ((1, 16, 4, 20, 20), (48, 16, 3, 3, 3), {"pads": [1] * 6, "strides": [1, 2, 2]}),
+])
+def test_strided_convolutions_take_pixels_as_rows_over_channel_interleaved_rows(isa, x_shape, w_shape, attrs):
+    """Where panels would be packed, pixel rows cost less: A is read in place from a phased copy whose channels
+    are interleaved by rows (a tap's depth steps one phased row, not one channel's whole block, apart), and
+    each tile column is stored as one contiguous run of pixels; groups, 3-D, mixed strides, uneven pads."""
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = checked(model, feeds, winograd=False)
+    assert PIXEL_ROWS_NOTE in compiled.source and PANELS_NOTE not in compiled.source
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 8, 70, 70), (32, 8, 3, 3), {"pads": [1, 1, 1, 1]}),                           # 70 pixels: 8-row tiles
+    ((2, 16, 23, 45), (48, 16, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),       # 23: any height
+])
+def test_pixel_row_tiles_finish_by_transposed_columns_into_an_epilogue(isa, x_shape, w_shape, attrs, monkeypatch):
+    """Pixel-row tiles are transposed by register blocks, then each output channel's run of pixels goes through
+    the epilogue (a residual Add of another input, then Tanh) as whole or overlapping vectors."""
+    monkeypatch.setattr(conv, "pixel_rows_pay", lambda *args: True)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    out = [x_shape[0], w_shape[0], *((n + 2 - 3) // s + 1 for n, s in zip(x_shape[2:], attrs.get("strides", [1, 1])))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], **attrs), helper.make_node("Add", ["c", "skip"], ["s"]),
+             helper.make_node("Tanh", ["s"], ["y"])]
+    model = make_model(nodes, [("x", FLOAT, list(x_shape)), ("skip", FLOAT, out)], ["y"], {"w": w}, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    compiled = checked(model, {"x": x, "skip": rng.standard_normal(out).astype(np.float32)}, winograd=False)
+    assert PIXEL_ROWS_NOTE in compiled.source and f"df_transpose{isa.lanes}x" in compiled.source
+    assert compiled.stats["blocks"] == 1
 
 
 @pytest.mark.parametrize("x_shape, w_shape, attrs, spans", [

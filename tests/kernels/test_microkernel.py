@@ -90,7 +90,7 @@ def test_pixel_rows_pack_an_input_swept_once_per_column_tile(isa, channels, filt
     model = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], [("x", FLOAT, list(x.shape))], ["y"],
                        {"w": w})
     source = check(model, {"x": x}).source
-    rows, vectors, _ = isa.tile_shape(49, filters)
+    rows, vectors, _ = isa.tile_shape(49, filters, gemm.column_step(isa, 49))
     assert f"df_ukr_{isa.name}_{rows}x{vectors * isa.lanes}_" in source
     in_place = channels * 49 * 4 <= gemm.A_IN_PLACE_BYTES
     assert ("_a1x49(" in source) == in_place and (f"_a1x{rows}(" in source) != in_place
@@ -109,6 +109,18 @@ def test_tile_shapes_waste_least():
             assert rows <= isa.max_rows(vectors) and vectors <= isa.vectors + 1
             full = min(isa.vectors, -(-n // isa.lanes))
             assert cost <= -(-n // (full * isa.lanes)) * isa.row_cost(m, isa.tile_rows(m, full), full)
+
+
+def test_tiles_stored_by_columns_take_rows_of_whole_half_vectors():
+    """Pixel-row tiles over long rows are 8 rows (a whole ymm per column) on AVX-512; short rows, where a
+    remainder tile would cost more, and AVX2, whose 4-row tiles would be too thin, keep any height."""
+    avx512, avx2 = microkernel.ISAS["avx512"], microkernel.ISAS["avx2"]
+    assert gemm.column_step(avx512, 208) == 8 and avx512.tile_shape(208, 64, 8)[:2] == (8, 2)
+    assert gemm.column_step(avx512, 28) == 1 and gemm.column_step(avx2, 208) == 1
+    for m, n in [(64, 64), (104, 128), (200, 512), (9, 40)]:
+        rows, vectors, _ = avx512.tile_shape(m, n, 8)
+        assert rows % 8 == 0 or rows == m <= 8
+    assert avx512.tile_rows(13, 3, 8) == 8 and avx512.tile_rows(20, 1, 16) == 16 and avx512.tile_rows(40, 2, 16) == 0
 
 
 @pytest.mark.parametrize("m,k,n", [(112, 40, 196), (13, 45, 37)])
