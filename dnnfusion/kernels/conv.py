@@ -37,6 +37,9 @@ PANEL_MIN_ROW_TILES = 2    # a column tile's B is packed into a panel (`panels_p
 PANEL_MIN_CHANNELS = 16    # input channels per group,
 PANEL_MIN_TASKS = 8        # and tasks (column tiles x batch entries: SSD's 256 -> 512 stride 2 at 10 x 10 has
                            # one, which ran 2.3x slower on 2 threads)
+BANDS_NOTE = "/* one band of output rows per task, its input rows copied into a stack array */"
+BAND_CACHE_SHARE = 0.25    # of L2 that a band's copy of the input may take (the weights and tiles share the rest)
+BAND_MIN_TASKS = 8         # bands (times images) from which a band is not made smaller
 PANEL_PACK_ROWS = 16       # per step of depth, packing a column tile's panel costs as much as this many rows of
                            # its tiles: fitted on the AMD EPYC (Zen 4), 1 thread, where pixel rows ran 0.91-0.96x
                            # channel rows' time on strided 3 x 3 convolutions (32 -> 64 and 64 -> 128 at 208 x 208,
@@ -551,41 +554,114 @@ def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: i
     row, its pixels are the product's rows, read in place from a phased copy with the channels interleaved by
     rows (A's column k one phased row further, each tap's segment at its shift), and the output channels its
     columns, from the weights packed at compile time in (tap, channel) order; each tile column is stored as
-    one run of pixels down its channel's plane."""
+    one run of pixels down its channel's plane. Where the whole copy would not stay in L2, each task copies
+    and computes one band of output rows (`pixel_row_bands`)."""
     isa = microkernel.target_isa()
     assert isa is not None
     x, w = node.inputs[0], node.inputs[1]
     images, channels, out, ct = x.shape[0], x.shape[1], window.out, "float"
     cg, mg, taps = channels // group, w.shape[0] // group, numel(window.kernel)
     rows, vectors, _ = isa.tile_shape(out[-1], mg, column_step(isa, out[-1]))
-    phases = Phases(window, tuple(x.shape[2:]), channels=channels)
-    buffer = ctx.scratch(ct, images * channels * phases.block)
-    lines = [PIXEL_ROWS_NOTE] + phases.copy(ctx, x.shape, ct, buffer)
-    batch = (images, group, *out[:-1])
+    width = vectors * isa.lanes
     b_batch = (1, group, *(1,) * (len(out) - 1))
     b = Operand(b_batch, taps * cg, mg, lambda bidx, r, c: Lit(0),
                 constant=tap_major(w.const, group, taps, b_batch).swapaxes(-2, -1))
-    a = Operand(batch, out[-1], taps * cg, lambda bidx, r, c: Lit(0))
     store = pixel_rows_store(ctx, node, mg, ct, lambda bidx, i: (*bidx[2:], i))
-    product = Product(batch, a, b, ct, store, by_columns=True)
-    width = vectors * isa.lanes
-    packed = packed_b(ctx, product, width)
+    packed = packed_b(ctx, Product((1,), Operand((1,), out[-1], taps * cg, lambda bidx, r, c: Lit(0)), b, ct, store),
+                      width)
     assert packed is not None
     _, b_at, ldb, _ = packed
 
-    def a_at(bidx: Index, it: Var) -> str:
-        start = phases.channel_start(bidx[0], bidx[1] * cg, channels) + it * rows + \
-            sum((o * s for o, s in zip(bidx[2:], phases.steps)), Lit(0))
-        return f"({buffer} + {ctx.c(start)})"
+    def tiling(phases: Phases, batch: tuple[int, ...], buffer: str, entry: Callable[[Index], Expr],
+               store: Callable[[Index, Expr, Index, Expr], list[str]]) -> Tiling:
+        """Tiles over `batch` (group index second to last, output positions after it) reading A from `buffer`,
+        a copy laid out as `phases` in which a batch entry's row starts at element `entry(batch index)`."""
+        product = Product(batch, Operand(batch, out[-1], taps * cg, lambda bidx, r, c: Lit(0)), b, ct, store,
+                          by_columns=True)
+        entry_b = (*(1,) * (len(batch) - len(out)), group, *(1,) * (len(out) - 1))
 
-    tiling = Tiling(isa, batch, out[-1], mg, cg, tuple(phases.offsets), rows, vectors, (1, phases.channel_step), int(ldb),
-                    a_at, lambda bidx, jt: b_at(broadcast_index(bidx, batch, b_batch), jt),
-                    column_finish(ctx, product, isa.lanes), shift_a=True, b_batch=b_batch)
-    spans = kernel_row_spans(ctx, window, x.shape[2]) if len(out) == 2 and not tiling.splits_depth() else None
+        def a_at(bidx: Index, it: Var) -> str:
+            return f"({buffer} + {ctx.c(entry(bidx) + it * rows)})"
+        return Tiling(isa, batch, out[-1], mg, cg, tuple(phases.offsets), rows, vectors, (1, phases.channel_step),
+                      int(ldb), a_at, lambda bidx, jt: b_at((Lit(0), *broadcast_index(bidx, batch, entry_b)[-len(out):]), jt),
+                      column_finish(ctx, product, isa.lanes), shift_a=True, b_batch=entry_b)
+
+    phases = Phases(window, tuple(x.shape[2:]), channels=channels)
+    band = 0 if gemm.depth_splits(taps * cg, width) else band_rows(window, tuple(x.shape[2:]), images, channels)
+    if band:
+        return pixel_row_bands(ctx, node, window, band, tiling, store)
+    buffer = ctx.scratch(ct, images * channels * phases.block)
+    lines = [PIXEL_ROWS_NOTE] + phases.copy(ctx, x.shape, ct, buffer)
+    whole = tiling(phases, (images, group, *out[:-1]), buffer, lambda bidx: phases.channel_start(
+        bidx[0], bidx[1] * cg, channels) + sum((o * s for o, s in zip(bidx[2:], phases.steps)), Lit(0)), store)
+    spans = kernel_row_spans(ctx, window, x.shape[2]) if len(out) == 2 and not whole.splits_depth() else None
     if spans is not None:
-        tables, tiling = spans[0], replace(tiling, spans=spans[1])
+        tables, whole = spans[0], replace(whole, spans=spans[1])
         lines = tables + lines
-    return lines + microkernel_tasks(ctx, tiling)
+    return lines + microkernel_tasks(ctx, whole)
+
+
+def band_rows(window: Window, spatial: tuple[int, ...], images: int, channels: int) -> int:
+    """Output rows per band of a 2-D pixel-row convolution whose whole phased copy outgrows half of L2: the most
+    whose copy (every channel's padded rows) fits BAND_CACHE_SHARE of L2 and a thread's stack, while the
+    bands give BAND_MIN_TASKS tasks to share among the threads. 0 where the whole copy serves (it fits L2, a
+    3-D window, a band of one row not fitting)."""
+    if len(window.kernel) != 2:
+        return 0
+    whole = Phases(window, spatial, channels=channels)
+    if images * channels * whole.block * 4 <= gemm.l2_bytes() // 2:
+        return 0
+    height = window.out[0]
+
+    def size(band: int) -> int:
+        return channels * Phases(replace(window, out=(band, window.out[1])), spatial, channels=channels).block
+    fitting = [band for band in range(1, height + 1) if size(band) * 4 <= BAND_CACHE_SHARE * gemm.l2_bytes() and
+               fits_stack(size(band))]
+    if not fitting:
+        return 0
+    band = fitting[-1]
+    while band > 1 and images * -(-height // band) < BAND_MIN_TASKS:
+        band -= 1
+    return band
+
+
+def pixel_row_bands(ctx: KernelContext, node: Node, window: Window, band: int,
+                    tiling: Callable[[Phases, tuple[int, ...], str, Callable[[Index], Expr],
+                                      Callable[[Index, Expr, Index, Expr], list[str]]], Tiling],
+                    store: Callable[[Index, Expr, Index, Expr], list[str]]) -> list[str]:
+    """A 2-D pixel-row convolution one band of `band` output rows per task: the band's padded input rows are
+    copied (phased, channels interleaved, fused producers applied) into a stack array that stays in L2, and
+    its tiles run at once from there, instead of a whole copy written out to memory and read back (YOLOv4's
+    32 -> 64 stride 2 at 416 x 416: a 22 MB copy)."""
+    x = node.inputs[0]
+    images, channels, spatial, out = x.shape[0], x.shape[1], tuple(x.shape[2:]), window.out
+    group = channels // node.inputs[1].shape[1]
+    cg, bands = channels // group, -(-out[0] // band)
+    task, o0, c, padded = ctx.var("t"), ctx.var("o"), ctx.var("c"), ctx.var("pr")
+    n = floordiv(task, bands)
+    spans = kernel_row_spans(ctx, window, spatial[0])
+
+    def body(height: int) -> list[str]:
+        phases = Phases(replace(window, out=(height, out[1])), spatial, channels=channels)
+        copy = phases.fill_rows(ctx, n, c, padded, "float", "band", phases.channel_start(Lit(0), c, channels),
+                                origin=(o0,))
+
+        def band_store(bidx: Index, i: Expr, j: Index, value: Expr) -> list[str]:
+            return store((n, bidx[0], o0 + bidx[1]), i, j, value)
+        tiles = tiling(phases, (group, height), "band",
+                       lambda bidx: phases.channel_start(Lit(0), bidx[0] * cg, channels) + bidx[1] * phases.steps[0],
+                       band_store)
+        if spans is not None:
+            tiles = replace(tiles, spans=lambda bidx: spans[1]((n, bidx[0], o0 + bidx[1])))
+        return serial_for(c, channels, serial_for(padded, phases.rows, copy)) + \
+            microkernel_tasks(ctx, tiles, parallel=False)
+
+    biggest = Phases(replace(window, out=(band, out[1])), spatial, channels=channels)
+    head = [f"const int64_t {o0.name} = {task.name} % {bands} * {band};",
+            local_array("float", "band", channels * biggest.block)]
+    work = numel(node.outputs[0].shape) * numel(window.kernel) * cg
+    lines = [PIXEL_ROWS_NOTE, BANDS_NOTE] + (spans[0] if spans is not None else [])
+    return lines + parallel_for(task, images * bands, head + edges(o0, band, out[0], body), work)
 
 
 def kernel_row_spans(ctx: KernelContext, window: Window, height: int

@@ -81,16 +81,19 @@ class Phases:
         return numel(self.window.strides[:-1]) * numel(self.extent[:-1])
 
     def fill_rows(self, ctx: KernelContext, n: Expr, c: Expr, padded_row: Expr, ct: str, base: str,
-                  start: Expr, fill_value: str = "0", read: Callable[[Index], Expr] | None = None) -> list[str]:
+                  start: Expr, fill_value: str = "0", read: Callable[[Index], Expr] | None = None,
+                  origin: Sequence[Expr] = ()) -> list[str]:
         """Statements that write padded row `padded_row` of image n, channel c into `base` (its block at
         element `start`): one row in each phase of the last axis, from one pass along the input row (the
         phases' elements of a position are neighbours there), `fill_value` (C) where the padding is. The
-        input's element at a full index comes from `read` (default: input 0 through its fused producers)."""
+        input's element at a full index comes from `read` (default: input 0 through its fused producers).
+        With `origin`, the window's outputs along the outer axes start there (a band of output rows)."""
         window, spatial, extent = self.window, self.spatial, self.extent
         last, stride, pad = len(spatial) - 1, window.strides[-1], window.pads_begin[-1]
         rest = unravel(padded_row, (*window.strides[:-1], *extent[:-1]))
         phase, outer = rest[:last], rest[last:]
-        pos = [q * s + h - b for q, s, h, b in zip(outer, window.strides, phase, window.pads_begin)]
+        starts = tuple(origin) or (Lit(0),) * last
+        pos = [(q + o) * s + h - b for q, o, s, h, b in zip(outer, starts, window.strides, phase, window.pads_begin)]
         row_start = start + sum((h * st for h, st in zip(phase, self.phase_steps[:-1])), Lit(0)) + \
             sum((q * st for q, st in zip(outer, self.steps[:-1])), Lit(0))
         q = ctx.var("q")

@@ -10,7 +10,7 @@ from onnx import helper
 
 import dnnfusion
 from dnnfusion.kernels import conv, gemm, lanes, microkernel, planes
-from dnnfusion.kernels.conv import DISJOINT_NOTE, PANELS_NOTE, PIXEL_ROWS_NOTE, SCALED_WEIGHTS_NOTE
+from dnnfusion.kernels.conv import BANDS_NOTE, DISJOINT_NOTE, PANELS_NOTE, PIXEL_ROWS_NOTE, SCALED_WEIGHTS_NOTE
 from dnnfusion.oracle import compare, run_onnxruntime
 from tests.helpers import FLOAT, make_model
 from tests.kernels.conftest import needs_microkernels
@@ -261,6 +261,31 @@ def test_pixel_row_tiles_finish_by_transposed_columns_into_an_epilogue(isa, x_sh
     compiled = checked(model, {"x": x, "skip": rng.standard_normal(out).astype(np.float32)}, winograd=False)
     assert PIXEL_ROWS_NOTE in compiled.source and f"df_transpose{isa.lanes}x" in compiled.source
     assert compiled.stats["blocks"] == 1
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs, l2_kib, band", [
+    ((1, 32, 46, 36), (48, 32, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, 128, 2),        # 23 rows
+    ((2, 16, 23, 30), (32, 8, 3, 3), {"group": 2, "pads": [1, 0, 2, 1], "strides": [2, 1]}, 64, 3),
+    ((1, 8, 17, 40), (24, 8, 5, 5), {"pads": [2, 2, 2, 2], "dilations": [1, 2]}, 48, 2),           # 17 rows
+])
+def test_pixel_rows_copy_and_compute_a_band_of_rows_per_task(isa, x_shape, w_shape, attrs, l2_kib, band,
+                                                             monkeypatch):
+    """Where the whole phased copy outgrows L2 (here a small one), each task copies its band of output rows'
+    input rows (the fused Relu applied) into a stack array and runs their tiles: bands that end early, groups,
+    images, uneven pads, dilation."""
+    monkeypatch.setattr(conv, "pixel_rows_pay", lambda *args: True)
+    monkeypatch.setattr(gemm, "l2_bytes", lambda: l2_kib << 10)
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = checked(model, feeds, winograd=False)
+    assert BANDS_NOTE in compiled.source and compiled.stats["blocks"] == 1
+    assert f"% {-(-model_rows(x_shape, w_shape, attrs) // band)} * {band};" in compiled.source
+
+
+def model_rows(x_shape, w_shape, attrs):
+    """Output rows of a 2-D convolution."""
+    pads, stride = attrs.get("pads", [0] * 4), attrs.get("strides", [1, 1])[0]
+    extent = (w_shape[2] - 1) * attrs.get("dilations", [1, 1])[0] + 1
+    return (x_shape[2] + pads[0] + pads[2] - extent) // stride + 1
 
 
 @pytest.mark.parametrize("x_shape, w_shape, attrs, spans", [
