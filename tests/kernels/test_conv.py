@@ -68,6 +68,7 @@ def conv_model(x_shape, w_shape, weights_given=False, **attrs):
 def test_implicit_gemm_geometries(isa, x_shape, w_shape, attrs, panels, monkeypatch):
     """Read in place by the segmented microkernels, or packed per column tile into panels (where two row tiles
     of output channels or more reuse them)."""
+    monkeypatch.setattr(conv, "pixel_rows_pay", lambda *args: False)
     if not panels:
         monkeypatch.setattr(conv, "PANEL_MIN_ROW_TILES", 1 << 30)
     model, feeds = conv_model(x_shape, w_shape, **attrs)
@@ -244,6 +245,19 @@ def test_strided_convolutions_take_pixels_as_rows_over_channel_interleaved_rows(
 
 
 @pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 3, 64, 64), (32, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),       # EfficientNet's stem
+    ((1, 3, 64, 64), (64, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),       # ResNet's
+    ((1, 3, 4, 32, 32), (16, 3, 3, 3, 3), {"pads": [1] * 6}),                        # C3D's
+])
+def test_three_channel_stems_take_pixels_as_rows(isa, x_shape, w_shape, attrs):
+    """A stem's tiles cost less with pixels as rows (its few channels make every tile shallow, and both ways
+    finish on whole vectors)."""
+    model, feeds = conv_model(x_shape, w_shape, **attrs)
+    compiled = checked(model, feeds, winograd=False)
+    assert PIXEL_ROWS_NOTE in compiled.source
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
     ((1, 8, 70, 70), (32, 8, 3, 3), {"pads": [1, 1, 1, 1]}),                           # 70 pixels: 8-row tiles
     ((2, 16, 23, 45), (48, 16, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),       # 23: any height
 ])
@@ -372,6 +386,7 @@ def test_tiles_go_in_the_order_that_reads_large_weights_once(isa, segmented, x_s
     """Weights beyond three quarters of L2 (64 KiB here) are read once: each column tile of a weight B under
     every output row's tiles in turn, or each row tile of a weight A over every column tile in turn."""
     monkeypatch.setattr(gemm, "l2_bytes", lambda: 64 << 10)
+    monkeypatch.setattr(conv, "pixel_rows_pay", lambda *args: order == "b_reused")
     taken, original = [], getattr(gemm.Tiling, order)
     monkeypatch.setattr(gemm.Tiling, order, lambda self: taken.append(original(self)) or taken[-1])
     model, feeds = conv_model(x_shape, w_shape, pads=[1, 1, 1, 1])

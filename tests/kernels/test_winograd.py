@@ -246,7 +246,8 @@ def test_tuning_times_the_candidates_records_them_and_takes_the_fastest(monkeypa
         assert (named == {slowest: 1}) if slowest != conv_op.DIRECT else (named == {})
         error = np.abs(compiled.run(feeds)["y"] - expected).max() / np.ptp(expected)
         assert error < BOUND[4]
-    assert dnnfusion.compile(model, threads=2).stats["kernel_methods"] == {found[0][0]: 1}   # timed at 1 thread
+    estimated = {} if found[0][0] == conv_op.DIRECT else {found[0][0]: 1}
+    assert dnnfusion.compile(model, threads=2).stats["kernel_methods"] == estimated   # timed at 1 thread
 
 
 @needs_microkernels
