@@ -536,9 +536,25 @@ def compile_command(model: str, out_dir: Path, shapes: tuple[str, ...], dims: tu
                   f"{stats['compile_seconds']:.2f} s", highlight=False)
     for method, count in stats["kernel_methods"].items():
         console.print(f"{count} kernel(s) as {method}", highlight=False)
+    _print_layouts(stats)
     console.print(f"wrote {out_dir}/: {', '.join(written)}", highlight=False, soft_wrap=True)
     if profile:
         _print_profile(compiled)
+
+
+def _print_layouts(stats: dict) -> None:
+    """How many values between blocks are held channel-blocked, and each block whose reads and writes differ
+    in layout (the conversion fused into its loads or stores)."""
+    at = stats["layout_conversions_at"]
+    console.print(f"{stats['blocked_values']} value(s) between blocks held channel-blocked, {len(at)} layout "
+                  "conversion(s) fused into blocks" + (":" if at else ""), highlight=False)
+    if at:
+        table = Table(show_header=True, box=None, padding=(0, 2, 0, 0))
+        for col in ("block", "kernel", "reads", "writes"):
+            table.add_column(col, overflow="fold")
+        for c in at:
+            table.add_row(f"#{c['block']}", f"{c['op_type']} {c['node']}", c["reads"], c["writes"])
+        console.print(table)
 
 
 @main.command("ops")

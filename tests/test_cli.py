@@ -167,6 +167,34 @@ def test_compile_profile_writes_and_prints_kernels(mlp_path, tmp_path):
     assert row["operators"] == "MatMul+Add+Relu" and row["percent"] == pytest.approx(100.0)
 
 
+def test_compile_lists_the_layout_conversions(tmp_path):
+    """Pointwise -> depthwise -> pointwise convolutions hold their middle values channel-blocked on a CPU with
+    vector microkernels: compile says how many and lists the blocks where the layout changes."""
+    from dnnfusion.kernels.blocked import block_size
+
+    rng = np.random.default_rng(0)
+    weights = {"w1": (64, 32, 1, 1), "w2": (64, 1, 3, 3), "w3": (32, 64, 1, 1)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["d"], group=64, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["d", "w3"], ["y"])]
+    model = make_model(nodes, [("x", FLOAT, [1, 32, 12, 12])], ["y"],
+                       {k: rng.standard_normal(v).astype(np.float32) for k, v in weights.items()}, output_type=FLOAT)
+    path = tmp_path / "convs.onnx"
+    onnx.save(model, path)
+    result = invoke("compile", path, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    if block_size() == 0:
+        assert "0 value(s) between blocks held channel-blocked, 0 layout conversion(s)" in result.output
+        return
+    assert stats["blocked_values"] == 2 and stats["layout_conversions"] == 2, result.output
+    assert "2 value(s) between blocks held channel-blocked, 2 layout conversion(s)" in result.output
+    blocked = f"NC{block_size()}c"
+    assert [(c["reads"], c["writes"]) for c in stats["layout_conversions_at"]] == [("plain", blocked),
+                                                                                    (blocked, "plain")]
+    assert all(c["op_type"] == "Conv" and c["node"] in result.output for c in stats["layout_conversions_at"])
+
+
 def test_compile_fields_reach_compile_options():
     fields = compile_fields("O1", 2, True, False, "x86-64-v3", profile=True,
                             rewriting=RewriteOptions(approximate=True))

@@ -7,6 +7,7 @@ differing from the one it writes (counted by `conversions`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .. import ops
@@ -26,6 +27,12 @@ class Conversion:
     node: str
     reads: str
     writes: str
+    op_type: str = ""
+
+    def describe(self) -> dict[str, object]:
+        """The conversion as JSON-ready fields (compile's stats.json, docs/LAYOUTS.md)."""
+        return {"block": self.block, "node": self.node, "op_type": self.op_type, "reads": self.reads,
+                "writes": self.writes}
 
 
 def kernel_node(block: Block) -> Node | None:
@@ -124,22 +131,26 @@ def channel_blocks(plan: Plan, native: list[bool], values: dict[int, Value], mod
 
 
 def conversions(plan: Plan, blocks: dict[int, int]) -> list[Conversion]:
-    """The blocks that read an activation (rank >= 3, not a weight) in one layout and write another."""
+    """The blocks that read an activation (rank >= 3, not a weight) in one layout and write another. A value
+    of one pixel per channel (a pooled squeeze-excitation scale) is the same array in either layout and is
+    left out of both sides."""
     def name(block: int) -> str:
         return f"NC{block}c" if block else "plain"
+
+    def spread(v: Value | None) -> bool:
+        return v is not None and v.shape is not None and len(v.shape) >= 3 and \
+            (not all(isinstance(d, int) for d in v.shape[2:]) or math.prod(v.shape[2:]) > 1)
 
     outputs = {id(v) for v in plan.ecg.graph.outputs}
     found = []
     for k, block in enumerate(plan.blocks):
         inside = {id(o.node) for o in block.ops}
         reads = {blocks.get(id(v), 0) for o in block.ops for v in o.node.inputs
-                 if v is not None and v.const is None and v.shape is not None and len(v.shape) >= 3
-                 and (v.producer is None or id(v.producer) not in inside)}
+                 if spread(v) and v.const is None and (v.producer is None or id(v.producer) not in inside)}
         writes = {blocks.get(id(v), 0) for o in block.ops for v in o.node.outputs
-                  if v is not None and v.shape is not None and len(v.shape) >= 3
-                  and (any(id(c) not in inside for c in v.consumers) or id(v) in outputs)}
+                  if spread(v) and (any(id(c) not in inside for c in v.consumers) or id(v) in outputs)}
         if reads and writes and reads != writes:
             node = kernel_node(block) or block.ops[0].node
             found.append(Conversion(k, node.name, "/".join(map(name, sorted(reads))),
-                                    "/".join(map(name, sorted(writes)))))
+                                    "/".join(map(name, sorted(writes))), node.op_type))
     return found

@@ -109,7 +109,8 @@ class CompiledModel:
                 "weight_bytes": int(self.program.weights.size), "compile_seconds": round(self.compile_seconds, 3),
                 "fallback_ops": list(self.program.fallback_ops), "native_calls_per_run": self.program.native_calls,
                 "threads": self.threads, "kernel_methods": self.method_counts(),
-                "blocked_values": len(self.program.blocked), "layout_conversions": len(self.program.conversions)}
+                "blocked_values": len(self.program.blocked), "layout_conversions": len(self.program.conversions),
+                "layout_conversions_at": [c.describe() for c in self.program.conversions]}
 
     def method_counts(self) -> dict[str, int]:
         """How many blocks each kernel method that a template chose runs (e.g. Winograd F(4x4, 3x3))."""

@@ -103,6 +103,20 @@ def test_graph_ends_stay_row_major_and_conversions_are_listed(isa):
     assert blocked in found[-1].reads and found[-1].writes == "plain"      # the residual reads x itself too
 
 
+def test_pooled_scales_are_not_conversions(isa):
+    """A squeeze-excitation's (N, C, 1, 1) scale is the same array in either layout: its pool and the Mul that
+    reads it with the blocked depthwise output convert nothing; what remains is where the chain enters and
+    leaves the blocked layout, listed with each kernel's operator."""
+    net = Net()
+    model, feeds = net.model((1, 32, 10, 10), mbconv(net, "x", 32, 64, 32, 3, 1))
+    compiled = checked(model, feeds)
+    at = compiled.stats["layout_conversions_at"]
+    blocked = f"NC{isa.lanes}c"
+    assert compiled.stats["blocked_values"] > 0 and compiled.stats["layout_conversions"] == len(at) == 2
+    assert [(c["op_type"], c["reads"], c["writes"]) for c in at] == [
+        ("Conv", "plain", blocked), ("Conv", f"plain/{blocked}", "plain")]
+
+
 @pytest.mark.parametrize("k,stride,pads,dilation,size", [
     (3, 1, [1, 1, 1, 1], 1, 9), (3, 2, [0, 0, 1, 1], 1, 12), (5, 2, [2, 2, 2, 2], 1, 11), (5, 1, [2, 1, 2, 3], 1, 6),
     (3, 1, [2, 2, 2, 2], 2, 10), (7, 1, [3, 3, 3, 3], 1, 3), (3, 2, [1, 1, 1, 1], 1, 2), (1, 1, [0, 0, 0, 0], 1, 5)])
