@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..ir.graph import Node
-from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, linear, numel
+from ..kir.expr import Expr, Index, Lit, Load, Var, broadcast_index, cast, ctype, floordiv, linear, mod, numel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from . import microkernel
 from ..machine import l2_bytes, l3_bytes
@@ -57,6 +57,7 @@ class Geometry:
     chunk_rows: int
     frames: tuple[int, int] = (1, 1)     # a 3 x 3 x 3 convolution's input and output frames (1, 1: 2-D)
     frame_pad: int = 0                   # ...and the padding before its first frame
+    folded: int = 0                      # a 1 x 3 x 3 convolution's frames, each an image of a 2-D one
 
     @property
     def alpha(self) -> int:
@@ -99,6 +100,15 @@ class Geometry:
         the products (their depth runs over (tap, channel))."""
         return self.frames != (1, 1) or self.frame_pad > 0
 
+    def at(self, n: Expr, c: Expr, t: Expr | None, row: Expr, col: Expr) -> Index:
+        """The full index of image n's channel c at (row, col): in frame t of a 3 x 3 x 3 convolution, in
+        frame n % folded of image n / folded where a 1 x 3 x 3 one's frames are folded into the images."""
+        if t is not None:
+            return (n, c, t, row, col)
+        if self.folded:
+            return (floordiv(n, self.folded), c, mod(n, self.folded), row, col)
+        return (n, c, row, col)
+
     def slot(self, n: str, ty: str, planes: int, frames: int = 1) -> str:
         """C offset of tile row `ty`'s first tile in channel 0 of frame 0 of xi 0 of image n, for `planes`
         channels and `frames` frames per xi."""
@@ -117,33 +127,42 @@ class Method:
     fused: bool
 
     temporal: bool = False     # 3 x 3 x 3: per frame, the temporal taps summed in the products
+    per_frame: bool = False    # 1 x 3 x 3: each frame an image of a 2-D convolution
 
     def __str__(self) -> str:
         fused = f", fused per {self.chunk_rows} tile rows" if self.fused else ""
-        kernel = "3x3x3 as 3 taps of 3x3" if self.temporal else "3x3"
+        kernel = "3x3x3 as 3 taps of 3x3" if self.temporal else "1x3x3 per frame" if self.per_frame else "3x3"
         return f"Winograd F({self.m}x{self.m}, {kernel}){fused}"
 
 
+def per_frame(window: Window) -> bool:
+    """Whether a 3-D convolution's window stays within a frame (1 x k x k, no padding between frames): each
+    frame is then an image of a 2-D convolution (S3D's separable spatial convolutions)."""
+    return len(window.kernel) == 3 and window.kernel[0] == 1 and window.pads_begin[0] == window.pads_end[0] == 0
+
+
 def applies(node: Node, window: Window, group: int, ct: str) -> bool:
-    """Whether Winograd can run this convolution here: 2-D 3 x 3 or 3-D 3 x 3 x 3 (at most one frame of
-    padding on each side), stride and dilation 1, at least MIN_CHANNELS input and output channels per group
-    (2-D: up to MAX_GROUPS groups, 3-D: one), float32 with constant weights, on a CPU with microkernels."""
+    """Whether Winograd can run this convolution here: 2-D 3 x 3, 3-D 1 x 3 x 3 (per frame, as 2-D) or 3-D
+    3 x 3 x 3 (at most one frame of padding on each side), stride and dilation 1, at least MIN_CHANNELS input
+    and output channels per group (2-D and per frame: up to MAX_GROUPS groups, 3 x 3 x 3: one), float32 with
+    constant weights, on a CPU with microkernels."""
     x, w = node.inputs[0], node.inputs[1]
     rank = len(window.kernel)
-    temporal = rank == 3 and max(window.pads_begin[0], window.pads_end[0]) <= 1   # each output frame has a tap
-    return microkernel.target_isa() is not None and ct == "float" and (rank == 2 or temporal) and \
-        window.kernel == (3,) * rank and window.strides == (1,) * rank and window.dilations == (1,) * rank and \
-        (group == 1 or rank == 2 and group <= MAX_GROUPS) and w.const is not None and \
+    planar = rank == 2 or per_frame(window)
+    temporal = rank == 3 and window.kernel[0] == 3 and max(window.pads_begin[0], window.pads_end[0]) <= 1
+    return microkernel.target_isa() is not None and ct == "float" and (planar or temporal) and \
+        window.kernel[-2:] == (3, 3) and window.strides == (1,) * rank and window.dilations == (1,) * rank and \
+        (group == 1 or planar and group <= MAX_GROUPS) and w.const is not None and \
         x.shape[1] // group >= MIN_CHANNELS and w.shape[0] // group >= MIN_CHANNELS
 
 
 def geometry(isa: microkernel.Isa, filters: int, m: int, out: tuple[int, int], chunk_rows: int,
              spatial: tuple[int, int] = (0, 0), pads: tuple[int, int] = (0, 0), frames: tuple[int, int] = (1, 1),
-             frame_pad: int = 0) -> Geometry:
+             frame_pad: int = 0, folded: int = 0) -> Geometry:
     """The Geometry whose chunks' columns are padded to the column tiles the products over them use."""
     tiles_across = -(-out[1] // m)
     vectors = isa.tile_shape(filters, chunk_rows * tiles_across)[1]
-    return Geometry(m, out, spatial, pads, vectors * isa.lanes, chunk_rows, frames, frame_pad)
+    return Geometry(m, out, spatial, pads, vectors * isa.lanes, chunk_rows, frames, frame_pad, folded)
 
 
 def frame_taps(frames: int, frame_pad: int, t: int) -> tuple[int, int]:
@@ -159,19 +178,20 @@ def costs(node: Node, window: Window) -> dict[Method | None, float]:
     3-D convolution's chunk holds every frame) takes chunks of tile rows that fit in L2 beside the filters
     (or in half of it, where the filters take the other half or more), and then pays for reading the filters
     again per chunk, from L3 (L3_BYTES_PER_CYCLE) where they fit in half of it, else from memory. Per image:
-    every form scales alike with the batch."""
+    every form scales alike with the batch (and a 1 x 3 x 3 convolution's cost with its frames: per frame)."""
     isa = microkernel.target_isa()
     assert isa is not None
     x = node.inputs[0]
     channels, filters = x.shape[1], node.inputs[1].shape[0]
     groups = int(node.attr("group", 1))
     cg, fg = channels // groups, filters // groups
-    temporal = len(window.kernel) == 3
+    folded = per_frame(window)
+    temporal = len(window.kernel) == 3 and not folded
     frames = (x.shape[2], window.out[0]) if temporal else (1, 1)
     taps = 3 if temporal else 1
     summed = sum(frame_taps(frames[0], window.pads_begin[0], t)[1] for t in range(frames[1])) if temporal else 1
     height, width = window.out[-2:]
-    direct = min(implicit_tile_costs(isa, window.out, height * (width + 2), fg))
+    direct = min(implicit_tile_costs(isa, window.out[-2:] if folded else window.out, height * (width + 2), fg))
     estimates: dict[Method | None, float] = {
         None: groups * direct * 9 * taps * cg + 9 * taps * cg * filters * 4 / BYTES_PER_CYCLE}
     for m in TILE_SIZES:
@@ -189,7 +209,7 @@ def costs(node: Node, window: Window) -> dict[Method | None, float]:
             forms += [(rows, FUSED_CYCLES, rereads)] if rows < tiles[0] else []
         for rows, per_element, rereads in forms:
             g = geometry(isa, fg, m, (height, width), rows)
-            estimates[Method(m, rows, rows < tiles[0], temporal)] = \
+            estimates[Method(m, rows, rows < tiles[0], temporal, folded)] = \
                 groups * alpha2 * g.chunks * isa.tile_shape(fg, g.columns)[2] * cg * summed + \
                 per_element * elements + filter_bytes / BYTES_PER_CYCLE + rereads
     return estimates
@@ -272,13 +292,14 @@ def conv_winograd(ctx: KernelContext, node: Node, window: Window, group: int, ct
     if direct_buffer(ctx, 1, node.inputs[1].shape, ct) is None:
         return None
     x, w = node.inputs[0], node.inputs[1]
-    images, channels, filters = x.shape[0], x.shape[1], w.shape[0]
-    out, temporal = tuple(window.out[-2:]), len(window.kernel) == 3
+    folded = x.shape[2] if per_frame(window) else 0
+    images, channels, filters = x.shape[0] * max(folded, 1), x.shape[1], w.shape[0]
+    out, temporal = tuple(window.out[-2:]), len(window.kernel) == 3 and not folded
     assert not (how.fused and temporal), "a 3-D convolution's chunk holds every frame: three loops only"
     frames = (x.shape[2], window.out[0]) if temporal else (1, 1)
     chunk_rows = how.chunk_rows if how.fused else -(-out[0] // how.m)
     g = geometry(isa, filters // group, how.m, out, chunk_rows, tuple(x.shape[-2:]), tuple(window.pads_begin[-2:]),
-                 frames, window.pads_begin[0] if temporal else 0)
+                 frames, window.pads_begin[0] if temporal else 0, folded)
     alpha2 = g.alpha ** 2
     if not fits_stack(2 * g.alpha * g.span) or not fits_stack(g.m * g.width):
         return None
@@ -352,7 +373,7 @@ def input_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_in: str, n: Va
     yy, q, tx, z, xi = (ctx.var(h) for h in ("yy", "q", "tx", "z", "xi"))
     row = Var(f"{ty.name}_y")
     lo, hi = pad_left, min(width, pad_left + row_width)
-    value = cast(ctx.read(0, (n, c, row, q - pad_left) if t is None else (n, c, t, row, q - pad_left)), "float")
+    value = cast(ctx.read(0, g.at(n, c, t, row, q - pad_left)), "float")
     # Where a row's tiles are not whole vectors, each row block is split by phase (column tx * m + r to wt's
     # row (i, r), entry tx) as BT goes down its columns: a group of m columns loads as one interleaved group,
     # and the step along the tiles then reads contiguous phases instead of every m-th column (measured faster
@@ -420,7 +441,7 @@ def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[in
     isa = microkernel.target_isa()
     assert isa is not None
     x, w = node.inputs[0], node.inputs[1]
-    images, channels, filters = x.shape[0], x.shape[1], w.shape[0]
+    images, channels, filters = x.shape[0] * max(g.folded, 1), x.shape[1], w.shape[0]
     alpha2, columns = g.alpha ** 2, g.columns
     rows, vectors = rows_vectors
     width = vectors * isa.lanes
@@ -431,7 +452,7 @@ def products(ctx: KernelContext, node: Node, g: Geometry, rows_vectors: tuple[in
     batch = ((alpha2,) if chunk is not None else (images, g.chunks, alpha2)) + extra
     a_batch = tuple(alpha2 if i == xi_axis else groups if groups > 1 and i == len(batch) - 1 else 1
                     for i in range(len(batch)))
-    weights = w.const if not g.temporal else \
+    weights = w.const.reshape(*w.shape[:2], 3, 3) if not g.temporal else \
         np.ascontiguousarray(w.const.transpose(0, 2, 1, 3, 4)).reshape(filters, taps * channels, 3, 3)
     transformed = transform_filters(weights, g.m).astype(np.float32).reshape(*a_batch, fg, taps * cg)
     a = Operand(a_batch, fg, taps * cg, lambda bidx, r, c: Lit(0), constant=transformed)
@@ -502,8 +523,8 @@ def output_rows(ctx: KernelContext, node: Node, g: Geometry, tiles_out: str, n: 
     value = Load("wo", r * block + o, "float")
     if node.input(2) is not None:
         value = value + cast(ctx.read(2, (f,)), "float")
-    where = (n, f, row, o) if t is None else (n, f, t, row, o)
-    emit = overlapped_for(o, 0, row_width, vector_lanes(), ctx.store(0, where, cast(value, ctype(y.dtype))))
+    emit = overlapped_for(o, 0, row_width, vector_lanes(), ctx.store(0, g.at(n, f, t, row, o),
+                                                                     cast(value, ctype(y.dtype))))
     if height % m:
         emit = [f"if ({ctx.c(row)} < {height}) {{", *indent(emit), "}"]
     return body + serial_for(r, m, emit)

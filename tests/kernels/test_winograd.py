@@ -175,6 +175,52 @@ def test_3d_convolutions_sum_their_temporal_taps_in_the_products(isa, monkeypatc
     assert error < BOUND[m], (error, x_shape, pads, filters)
 
 
+def per_frame64(x: np.ndarray, w: np.ndarray, b: np.ndarray, pads: list[int], group: int) -> np.ndarray:
+    """A float64 1 x 3 x 3 correlation of (N, C, T, H, W), each frame on its own, pads [h, w begins, h, w ends]
+    (none between frames), `group` groups."""
+    n, c, t, h, width = x.shape
+    frames = x.transpose(0, 2, 1, 3, 4).reshape(n * t, c, h, width)
+    cg, fg = c // group, w.shape[0] // group
+    y = np.concatenate([direct64(frames[:, k * cg:(k + 1) * cg], w[k * fg:(k + 1) * fg, :, 0],
+                                 b[k * fg:(k + 1) * fg], pads) for k in range(group)], axis=1)
+    return y.reshape(n, t, *y.shape[1:]).transpose(0, 2, 1, 3, 4)
+
+
+@needs_microkernels
+@pytest.mark.parametrize("how", [Method(2, 1, False, per_frame=True), Method(4, 1, False, per_frame=True),
+                                 Method(4, 2, True, per_frame=True)])
+@pytest.mark.parametrize("seed", range(3))
+def test_frame_by_frame_convolutions_run_as_2d_winograd_over_every_frame(isa, monkeypatch, how, seed):
+    """A 1 x 3 x 3 convolution (S3D's spatial half) is a 2-D one over each frame: the frames fold into the
+    images, read and written at their (image, frame) place, through a fused producer and epilogue; groups,
+    batches, uneven pads, three loops or fused per chunk of tile rows."""
+    rng = np.random.default_rng(300 + seed)
+    group = [1, 2, 1][seed]
+    x_shape = (int(rng.integers(1, 3)), 16 * group * int(rng.integers(1, 3)), [1, 3, 5][seed],
+               int(rng.integers(5, 20)), int(rng.integers(5, 20)))
+    spatial_pads = [int(p) for p in rng.integers(0, 3, 4)]
+    pads = [0, *spatial_pads[:2], 0, *spatial_pads[2:]]
+    filters = 16 * group * int(rng.integers(1, 3))
+    w = (rng.standard_normal((filters, x_shape[1] // group, 1, 3, 3)) / np.sqrt(9 * x_shape[1])).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]),
+             helper.make_node("Conv", ["s", "w", "b"], ["c"], pads=pads, kernel_shape=[1, 3, 3], group=group),
+             helper.make_node("Relu", ["c"], ["y"])]
+    model = make_model(nodes, [("x", FLOAT, list(x_shape))], ["y"], {"w": w, "b": b}, 13)
+    model.graph.output[0].type.tensor_type.elem_type = FLOAT
+    monkeypatch.setattr(conv_op, "winograd_method_of", lambda node, window: how)
+    compiled = dnnfusion.compile(model)
+    assert compiled.stats["kernel_methods"] == {str(how): 1} and compiled.stats["blocks"] == 1
+    assert "1x3x3 per frame" in str(how)
+    sigmoid = 1 / (1 + np.exp(-feeds["x"].astype(np.float64)))
+    expected = np.maximum(per_frame64(sigmoid, w, b, spatial_pads, group), 0)
+    got = compiled.run(feeds)["y"]
+    assert got.shape == expected.shape
+    error = np.abs(got - expected).max() / np.ptp(expected)
+    assert error < BOUND[how.m], (error, x_shape, pads, filters)
+
+
 def test_3d_winograd_applies_only_within_a_frame_of_padding():
     class Value:
         def __init__(self, shape, const=None):
@@ -189,6 +235,11 @@ def test_3d_winograd_applies_only_within_a_frame_of_padding():
     strided = Window((3, 3, 3), (2, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), (4, 14, 14))
     assert winograd.applies(Node(), one, 1, "float")
     assert not winograd.applies(Node(), two, 1, "float") and not winograd.applies(Node(), strided, 1, "float")
+    Node.inputs = [Value((1, 32, 8, 14, 14)), Value((32, 32, 1, 3, 3), np.zeros(1))]
+    frame = Window((1, 3, 3), (1, 1, 1), (1, 1, 1), (0, 1, 1), (0, 1, 1), (8, 14, 14))
+    between = Window((1, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1), (10, 14, 14))
+    assert winograd.applies(Node(), frame, 1, "float") and winograd.per_frame(frame)
+    assert not winograd.applies(Node(), between, 1, "float")      # padding frames: not each frame on its own
 
 
 @needs_microkernels
