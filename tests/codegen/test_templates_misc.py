@@ -55,6 +55,27 @@ def test_roi_align_with_fused_relu_and_add(mode, ratio, transform):
     assert "ry_count" in compiled.source                       # sample counts are computed per roi at run time
 
 
+@pytest.mark.parametrize("ratio, channels, transform", [(1, 40, "half_pixel"), (2, 17, "output_half_pixel"),
+                                                         (3, 64, "half_pixel")])
+def test_roi_align_averages_take_every_channel_in_the_lanes(ratio, channels, transform):
+    """Averages over a fixed sampling ratio read a channels-last copy of the (Relu'd) input, each bin's taps
+    summed for all channels at once: rois partly or wholly outside the map, a tiny one, several images."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("RoiAlign", ["r", "rois", "idx"], ["pooled"], output_height=5, output_width=3,
+                              sampling_ratio=ratio, spatial_scale=0.5, coordinate_transformation_mode=transform),
+             helper.make_node("Sigmoid", ["pooled"], ["y"])]
+    rois = np.concatenate([ROIS, [[40, 40, 60, 70], [-30, -30, -5, -2]]]).astype(np.float32)
+    model = typed(make_model(nodes, [("x", FLOAT, [2, channels, 10, 12]), ("rois", FLOAT, [7, 4]),
+                                     ("idx", INT64, [7])], ["y"], opset=16))
+    feeds = {"x": floats(2, channels, 10, 12), "rois": rois, "idx": np.array([0, 1, 1, 0, 1, 0, 1])}
+    compiled = compiled_matches_onnxruntime(model, feeds, blocks=1)
+    assert "channels-last" in compiled.source
+    other = make_model([helper.make_node("RoiAlign", ["x", "rois", "idx"], ["y"], mode="max", sampling_ratio=ratio)],
+                       [("x", FLOAT, [2, channels, 10, 12]), ("rois", FLOAT, [7, 4]), ("idx", INT64, [7])], ["y"],
+                       opset=16)
+    assert "channels-last" not in compiled_matches_onnxruntime(typed(other), feeds, blocks=1).source
+
+
 # --- recurrent layers ----------------------------------------------------------------------------------
 
 SEQ, BATCH, INPUT, HIDDEN = 5, 3, 4, 6
