@@ -1087,7 +1087,7 @@ def _thread_counts(spec: str) -> list[int]:
 @click.option("--blocks", type=click.IntRange(min=1),
               help="Turns each runtime's worker takes  [default: 3; 1 with --quick]")
 @click.option("--shapes", "names", help="Case names (GEMM or convolution), comma-separated (default: all; --quick "
-              "leaves out the heavy gpt2_head, unet_3x3, vgg_3x3_28 and c3d).")
+              "leaves out the heavy gpt2_head, unet_3x3, vgg_3x3_28, c3d, c3d_stem and s3d_1x3x3).")
 @click.option("--quick", is_flag=True, help="Fewer rounds and blocks, and no heavy case unless --shapes names it.")
 def bench_kernels(thread_spec: str, json_path: Path | None, markdown: Path | None, rounds: int | None,
                   blocks: int | None, names: str | None, quick: bool) -> None:

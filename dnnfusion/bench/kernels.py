@@ -365,6 +365,9 @@ CONV_SHAPES: tuple[ConvShape, ...] = (
     conv2d("yolo_1x1_52", 256, 128, 1, 1, 52),
     conv2d("yolo_stem_s2", 32, 64, 3, 2, 208),
     ConvShape("c3d", 64, 128, (8, 28, 28), (3, 3, 3)),             # C3D
+    ConvShape("c3d_stem", 3, 64, (16, 112, 112), (3, 3, 3)),
+    ConvShape("s3d_1x3x3", 64, 192, (8, 56, 56), (1, 3, 3)),       # S3D's spatial half
+    conv2d("effnet_stem", 3, 32, 3, 2, 224),                       # EfficientNet-B0
     depthwise("dw3_s1_112", 32, 3, 1, 112),                        # EfficientNet-B0
     depthwise("dw3_s2_112", 96, 3, 2, 112),
     depthwise("dw5_s1_28", 240, 5, 1, 28),
@@ -378,7 +381,7 @@ CONV_SHAPES: tuple[ConvShape, ...] = (
     ConvTransposeShape("deconv4_s2", 128, 64, (32, 32), (4, 4), 2, pads=(1, 1, 1, 1)),
 )
 ALL_SHAPES: tuple[KernelCase, ...] = SHAPES + CONV_SHAPES
-HEAVY = frozenset({"gpt2_head", "unet_3x3", "vgg_3x3_28", "c3d"})
+HEAVY = frozenset({"gpt2_head", "unet_3x3", "vgg_3x3_28", "c3d", "c3d_stem", "s3d_1x3x3"})
 SHAPES_BY_NAME: dict[str, KernelCase] = {s.name: s for s in ALL_SHAPES}
 
 
