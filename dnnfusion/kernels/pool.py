@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.graph import Node
-from ..kir.expr import Expr, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
+from ..kir.expr import Expr, Index, Lit, Load, Var, binary, cast, ctype, floordiv, mod, numel, select, unravel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from .blocked import block_size, blocked_buffer
 from .gemm import direct_buffer
 from .planes import PlaneFold, plane_window
 from .window import Window, covered, table
+
+
+FRAMES_FIRST_NOTE = "/* 3-D pool, frames first: each output frame's input frames folded into its plane */"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Fold:
     sums: bool = False          # a plain sum, vectorised as an OpenMP reduction
     neutral: bool = False       # `init` leaves the fold unchanged and `finish` ignores the count: out-of-input
                                 # taps may read `init` (a max's lowest value, an Lp norm's 0)
+    separable: bool = False     # a window's fold is the fold of its rows' folds (a max): a 3-D window may fold
+                                # its frames first
 
 
 def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str) -> list[str] | None:
@@ -91,7 +96,38 @@ def plane_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: s
         return [f"{ct} {name} = {ctx.c(spec.init)};"] + [f"{name} = {ctx.c(spec.step(acc, v))};" for v in values]
 
     fold = PlaneFold(combine, ctx.c(spec.init), finish=lambda m, value: spec.finish(value, Lit(1)))
+    if spec.separable and len(window.kernel) == 3 and window.kernel[0] > 1 and \
+            direct_buffer(ctx, 0, node.inputs[0].shape, ct) is not None:
+        return frames_first(ctx, node, window, spec, ct, fold)
     return plane_window(ctx, node, window, node.inputs[0].shape[1], 1, ct, fold)
+
+
+def frames_first(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str, fold: PlaneFold
+                 ) -> list[str] | None:
+    """A separable 3-D pool (a max) in two stages: each output frame's plane is filled with the fold of its
+    window's input frames (frames outside the input read the start value), then the 2-D window folds that
+    plane. S3D's 3 x 3 x 3 max pools take 3 + 9 steps per output instead of 27 (256 channels at 8 x 28 x 28,
+    1 thread: 5.7 -> 2.3 ms). Only where the input is read as it is: through fused producers (a Concat) the
+    frame stage would read them tap by tap, where the one-stage kernel copies them once (2.0 -> 4.9 ms)."""
+    x = node.inputs[0]
+    frames, (kt, st, dt, pt) = x.shape[2], (window.kernel[0], window.strides[0], window.dilations[0],
+                                              window.pads_begin[0])
+    planar = Window((1, *window.kernel[1:]), (1, *window.strides[1:]), (1, *window.dilations[1:]),
+                    (0, *window.pads_begin[1:]), (0, *window.pads_end[1:]), window.out)
+
+    def read(index: Index) -> Expr:
+        """The fold of output frame index[2]'s input frames at (index[3], index[4])."""
+        n, c, q, row, col = index
+        acc = spec.init
+        for k in range(kt):
+            frame = q * st + (k * dt - pt)
+            inside = binary("&&", binary(">=", frame, Lit(0)), binary("<", frame, Lit(frames)))
+            clamped = select(binary("<", frame, Lit(0)), Lit(0), select(binary(">=", frame, Lit(frames)),
+                                                                        Lit(frames - 1), frame))
+            acc = spec.step(acc, select(inside, cast(ctx.read(0, (n, c, clamped, row, col)), ct), spec.init))
+        return acc
+    lines = plane_window(ctx, node, planar, x.shape[1], 1, ct, fold, (window.out[0], *x.shape[3:]), read)
+    return None if lines is None else [FRAMES_FIRST_NOTE] + lines
 
 
 def global_pool(ctx: KernelContext, node: Node, spec: Fold, ct: str) -> list[str]:

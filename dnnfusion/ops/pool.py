@@ -158,7 +158,8 @@ class MaxPool(WindowPool):
         return super().lowering(node) if len(node.outputs) < 2 or node.outputs[1] is None else None
 
     def fold(self, node: Node, ct: str) -> Fold:
-        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True)
+        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True,
+                    separable=True)
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> list[np.ndarray]:
         if len(node.outputs) < 2 or node.outputs[1] is None:
@@ -240,7 +241,8 @@ class GlobalMaxPool(GlobalPool):
         return x.max(axis=axes, keepdims=True)
 
     def fold(self, node: Node, ct: str) -> Fold:
-        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True)
+        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True,
+                    separable=True)
 
 
 @register

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import dnnfusion
 from dnnfusion.oracle import compare, run_onnxruntime
+from dnnfusion.kernels.pool import FRAMES_FIRST_NOTE
 
 FLOAT = TensorProto.FLOAT
 RNG = np.random.default_rng(5)
@@ -172,6 +173,32 @@ def test_strided_padded_pool_between_pointwise_ops(op, attrs):
     x = floats(2, 3, 9, 10)
     nodes = [node("Neg", ["x"], "n"), node(op, ["n"], "p", **attrs), node("Sigmoid", ["p"], "y")]
     check(model(nodes, {"x": x}), {"x": x})
+
+
+@pytest.mark.parametrize("attrs", [
+    dict(kernel_shape=[3, 3, 3], strides=[1, 1, 1], pads=[1, 1, 1, 1, 1, 1]),      # S3D's
+    dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2], pads=[0, 1, 1, 1, 0, 1]),
+    dict(kernel_shape=[3, 2, 2], strides=[2, 1, 2], dilations=[2, 1, 1], ceil_mode=1),
+])
+def test_3d_max_pools_fold_their_frames_first(attrs):
+    """A 3-D max pool folds each output frame's input frames into a plane, then its 2-D window over it:
+    padding frames, strides, dilation, ceil_mode, a fused epilogue (through a fused producer: one stage)."""
+    x = floats(2, 3, 7, 9, 10)
+    nodes = [node("MaxPool", ["x"], "p", **attrs), node("Sigmoid", ["p"], "y")]
+    compiled = check(model(nodes, {"x": x}), {"x": x})
+    assert FRAMES_FIRST_NOTE in compiled.source
+    fused = check(model([node("Neg", ["x"], "n"), node("MaxPool", ["n"], "y", **attrs)], {"x": x}), {"x": x},
+                  blocks=None)
+    assert (FRAMES_FIRST_NOTE in fused.source) == (fused.stats["blocks"] == 2)    # through a fused Neg: one stage
+
+
+def test_3d_max_pool_frames_keep_a_nan():
+    """A NaN wins every window it is in, after the frame stage as in numpy's max (the reference)."""
+    x = floats(1, 2, 5, 6, 6)
+    x[0, 1, 2, 3, 3] = np.nan
+    m = model([node("MaxPool", ["x"], "y", kernel_shape=[3, 3, 3], pads=[1] * 6)], {"x": x})
+    got = dnnfusion.compile(m).run({"x": x})["y"]
+    assert np.isnan(got[0, 1, 1:4, 2:5, 2:5]).all() and np.isnan(got).sum() == 27 and not np.isnan(got[0, 0]).any()
 
 
 def test_maxpool_of_uint8():
