@@ -146,16 +146,16 @@ class PlaneFold:
 
 def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, per_plane: int, ct: str,
                  fold: PlaneFold, spatial: tuple[int, ...] | None = None,
-                 read: Callable[[Index], Expr] | None = None) -> list[str] | None:
+                 source: Callable[[Expr, Expr], list[str]] | None = None) -> list[str] | None:
     """A window over each input channel on its own (depthwise convolutions, pools): per image and channel, the
     channel's padded stride phases are copied into a stack plane (fused producers applied, `fold.pad` in the
     padding). Output rows are then computed `plane_rows` at a time along the plane's padded width (rounded
     up to whole vectors), taps unrolled: each tap is a contiguous shifted run of the plane, and a plane row
     loaded once serves every output row of the block that needs it. The fused epilogue stores the valid
-    columns. `per_plane` output channels come from each input channel. With `spatial` and `read`, the planes
-    are those of another array of that extent, whose element at a full index is `read`'s (a first stage of
-    the window folded on the fly). None where the plane would not fit the stack or the taps are too many to
-    unroll."""
+    columns. `per_plane` output channels come from each input channel. With `spatial` and `source`, the planes
+    are those of another array of that extent: `source(n, c)` declares stack array `src` holding its channel
+    c of image n (a first stage of the window). None where the plane would not fit the stack or the taps are
+    too many to unroll."""
     x, y = node.inputs[0], node.outputs[0]
     if numel(window.kernel) > UNROLLED_TAPS:
         return None
@@ -175,8 +175,9 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
     n, g = floordiv(task, planes), mod(task, planes)
     padded_row = ctx.var("pr")
     body = [local_array(ct, "plane", grid_at + chunk * wv), f"{ct}* const grid = plane + {grid_at};"]
-    if read is None and direct_buffer(ctx, 0, x.shape, ct) is None and numel(spatial) <= PRODUCER_PLANE_MAX:
-        body += producer_plane(ctx, n, g, spatial, ct, lanes)
+    read = None
+    if source is not None or direct_buffer(ctx, 0, x.shape, ct) is None and numel(spatial) <= PRODUCER_PLANE_MAX:
+        body += source(n, g) if source is not None else producer_plane(ctx, n, g, spatial, ct, lanes)
         read = lambda index: Load("src", linear(index[2:], spatial), ct)      # noqa: E731
     fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0), fold.pad, read)
     body += serial_for(padded_row, phases.rows, fill)

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import dnnfusion
 from dnnfusion.oracle import compare, run_onnxruntime
-from dnnfusion.kernels.pool import FRAMES_FIRST_NOTE
+from dnnfusion.kernels.pool import FIRST_AXIS_NOTE
 
 FLOAT = TensorProto.FLOAT
 RNG = np.random.default_rng(5)
@@ -186,10 +186,19 @@ def test_3d_max_pools_fold_their_frames_first(attrs):
     x = floats(2, 3, 7, 9, 10)
     nodes = [node("MaxPool", ["x"], "p", **attrs), node("Sigmoid", ["p"], "y")]
     compiled = check(model(nodes, {"x": x}), {"x": x})
-    assert FRAMES_FIRST_NOTE in compiled.source
+    assert FIRST_AXIS_NOTE in compiled.source
     fused = check(model([node("Neg", ["x"], "n"), node("MaxPool", ["n"], "y", **attrs)], {"x": x}), {"x": x},
                   blocks=None)
-    assert (FRAMES_FIRST_NOTE in fused.source) == (fused.stats["blocks"] == 2)    # through a fused Neg: one stage
+    assert (FIRST_AXIS_NOTE in fused.source) == (fused.stats["blocks"] == 2)    # through a fused Neg: one stage
+
+
+@pytest.mark.parametrize("kernel, pads", [(9, 4), (13, 6), (8, 3)])
+def test_max_pools_beyond_a_plane_kernels_taps_fold_rows_first(kernel, pads):
+    """YOLOv4's spatial pyramid pools (9 x 9 and 13 x 13, stride 1, 'same' pads over 13 x 13): too many taps
+    for one plane kernel, the rows' maxima first, then the columns'; an even kernel with uneven output."""
+    x = floats(1, 8, 13, 13)
+    m = model([node("MaxPool", ["x"], "y", kernel_shape=[kernel, kernel], pads=[pads] * 4)], {"x": x})
+    assert FIRST_AXIS_NOTE in check(m, {"x": x}).source
 
 
 def test_3d_max_pool_frames_keep_a_nan():
