@@ -585,7 +585,8 @@ def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: i
         def a_at(bidx: Index, it: Var) -> str:
             return f"({buffer} + {ctx.c(entry(bidx) + it * rows)})"
         return Tiling(isa, batch, out[-1], mg, cg, tuple(phases.offsets), rows, vectors, (1, phases.channel_step),
-                      int(ldb), a_at, lambda bidx, jt: b_at((Lit(0), *broadcast_index(bidx, batch, entry_b)[-len(out):]), jt),
+                      int(ldb), a_at,
+                      lambda bidx, jt: b_at((Lit(0), *broadcast_index(bidx, batch, entry_b)[-len(out):]), jt),
                       column_finish(ctx, product, isa.lanes), shift_a=True, b_batch=entry_b)
 
     phases = Phases(window, tuple(x.shape[2:]), channels=channels)

@@ -146,7 +146,8 @@ class PlaneFold:
 
 def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, per_plane: int, ct: str,
                  fold: PlaneFold, spatial: tuple[int, ...] | None = None,
-                 source: Callable[[Expr, Expr], list[str]] | None = None) -> list[str] | None:
+                 source: Callable[[Expr, Expr], list[str]] | None = None,
+                 place: Callable[[Index], Index] | None = None) -> list[str] | None:
     """A window over each input channel on its own (depthwise convolutions, pools): per image and channel, the
     channel's padded stride phases are copied into a stack plane (fused producers applied, `fold.pad` in the
     padding). Output rows are then computed `plane_rows` at a time along the plane's padded width (rounded
@@ -154,8 +155,9 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
     loaded once serves every output row of the block that needs it. The fused epilogue stores the valid
     columns. `per_plane` output channels come from each input channel. With `spatial` and `source`, the planes
     are those of another array of that extent: `source(n, c)` declares stack array `src` holding its channel
-    c of image n (a first stage of the window). None where the plane would not fit the stack or the taps are
-    too many to unroll."""
+    c of image n (a first stage of the window, one frame of a volume), and `place` maps the index of an
+    output in plane terms (image, plane, *positions) to the output's own. None where the plane would not fit
+    the stack or the taps are too many to unroll."""
     x, y = node.inputs[0], node.outputs[0]
     if numel(window.kernel) > UNROLLED_TAPS:
         return None
@@ -206,12 +208,13 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
            f"for (; {rb.name} + {step} <= {here.name}; {rb.name} += {step}) {{",
            *indent(rows_of(step)), "}",
            f"for (; {rb.name} < {here.name}; ++{rb.name}) {{", *indent(rows_of(1)), "}"]
+    place = place or (lambda index: index)
     if rank > 1 and lines % chunk == 0 and out[-1] % lanes:
-        run += flat_epilogue(ctx, node, fold, m, n, outer, hc * chunk, chunk, wv, out[-1], ct, lanes)
+        run += flat_epilogue(ctx, node, fold, m, n, outer, hc * chunk, chunk, wv, out[-1], ct, lanes, place)
     else:
         row = [hc * chunk + rr] if rank > 1 else []
         value = fold.finish(m, Load("grid", rr * wv + ow, ct))
-        store = ctx.store(0, (n, m, *outer, *row, ow), cast(value, ctype(y.dtype)))
+        store = ctx.store(0, place((n, m, *outer, *row, ow)), cast(value, ctype(y.dtype)))
         run += [f"for (int64_t {rr.name} = 0; {rr.name} < {here.name}; ++{rr.name}) {{",
                 *indent(overlapped_for(ow, 0, out[-1], lanes, store)), "}"]
     chunks = serial_for(ro, numel(out[:-2]), serial_for(hc, -(-lines // chunk), run))
@@ -244,17 +247,19 @@ def producer_plane(ctx: KernelContext, n: Expr, c: Expr, spatial: tuple[int, ...
 
 
 def flat_epilogue(ctx: KernelContext, node: Node, fold: PlaneFold, m: Expr, n: Expr, outer: tuple[Expr, ...],
-                  first_row: Expr, rows: int, wv: int, width: int, ct: str, lanes: int) -> list[str]:
+                  first_row: Expr, rows: int, wv: int, width: int, ct: str, lanes: int,
+                  place: Callable[[Index], Index]) -> list[str]:
     """The fused epilogue over `rows` whole output rows from `first_row` as one flat vector loop (their
     outputs are contiguous): the grid's rows (`wv` apart) are first packed `width` apart, so that rows
-    narrower than a vector (7 x 7 planes) do not run the epilogue in scalar remainders."""
+    narrower than a vector (7 x 7 planes) do not run the epilogue in scalar remainders. `place` maps an
+    output's index in plane terms to its own."""
     y = node.outputs[0]
     r, o, f = ctx.var("rr"), ctx.var("o"), ctx.var("f")
     pack = serial_for(r, rows, [f"for (int64_t {o.name} = 0; {o.name} < {width}; ++{o.name}) "
                                 f"flat[{r.name} * {width} + {o.name}] = grid[{r.name} * {wv} + {o.name}];"])
     row, col = unravel(first_row * width + f, (y.shape[-2], width))   # folds back into a flat offset
     value = fold.finish(m, Load("flat", f, ct))
-    store = ctx.store(0, (n, m, *outer, row, col), cast(value, ctype(y.dtype)))
+    store = ctx.store(0, place((n, m, *outer, row, col)), cast(value, ctype(y.dtype)))
     return [local_array(ct, "flat", rows * width)] + pack + overlapped_for(f, 0, rows * width, lanes, store)
 
 

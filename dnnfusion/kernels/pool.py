@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.graph import Node
-from ..kir.expr import Expr, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
-from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
+from ..kir.expr import Expr, Index, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from .blocked import block_size, blocked_buffer
 from .gemm import direct_buffer
-from .planes import PlaneFold, plane_window
+from .planes import PlaneFold, plane_window, vector_lanes
 from .window import Window, covered, table
 
 
@@ -97,12 +97,41 @@ def plane_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: s
 
     fold = PlaneFold(combine, ctx.c(spec.init), finish=lambda m, value: spec.finish(value, Lit(1)))
     rank = len(window.kernel)
+    if rank == 3 and window.kernel[0] == 1 and window.pads_begin[0] == window.pads_end[0] == 0:
+        per_frame = frame_by_frame(ctx, node, window, ct, fold)
+        if per_frame is not None:
+            return per_frame
     if spec.separable and rank > 1 and window.kernel[0] > 1 and \
             direct_buffer(ctx, 0, node.inputs[0].shape, ct) is not None:
         staged = first_axis_first(ctx, node, window, spec, ct, fold)
         if staged is not None:
             return staged
     return plane_window(ctx, node, window, node.inputs[0].shape[1], 1, ct, fold)
+
+
+def frame_by_frame(ctx: KernelContext, node: Node, window: Window, ct: str, fold: PlaneFold) -> list[str] | None:
+    """A 3-D pool whose window stays within a frame (1 x k x k, no padding between frames) as a 2-D one over
+    each output frame's input frame: one plane per (channel, frame), also where a plane of the whole volume
+    would not fit the stack (a 1 x 2 x 2 pool over 64 channels of 16 x 112 x 112, 1 thread: 47.9 -> 6.3 ms, C3D's
+    first pool: the generic kernel before)."""
+    x = node.inputs[0]
+    frames, stride, spatial = window.out[0], window.strides[0], tuple(x.shape[3:])
+    if not fits_stack(numel(spatial)):
+        return None
+    planar = Window(window.kernel[1:], window.strides[1:], window.dilations[1:], window.pads_begin[1:],
+                    window.pads_end[1:], window.out[1:])
+
+    def source(n: Expr, g: Expr) -> list[str]:
+        """`src`: input frame (g % frames) * stride of channel g / frames, through the fused producers."""
+        e = ctx.var("e")
+        value = cast(ctx.read(0, (n, floordiv(g, frames), mod(g, frames) * stride, *unravel(e, spatial))), ct)
+        return [local_array(ct, "src", numel(spatial))] + \
+            overlapped_for(e, 0, numel(spatial), vector_lanes(), ctx.value("sv", value) + [f"src[{e.name}] = sv;"])
+
+    def place(index: Index) -> Index:
+        n, g, *positions = index
+        return (n, floordiv(g, frames), mod(g, frames), *positions)
+    return plane_window(ctx, node, planar, x.shape[1] * frames, 1, ct, fold, spatial, source, place)
 
 
 def first_axis_first(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str, fold: PlaneFold

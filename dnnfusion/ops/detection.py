@@ -393,10 +393,10 @@ class RoiAlign(Op):
         plan = _table_taps("y", ph, iy, ratio) + _table_taps("x", pw, ix, ratio) + [
             f"const int64_t roi_at = ({iy.name} * {ratio} + {ix.name}) * {BILINEAR_TAPS};",
             f"const int64_t roi_base = (roi_ok ? roi_b : 0) * {height};"]
-        for t, (wy, ry, wx, rx) in enumerate((("wy_lo", "ry_lo", "wx_lo", "rx_lo"), ("wy_lo", "ry_lo", "wx_hi", "rx_hi"),
-                                              ("wy_hi", "ry_hi", "wx_lo", "rx_lo"), ("wy_hi", "ry_hi", "wx_hi", "rx_hi"))):
-            plan += [f"roi_off[roi_at + {t}] = ((roi_base + {ry}) * {width} + {rx}) * {channels};",
-                     f"roi_w[roi_at + {t}] = (float)({wy} * {wx} / {ratio * ratio}.0);"]
+        corners = [(y, x) for y in ("lo", "hi") for x in ("lo", "hi")]
+        for t, (y, x) in enumerate(corners):
+            plan += [f"roi_off[roi_at + {t}] = ((roi_base + ry_{y}) * {width} + rx_{x}) * {channels};",
+                     f"roi_w[roi_at + {t}] = (float)(wy_{y} * wx_{x} / {ratio * ratio}.0);"]
         total = " + ".join(f"roi_w[{t}] * {copy}[roi_off[{t}] + {c.name}]" for t in range(taps))
         bin_body = serial_for(iy, ratio, serial_for(ix, ratio, plan))
         bin_body += serial_for(c, channels, [f"roi_sum[{c.name}] = roi_ok ? {total} : 0.0f;"], simd=True)

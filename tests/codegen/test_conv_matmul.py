@@ -201,6 +201,18 @@ def test_max_pools_beyond_a_plane_kernels_taps_fold_rows_first(kernel, pads):
     assert FIRST_AXIS_NOTE in check(m, {"x": x}).source
 
 
+@pytest.mark.parametrize("attrs", [
+    dict(kernel_shape=[1, 2, 2], strides=[1, 2, 2]),                                   # C3D's first
+    dict(kernel_shape=[1, 3, 3], strides=[2, 2, 2], pads=[0, 1, 1, 0, 1, 1]),          # S3D's, every other frame
+])
+def test_3d_max_pools_within_a_frame_run_frame_by_frame(attrs):
+    """A 1 x k x k pool runs a 2-D plane per (channel, frame), through a fused producer and epilogue, the
+    output frames placed back in the volume."""
+    x = floats(2, 3, 5, 11, 10)
+    nodes = [node("Neg", ["x"], "n"), node("MaxPool", ["n"], "p", **attrs), node("Sigmoid", ["p"], "y")]
+    check(model(nodes, {"x": x}), {"x": x}, blocks=None)
+
+
 def test_3d_max_pool_frames_keep_a_nan():
     """A NaN wins every window it is in, after the frame stage as in numpy's max (the reference)."""
     x = floats(1, 2, 5, 6, 6)
