@@ -146,7 +146,7 @@ class PlaneFold:
 
 def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, per_plane: int, ct: str,
                  fold: PlaneFold, spatial: tuple[int, ...] | None = None,
-                 source: Callable[[Expr, Expr], list[str]] | None = None,
+                 source: Callable[[Expr, Expr], tuple[list[str], Callable[[Index], Expr]]] | None = None,
                  place: Callable[[Index], Index] | None = None) -> list[str] | None:
     """A window over each input channel on its own (depthwise convolutions, pools): per image and channel, the
     channel's padded stride phases are copied into a stack plane (fused producers applied, `fold.pad` in the
@@ -154,8 +154,9 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
     up to whole vectors), taps unrolled: each tap is a contiguous shifted run of the plane, and a plane row
     loaded once serves every output row of the block that needs it. The fused epilogue stores the valid
     columns. `per_plane` output channels come from each input channel. With `spatial` and `source`, the planes
-    are those of another array of that extent: `source(n, c)` declares stack array `src` holding its channel
-    c of image n (a first stage of the window, one frame of a volume), and `place` maps the index of an
+    are those of another array of that extent: `source(n, c)` gives the statements that prepare its channel c
+    of image n (a first stage of the window into a stack array) and the reader of its element at a full
+    index (there, or one frame of a volume in place), and `place` maps the index of an
     output in plane terms (image, plane, *positions) to the output's own. None where the plane would not fit
     the stack or the taps are too many to unroll."""
     x, y = node.inputs[0], node.outputs[0]
@@ -178,8 +179,11 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
     padded_row = ctx.var("pr")
     body = [local_array(ct, "plane", grid_at + chunk * wv), f"{ct}* const grid = plane + {grid_at};"]
     read = None
-    if source is not None or direct_buffer(ctx, 0, x.shape, ct) is None and numel(spatial) <= PRODUCER_PLANE_MAX:
-        body += source(n, g) if source is not None else producer_plane(ctx, n, g, spatial, ct, lanes)
+    if source is not None:
+        prepared, read = source(n, g)
+        body += prepared
+    elif direct_buffer(ctx, 0, x.shape, ct) is None and numel(spatial) <= PRODUCER_PLANE_MAX:
+        body += producer_plane(ctx, n, g, spatial, ct, lanes)
         read = lambda index: Load("src", linear(index[2:], spatial), ct)      # noqa: E731
     fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0), fold.pad, read)
     body += serial_for(padded_row, phases.rows, fill)

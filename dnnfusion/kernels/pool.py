@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.graph import Node
-from ..kir.expr import Expr, Index, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
+from ..kir.expr import Expr, Index, Lit, Load, Var, cast, ctype, floordiv, linear, mod, numel, unravel
 from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
 from .blocked import block_size, blocked_buffer
 from .gemm import direct_buffer
@@ -121,12 +121,20 @@ def frame_by_frame(ctx: KernelContext, node: Node, window: Window, ct: str, fold
     planar = Window(window.kernel[1:], window.strides[1:], window.dilations[1:], window.pads_begin[1:],
                     window.pads_end[1:], window.out[1:])
 
-    def source(n: Expr, g: Expr) -> list[str]:
-        """`src`: input frame (g % frames) * stride of channel g / frames, through the fused producers."""
+    direct = direct_buffer(ctx, 0, x.shape, ct) is not None
+
+    def source(n: Expr, g: Expr) -> tuple[list[str], Callable[[Index], Expr]]:
+        """Plane g is input frame (g % frames) * stride of channel g / frames: read in place, or through the
+        fused producers once into stack array `src`."""
+        def frame(index: Index) -> Expr:
+            return ctx.read(0, (n, floordiv(g, frames), mod(g, frames) * stride, *index[2:]))
+        if direct:
+            return [], frame
         e = ctx.var("e")
-        value = cast(ctx.read(0, (n, floordiv(g, frames), mod(g, frames) * stride, *unravel(e, spatial))), ct)
-        return [local_array(ct, "src", numel(spatial))] + \
-            overlapped_for(e, 0, numel(spatial), vector_lanes(), ctx.value("sv", value) + [f"src[{e.name}] = sv;"])
+        value = cast(frame((n, g, *unravel(e, spatial))), ct)
+        copy = overlapped_for(e, 0, numel(spatial), vector_lanes(), ctx.value("sv", value) + [f"src[{e.name}] = sv;"])
+        return [local_array(ct, "src", numel(spatial))] + copy, \
+            lambda index: Load("src", linear(index[2:], spatial), ct)
 
     def place(index: Index) -> Index:
         n, g, *positions = index
@@ -154,7 +162,7 @@ def first_axis_first(ctx: KernelContext, node: Node, window: Window, spec: Fold,
     planar = Window((1, *window.kernel[1:]), (1, *window.strides[1:]), (1, *window.dilations[1:]),
                     (0, *window.pads_begin[1:]), (0, *window.pads_end[1:]), window.out)
 
-    def source(n: Expr, c: Expr) -> list[str]:
+    def source(n: Expr, c: Expr) -> tuple[list[str], Callable[[Index], Expr]]:
         """`src[q][...]`: the fold of output position q's taps along the first axis that land on the input."""
         q, k, e = ctx.var("q"), ctx.var("k"), ctx.var("e")
         at = Var(f"{q.name}_at")
@@ -164,7 +172,9 @@ def first_axis_first(ctx: KernelContext, node: Node, window: Window, spec: Fold,
         per_tap = [f"const int64_t {at.name} = {q.name} * {s0} + {k.name} * {d0} - {p0};",
                    f"if ({at.name} < 0 || {at.name} >= {extent}) continue;"] + serial_for(e, row, step, simd=True)
         init = serial_for(e, row, [f"src[{ctx.c(q * row + e)}] = {ctx.c(spec.init)};"], simd=True)
-        return [local_array(ct, "src", numel(staged))] + serial_for(q, window.out[0], init + serial_for(k, k0, per_tap))
+        stage = serial_for(q, window.out[0], init + serial_for(k, k0, per_tap))
+        stage = [local_array(ct, "src", numel(staged))] + stage
+        return stage, lambda index: Load("src", linear(index[2:], staged), ct)
     lines = plane_window(ctx, node, planar, x.shape[1], 1, ct, fold, staged, source)
     return None if lines is None else [FIRST_AXIS_NOTE] + lines
 
