@@ -11,6 +11,7 @@ import platform
 from collections import Counter
 from pathlib import Path
 
+from gen_bench_doc import VISION          # the vision models of docs/BENCHMARKS.md, in its order (tools/)
 from rich.progress import Progress
 
 import dnnfusion
@@ -19,7 +20,6 @@ from dnnfusion.machine import machine_key
 from dnnfusion.zoo import export
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "LAYOUTS.md"
-MODELS = ["efficientnet_b0", "mobilenetv1_ssd", "vgg16", "yolov4", "unet", "c3d", "s3d", "faster_rcnn", "mask_rcnn"]
 
 
 def model_stats(name: str) -> dict:
@@ -45,7 +45,7 @@ def where_rows(name: str, stats: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", default=MODELS, help="zoo models (default: the vision models)")
+    parser.add_argument("names", nargs="*", default=VISION, help="zoo models (default: the vision models)")
     args = parser.parse_args()
     found: dict[str, dict] = {}
     with Progress() as progress:

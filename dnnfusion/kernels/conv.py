@@ -616,10 +616,10 @@ def band_rows(window: Window, spatial: tuple[int, ...], images: int, channels: i
         return 0
     height = window.out[0]
 
-    def size(band: int) -> int:
-        return channels * Phases(replace(window, out=(band, window.out[1])), spatial, channels=channels).block
-    fitting = [band for band in range(1, height + 1) if size(band) * 4 <= BAND_CACHE_SHARE * gemm.l2_bytes() and
-               fits_stack(size(band))]
+    sizes = {band: channels * Phases(replace(window, out=(band, window.out[1])), spatial, channels=channels).block
+             for band in range(1, height + 1)}
+    fitting = [band for band, size in sizes.items() if size * 4 <= BAND_CACHE_SHARE * gemm.l2_bytes() and
+               fits_stack(size)]
     if not fitting:
         return 0
     band = fitting[-1]

@@ -184,7 +184,7 @@ def plane_window(ctx: KernelContext, node: Node, window: Window, planes: int, pe
         body += prepared
     elif direct_buffer(ctx, 0, x.shape, ct) is None and numel(spatial) <= PRODUCER_PLANE_MAX:
         body += producer_plane(ctx, n, g, spatial, ct, lanes)
-        read = lambda index: Load("src", linear(index[2:], spatial), ct)      # noqa: E731
+        read = source_reader(spatial, ct)
     fill = phases.fill_rows(ctx, n, g, padded_row, ct, "plane", Lit(0), fold.pad, read)
     body += serial_for(padded_row, phases.rows, fill)
     body += [f"for (int64_t {z.name} = {phases.block}; {z.name} < {size}; ++{z.name}) plane[{z.name}] = {fold.pad};"]
@@ -240,14 +240,23 @@ def plane_rows(offsets: Sequence[int], wq: int, registers: int) -> int:
     return 1
 
 
-def producer_plane(ctx: KernelContext, n: Expr, c: Expr, spatial: tuple[int, ...], ct: str, lanes: int) -> list[str]:
+def producer_plane(ctx: KernelContext, n: Expr, c: Expr, spatial: tuple[int, ...], ct: str, lanes: int,
+                   read: Callable[[Index], Expr] | None = None) -> list[str]:
     """Statements that declare stack array `src` holding channel c of image n of input 0 through its fused
     producers, in one flat vector loop: applied while copying short rows into phases, a producer (a SiLU)
-    would run mostly in scalar remainders."""
+    would run mostly in scalar remainders. `read` gives the element at a full index (n, c, *position)
+    instead, where the plane is not a channel of the input as it is (a frame of a volume)."""
     e = ctx.var("e")
-    value = cast(ctx.read(0, (n, c, *unravel(e, spatial))), ct)
+    index = (n, c, *unravel(e, spatial))
+    value = cast(ctx.read(0, index) if read is None else read(index), ct)
     return [local_array(ct, "src", numel(spatial))] + \
         overlapped_for(e, 0, numel(spatial), lanes, ctx.value("sv", value) + [f"src[{e.name}] = sv;"])
+
+
+def source_reader(spatial: tuple[int, ...], ct: str) -> Callable[[Index], Expr]:
+    """The element of stack array `src` (a plane of extent `spatial`, as `producer_plane` fills it) at a
+    full index (image, channel, *position)."""
+    return lambda index: Load("src", linear(index[2:], spatial), ct)
 
 
 def flat_epilogue(ctx: KernelContext, node: Node, fold: PlaneFold, m: Expr, n: Expr, outer: tuple[Expr, ...],

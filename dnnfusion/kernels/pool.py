@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.graph import Node
-from ..kir.expr import Expr, Index, Lit, Load, Var, cast, ctype, floordiv, linear, mod, numel, unravel
-from ..kir.kernel import KernelContext, fits_stack, indent, local_array, overlapped_for, parallel_for, serial_for
+from ..kir.expr import Expr, Index, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
+from ..kir.kernel import KernelContext, fits_stack, indent, local_array, parallel_for, serial_for
 from .blocked import block_size, blocked_buffer
 from .gemm import direct_buffer
-from .planes import PlaneFold, plane_window, vector_lanes
+from .planes import PlaneFold, plane_window, producer_plane, source_reader, vector_lanes
 from .window import Window, covered, table
 
 
@@ -32,8 +32,8 @@ class Fold:
     sums: bool = False          # a plain sum, vectorised as an OpenMP reduction
     neutral: bool = False       # `init` leaves the fold unchanged and `finish` ignores the count: out-of-input
                                 # taps may read `init` (a max's lowest value, an Lp norm's 0)
-    separable: bool = False     # a window's fold is the fold of its rows' folds (a max): a 3-D window may fold
-                                # its frames first
+    separable: bool = False     # a window's fold is the fold of its folds along one axis (a max): a window
+                                # may fold along its first axis first
 
 
 def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str) -> list[str] | None:
@@ -130,11 +130,7 @@ def frame_by_frame(ctx: KernelContext, node: Node, window: Window, ct: str, fold
             return ctx.read(0, (n, floordiv(g, frames), mod(g, frames) * stride, *index[2:]))
         if direct:
             return [], frame
-        e = ctx.var("e")
-        value = cast(frame((n, g, *unravel(e, spatial))), ct)
-        copy = overlapped_for(e, 0, numel(spatial), vector_lanes(), ctx.value("sv", value) + [f"src[{e.name}] = sv;"])
-        return [local_array(ct, "src", numel(spatial))] + copy, \
-            lambda index: Load("src", linear(index[2:], spatial), ct)
+        return producer_plane(ctx, n, g, spatial, ct, vector_lanes(), frame), source_reader(spatial, ct)
 
     def place(index: Index) -> Index:
         n, g, *positions = index
@@ -174,7 +170,7 @@ def first_axis_first(ctx: KernelContext, node: Node, window: Window, spec: Fold,
         init = serial_for(e, row, [f"src[{ctx.c(q * row + e)}] = {ctx.c(spec.init)};"], simd=True)
         stage = serial_for(q, window.out[0], init + serial_for(k, k0, per_tap))
         stage = [local_array(ct, "src", numel(staged))] + stage
-        return stage, lambda index: Load("src", linear(index[2:], staged), ct)
+        return stage, source_reader(staged, ct)
     lines = plane_window(ctx, node, planar, x.shape[1], 1, ct, fold, staged, source)
     return None if lines is None else [FIRST_AXIS_NOTE] + lines
 

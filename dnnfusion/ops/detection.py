@@ -325,11 +325,7 @@ class RoiAlign(Op):
         rc, ph, pw, iy, ix = (ctx.var(h) for h in ("rc", "ph", "pw", "sy", "sx"))
         r, c, b = Var("roi_r"), Var("roi_c"), Var("roi_b")
         lines = [f"const int64_t roi_r = {rc.name} / {channels};", f"const int64_t roi_c = {rc.name} % {channels};"]
-        lines += ctx.value("roi_b", Cast(ctx.read(2, (r,)), INDEX))
-        for k in range(4):
-            lines += ctx.value(f"roi_p{k}", Cast(ctx.read(1, (r, lit(k, INDEX))), "double"))
-        lines += self._axis_plan(node, "y", "roi_p1", "roi_p3", out_h)
-        lines += self._axis_plan(node, "x", "roi_p0", "roi_p2", out_w)
+        lines += self._roi_plan(node, ctx)
         lines.append(f"const int roi_ok = roi_b >= 0 && roi_b < {images} && ry_count > 0 && rx_count > 0;")
         corners = []
         for name, y, x in (("ll", "ry_lo", "rx_lo"), ("lh", "ry_lo", "rx_hi"), ("hl", "ry_hi", "rx_lo"),
@@ -382,11 +378,7 @@ class RoiAlign(Op):
         lines += parallel_for(row, images * height, head + serial_for(c, channels, serial_for(q, width, fill)),
                               images * height * width * channels)
         r, ph, pw, iy, ix = (ctx.var(h) for h in ("r", "ph", "pw", "sy", "sx"))
-        body = [f"const int64_t roi_r = {r.name};"] + ctx.value("roi_b", Cast(ctx.read(2, (Var("roi_r"),)), INDEX))
-        for corner in range(4):
-            body += ctx.value(f"roi_p{corner}", Cast(ctx.read(1, (Var("roi_r"), lit(corner, INDEX))), "double"))
-        body += self._axis_plan(node, "y", "roi_p1", "roi_p3", out_h) + \
-            self._axis_plan(node, "x", "roi_p0", "roi_p2", out_w)
+        body = [f"const int64_t roi_r = {r.name};"] + self._roi_plan(node, ctx)
         body.append(f"const int roi_ok = roi_b >= 0 && roi_b < {images};")
         body += _tap_table("y", ph, iy, out_h, ratio, height) + _tap_table("x", pw, ix, out_w, ratio, width)
         body += [f"int64_t roi_off[{taps}];", f"float roi_w[{taps}];", local_array("float", "roi_sum", channels)]
@@ -403,6 +395,16 @@ class RoiAlign(Op):
         bin_body += serial_for(c, channels, ctx.store(0, (Var("roi_r"), c, ph, pw), Load("roi_sum", c, "float")))
         body += serial_for(ph, out_h, serial_for(pw, out_w, bin_body))
         return lines + parallel_for(r, rois, body, self.flops(node))
+
+    def _roi_plan(self, node: Node, ctx: KernelContext) -> list[str]:
+        """C for roi `roi_r`: its image `roi_b`, its corners `roi_p0..3` (in double) and each axis's plan."""
+        r = Var("roi_r")
+        out_h, out_w = self._output_size(node)
+        lines = ctx.value("roi_b", Cast(ctx.read(2, (r,)), INDEX))
+        for k in range(4):
+            lines += ctx.value(f"roi_p{k}", Cast(ctx.read(1, (r, lit(k, INDEX))), "double"))
+        return lines + self._axis_plan(node, "y", "roi_p1", "roi_p3", out_h) + \
+            self._axis_plan(node, "x", "roi_p0", "roi_p2", out_w)
 
     def _axis_plan(self, node: Node, axis: str, start: str, end: str, bins: int) -> list[str]:
         """C for one axis of a roi (as `_samples`): its scaled start, bin size and sample count per bin."""

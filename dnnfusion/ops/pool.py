@@ -31,6 +31,11 @@ def larger(v: Expr, acc: Expr) -> Expr:
     return select(wins, v, acc)
 
 
+def max_fold(node: Node, ct: str) -> Fold:
+    """A maximum's fold (MaxPool, GlobalMaxPool): from the type's lowest value, NaN-propagating, separable."""
+    return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True, separable=True)
+
+
 class WindowPool(Op):
     """A pool over kernel_shape windows: Y has shape (N, C, *window.out)."""
 
@@ -158,8 +163,7 @@ class MaxPool(WindowPool):
         return super().lowering(node) if len(node.outputs) < 2 or node.outputs[1] is None else None
 
     def fold(self, node: Node, ct: str) -> Fold:
-        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True,
-                    separable=True)
+        return max_fold(node, ct)
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> list[np.ndarray]:
         if len(node.outputs) < 2 or node.outputs[1] is None:
@@ -241,8 +245,7 @@ class GlobalMaxPool(GlobalPool):
         return x.max(axis=axes, keepdims=True)
 
     def fold(self, node: Node, ct: str) -> Fold:
-        return Fold(lit(lowest(node.inputs[0].dtype), ct), lambda acc, v: larger(v, acc), neutral=True,
-                    separable=True)
+        return max_fold(node, ct)
 
 
 @register
