@@ -121,7 +121,7 @@ def blocked_pointwise(ctx: KernelContext, node: Node, block: int) -> list[str] |
     images, channels, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
     count, mg = numel(spatial), w.shape[0]
     columns = not (ctx.output_block == block and mg % block == 0)      # a row-major output, stored by columns
-    rows, vectors, _ = isa.tile_shape(count, mg, column_step(isa, count) if columns else 1)
+    rows, vectors, _ = isa.tile_shape(count, mg, column_step(isa, count, channels) if columns else 1)
     width = vectors * isa.lanes
     batch = (images,)
     weights = w.const.reshape(1, mg, channels).swapaxes(-2, -1)

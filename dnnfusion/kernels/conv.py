@@ -87,7 +87,7 @@ def conv_product(ctx: KernelContext, node: Node, window: Window, group: int, ct:
         a = Operand((1, group), mg, depth, lambda bidx, r, c: cast(
             ctx.read(1, (bidx[1] * mg + r, *unravel(c, (cg, *kernel)))), ct))
     if pointwise(window, spatial):
-        if pixels_as_rows(count, mg) and w.const is not None:
+        if pixels_as_rows(count, mg, x.shape[1] // group) and w.const is not None:
             return pixel_rows_product(ctx, node, group, ct)
         lines, pixels = [], direct_buffer(ctx, 0, x.shape, ct)
         scaled = None if pixels is not None else channel_scale(ctx, x.shape, ct)
@@ -125,13 +125,13 @@ def scaled_columns(a: Operand, batch: tuple[int, ...], factor: Callable[[Index, 
                    lambda bidx, r, c: a.element(broadcast_index(bidx, batch, a.batch), r, c) * factor(bidx, c))
 
 
-def pixels_as_rows(pixels: int, channels: int) -> bool:
+def pixels_as_rows(pixels: int, channels: int, depth: int) -> bool:
     """Whether a pointwise product's tiles cost clearly less (PIXEL_ROWS_GAIN) with the output pixels as rows
     and the output channels along the vectors (7 x 7 = 49 pixels fill 64 columns, 77%, but 5 tiles of 10
     rows), which pays for storing each tile down the channels' planes."""
     isa = microkernel.target_isa()
     return isa is not None and \
-        isa.tile_shape(pixels, channels, column_step(isa, pixels))[2] * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
+        isa.tile_shape(pixels, channels, column_step(isa, pixels, depth))[2] * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
 
 
 def pixel_rows_product(ctx: KernelContext, node: Node, group: int, ct: str) -> list[str]:
@@ -462,7 +462,7 @@ def conv_implicit(ctx: KernelContext, node: Node, window: Window, group: int, ct
     weights = direct_buffer(ctx, 1, w.shape, ct) is not None and w.const is not None
     width = vectors * isa.lanes
     panels = panels_pay(-(-mg // rows), cg, taps * cg, width, images * group * numel(out[:-2]) * -(-columns // width))
-    if weights and pixel_rows_pay(isa, out, columns, mg, panels):
+    if weights and pixel_rows_pay(isa, out, columns, mg, taps * cg, panels):
         return implicit_pixel_rows(ctx, node, window, group)
     col_tiles = -(-columns // width)
     farthest = sum((o - 1) * s for o, s in zip(outer, phases.steps)) + max(phases.offsets) + col_tiles * width
@@ -529,24 +529,25 @@ def panel_tasks(ctx: KernelContext, t: Tiling) -> list[str]:
     return [table(offsets.name, t.segments)] + parallel_for(task, numel(t.batch) * col_tiles, body, work)
 
 
-def implicit_tile_costs(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int,
+def implicit_tile_costs(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int,
                         panels: bool = False) -> tuple[float, float]:
     """Cycles per step of depth of an implicit-GEMM convolution's tiles: with the output channels as rows over
     `columns` of the padded grid (per outer position; with `panels`, each column tile's panel packed first),
-    and with each output row's pixels as rows. Their stores are not charged: both finish on whole vectors
+    and with each output row's pixels as rows (tiles as `column_step` shapes them for a product `depth` deep). Their stores are not charged: both finish on whole vectors
     (pixel rows by register transposes, `column_finish`); charging pixel rows 32 depth steps a tile, as when
     they stored by scalars, kept the 3-channel stems on channel rows, 1 thread on the AMD EPYC (Zen 4) 7-20%
     slower (C3D's 3 x 3 x 3 at 16 x 112 x 112 33.4 -> 29.7 ms, YOLOv4's 3 x 3 at 416 x 416 5.7-6.5 -> 4.8-5.0,
     S3D's 1 x 7 x 7 stride 2 53.8 -> 48.7)."""
     by_channels = numel(out[:-2]) * isa.tile_shape(mg, columns)[2] * (1 + PANEL_PACK_ROWS / mg if panels else 1)
-    by_pixels = numel(out[:-1]) * isa.tile_shape(out[-1], mg, column_step(isa, out[-1]))[2]
+    by_pixels = numel(out[:-1]) * isa.tile_shape(out[-1], mg, column_step(isa, out[-1], depth))[2]
     return by_channels, by_pixels
 
 
-def pixel_rows_pay(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, panels: bool = False) -> bool:
+def pixel_rows_pay(isa: microkernel.Isa, out: Sequence[int], columns: int, mg: int, depth: int,
+                   panels: bool = False) -> bool:
     """Whether an implicit-GEMM convolution's tiles cost less with each output row's pixels as rows than with
     the output channels as rows (`implicit_tile_costs`)."""
-    by_channels, by_pixels = implicit_tile_costs(isa, out, columns, mg, panels)
+    by_channels, by_pixels = implicit_tile_costs(isa, out, columns, mg, depth, panels)
     return by_pixels < by_channels
 
 
@@ -563,7 +564,7 @@ def implicit_pixel_rows(ctx: KernelContext, node: Node, window: Window, group: i
     x, w = node.inputs[0], node.inputs[1]
     images, channels, out, ct = x.shape[0], x.shape[1], window.out, "float"
     cg, mg, taps = channels // group, w.shape[0] // group, numel(window.kernel)
-    rows, vectors, _ = isa.tile_shape(out[-1], mg, column_step(isa, out[-1]))
+    rows, vectors, _ = isa.tile_shape(out[-1], mg, column_step(isa, out[-1], taps * cg))
     width = vectors * isa.lanes
     b_batch = (1, group, *(1,) * (len(out) - 1))
     b = Operand(b_batch, taps * cg, mg, lambda bidx, r, c: Lit(0),

@@ -38,6 +38,7 @@ PANEL_CACHE_SHARE = 0.75     # of L2: a column tile of B over the whole depth be
 DEPTH_CHUNK = 256             # depth per microkernel call when the depth is split (a column tile's B chunk: 32 KiB)
 BLOCK_COLUMN_TILES = 4        # column tiles of a task that splits the depth...
 BLOCK_TILE_FLOATS = 16384     # ...and its sums, at most (64 KiB: the block stays in L2 across chunks)
+SHALLOW_DEPTH = 160           # product depth up to which pixel-row tiles store whole vectors (`column_step`)
 RAGGED_MAX_ROWS = 128         # rows of A up to which a B whose last column tile is partial is read in place but for
                               # that tile, rather than copied whole into panels: the copy is then a large share of
                               # the work. Pointwise convolutions, Intel Xeon (AVX-512), block times 1 / 2 threads:
@@ -344,7 +345,7 @@ def packed_product(ctx: KernelContext, p: Product) -> list[str] | None:
     m, k, n = p.a.rows, p.a.cols, p.b.cols
     if isa is None or p.acc != "float" or n < PACKED_MIN_COLUMNS or k < 1:
         return None
-    rows, vectors, _ = isa.tile_shape(m, n, column_step(isa, m) if p.by_columns else 1)
+    rows, vectors, _ = isa.tile_shape(m, n, column_step(isa, m, k) if p.by_columns else 1)
     width = vectors * isa.lanes
     b = packed_b(ctx, p, width, ragged=not depth_splits(k, width) and m <= RAGGED_MAX_ROWS)
     if b is None:
@@ -369,14 +370,18 @@ def tile_finish(ctx: KernelContext, p: Product, width: int) -> Callable[[Index, 
     return finish
 
 
-def column_step(isa: microkernel.Isa, rows: int) -> int:
+def column_step(isa: microkernel.Isa, rows: int, depth: int | None = None) -> int:
     """Rows of the tiles (a multiple of this) over `rows` that `column_finish` stores: half a vector on rows
     long enough that a remainder tile costs little, so that each column's run is whole vectors (8 pixels as
     one ymm, 16 as one zmm) rather than two overlapping ones, each evaluating the epilogue's math. YOLOv4, 2
     threads, 32 -> 64 3 x 3 at 208 x 208 with Mish and a residual add: 11 x 2 tiles 11.0 ms, 8 x 2 8.6-9.2;
-    but 28 pixels in 8 x 2 tiles (8 + 8 + 8 + 4) ran 12% slower than 10 x 2 (ResNet's 3 x 3 stride 2). Not on
-    AVX2, whose half vectors would leave 4-row tiles, too thin for its 16 registers' 6 x 2."""
-    return isa.lanes // 2 if isa.lanes >= 16 and rows >= 4 * isa.lanes else 1
+    but 28 pixels in 8 x 2 tiles (8 + 8 + 8 + 4) ran 12% slower than 10 x 2 (ResNet's 3 x 3 stride 2). Where
+    the product is shallow (`depth` up to SHALLOW_DEPTH) the finish weighs as much as the sums, and a whole
+    vector pays: one 16 x 16 transpose and full stores per 16 channels (16 x 16 tiles instead of 8 x 32).
+    Not on AVX2, whose half vectors would leave 4-row tiles, too thin for its 16 registers' 6 x 2."""
+    if isa.lanes < 16 or rows < 4 * isa.lanes:
+        return 1
+    return isa.lanes if depth is not None and depth <= SHALLOW_DEPTH else isa.lanes // 2
 
 
 def column_finish(ctx: KernelContext, p: Product, lanes: int) -> Callable[[Index, Var, Var, int, int, str, int],

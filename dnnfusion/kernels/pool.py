@@ -6,7 +6,7 @@ What a pool folds (max, sum, p-norm) is the operator's `Fold`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..ir.graph import Node
 from ..kir.expr import Expr, Index, Lit, Load, Var, cast, ctype, floordiv, mod, numel, unravel
@@ -40,8 +40,13 @@ def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: 
     """Per output element, fold the taps that land on the input (their ranges per axis and output position
     are tables known at compile time, so the loops need no bounds checks; an axis where no window is clipped
     gets constant bounds, and with constant bounds on every axis a row of outputs is folded in SIMD lanes);
-    the row of results is then stored in one vectorisable loop."""
+    the row of results is then stored in one vectorisable loop. A channel-blocked input folds a vector of
+    channels at a time instead (`blocked_window_pool`)."""
     x, y = node.inputs[0], node.outputs[0]
+    block = block_size()
+    blocked = blocked_buffer(ctx, 0, x.shape, ctype(x.dtype), block) if block else None
+    if blocked is not None and all(fits_stack(o) for o in window.out):
+        return blocked_window_pool(ctx, node, window, spec, ct, block, blocked)
     if spec.neutral:
         planes = plane_pool(ctx, node, window, spec, ct)
         if planes is not None:
@@ -52,6 +57,28 @@ def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: 
     t, ow = ctx.var("t"), ctx.var("o")
     n, c, *at = (*unravel(t, y.shape[:-1]), ow)
     taps = [ctx.var("kt") for _ in spatial]
+    tables, bounds, count = tap_bounds(ctx, window, spatial, at, spec)
+    pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps,
+                                                         window.dilations)]
+    acc, out_ct = Var("acc", ct), ctype(y.dtype)
+    body = ctx.value("xv", cast(ctx.read(0, (n, c, *pos)), ct)) + [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"]
+    for d in range(len(spatial) - 1, -1, -1):
+        k, (lo, hi) = taps[d].name, bounds[d]
+        body = [f"for (int64_t {k} = {lo}; {k} < {hi}; ++{k}) {{", *indent(body), "}"]
+    fold = [f"{ct} acc = {ctx.c(spec.init)};"] + body + \
+        [f"row[{ow.name}] = {ctx.c(cast(spec.finish(acc, count), out_ct))};"]
+    constant_taps = not tables or spec.count_pads and len(tables) == len(spatial)
+    task = [local_array(out_ct, "row", window.out[last])]
+    task += serial_for(ow, window.out[last], fold, simd=constant_taps)
+    task += serial_for(ow, window.out[last], ctx.store(0, (n, c, *at), Load("row", ow, out_ct)))
+    return tables + parallel_for(t, y.numel // window.out[last], task, y.numel * numel(window.kernel))
+
+
+def tap_bounds(ctx: KernelContext, window: Window, spatial: Sequence[int], at: Sequence[Expr], spec: Fold
+               ) -> tuple[list[str], list[tuple[str, str]], Expr]:
+    """For output position `at`: the C tables of tap ranges per axis (only for axes where some window is
+    clipped by the input's edges), each axis's [lo, hi) bounds as C, and the count of taps `spec.finish`
+    divides by (those on the input, or on the input and its pads)."""
     tables, count, bounds = [], Lit(1), []
     for d, size in enumerate(spatial):
         start = [o * window.strides[d] - window.pads_begin[d] for o in range(window.out[d])]
@@ -71,20 +98,38 @@ def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: 
             count = count * window.kernel[d]
         else:
             count = count * (Load(f"khi{d}", at[d], "int64_t") - Load(f"klo{d}", at[d], "int64_t"))
+    return tables, bounds, count
+
+
+def blocked_window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str, block: int,
+                        buffer: str) -> list[str]:
+    """`window_pool` over input 0 held channel-blocked in `buffer` ([N][C / block][*spatial][block]): per
+    (image, block of channels, output row), each output pixel folds its taps (ranges from `tap_bounds`, so no
+    checks) as whole vectors of `block` channels, one contiguous load each, and stores the vector of results
+    through the epilogue (a blocked output takes it as one vector)."""
+    x, y = node.inputs[0], node.outputs[0]
+    spatial, blocks = tuple(x.shape[2:]), x.shape[1] // block
+    t, ow, lane = ctx.var("t"), ctx.var("o"), Var("pl", below=block)
+    n, cb, *rows = unravel(t, (x.shape[0], blocks, *window.out[:-1]))
+    at = (*rows, ow)
+    taps = [ctx.var("kt") for _ in spatial]
+    tables, bounds, count = tap_bounds(ctx, window, spatial, at, spec)
     pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps,
                                                          window.dilations)]
-    acc, out_ct = Var("acc", ct), ctype(y.dtype)
-    body = ctx.value("xv", cast(ctx.read(0, (n, c, *pos)), ct)) + [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"]
+    pixel = sum((p * numel(spatial[d + 1:]) for d, p in enumerate(pos)), Lit(0))
+    acc, out_ct = Load("acc", lane, ct), ctype(y.dtype)
+    value = cast(Load(buffer, (((n * blocks + cb) * numel(spatial) + pixel) * block) + lane, ctype(x.dtype)), ct)
+    body = serial_for(lane, block, [f"acc[{lane.name}] = {ctx.c(spec.step(acc, value))};"], simd=True)
     for d in range(len(spatial) - 1, -1, -1):
         k, (lo, hi) = taps[d].name, bounds[d]
         body = [f"for (int64_t {k} = {lo}; {k} < {hi}; ++{k}) {{", *indent(body), "}"]
-    fold = [f"{ct} acc = {ctx.c(spec.init)};"] + body + \
-        [f"row[{ow.name}] = {ctx.c(cast(spec.finish(acc, count), out_ct))};"]
-    constant_taps = not tables or spec.count_pads and len(tables) == len(spatial)
-    task = [local_array(out_ct, "row", window.out[last])]
-    task += serial_for(ow, window.out[last], fold, simd=constant_taps)
-    task += serial_for(ow, window.out[last], ctx.store(0, (n, c, *at), Load("row", ow, out_ct)))
-    return tables + parallel_for(t, y.numel // window.out[last], task, y.numel * numel(window.kernel))
+    store = ctx.store(0, (n, cb * block + lane, *at), cast(spec.finish(acc, count), out_ct))
+    fold = [local_array(ct, "acc", block), *serial_for(lane, block, [f"acc[{lane.name}] = {ctx.c(spec.init)};"],
+                                                         simd=True)]
+    fold += body + serial_for(lane, block, store, simd=True)
+    task = serial_for(ow, window.out[-1], fold)
+    note = [f"/* channel-blocked ({block}c): a vector of channels per tap */"]
+    return note + tables + parallel_for(t, y.numel // (window.out[-1] * block), task, y.numel * numel(window.kernel))
 
 
 def plane_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str) -> list[str] | None:

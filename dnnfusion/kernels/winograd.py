@@ -191,7 +191,8 @@ def costs(node: Node, window: Window) -> dict[Method | None, float]:
     taps = 3 if temporal else 1
     summed = sum(frame_taps(frames[0], window.pads_begin[0], t)[1] for t in range(frames[1])) if temporal else 1
     height, width = window.out[-2:]
-    direct = min(implicit_tile_costs(isa, window.out[-2:] if folded else window.out, height * (width + 2), fg))
+    direct = min(implicit_tile_costs(isa, window.out[-2:] if folded else window.out, height * (width + 2), fg,
+                                     9 * taps * cg))
     estimates: dict[Method | None, float] = {
         None: groups * direct * 9 * taps * cg + 9 * taps * cg * filters * 4 / BYTES_PER_CYCLE}
     for m in TILE_SIZES:

@@ -123,6 +123,15 @@ def test_tiles_stored_by_columns_take_rows_of_whole_half_vectors():
     assert avx512.tile_rows(13, 3, 8) == 8 and avx512.tile_rows(20, 1, 16) == 16 and avx512.tile_rows(40, 2, 16) == 0
 
 
+def test_shallow_tiles_stored_by_columns_take_rows_of_whole_vectors():
+    """A shallow product (a 3-channel stem: depth 27) stores whole zmm runs: 16 x 16 tiles over 112 pixels;
+    a deep one keeps half vectors, and AVX2 or short rows are unchanged."""
+    avx512, avx2 = microkernel.ISAS["avx512"], microkernel.ISAS["avx2"]
+    assert gemm.column_step(avx512, 112, 27) == 16 and avx512.tile_shape(112, 32, 16)[:2] == (16, 1)
+    assert gemm.column_step(avx512, 112, gemm.SHALLOW_DEPTH + 1) == 8 and gemm.column_step(avx512, 112) == 8
+    assert gemm.column_step(avx2, 112, 27) == 1 and gemm.column_step(avx512, 28, 27) == 1
+
+
 @pytest.mark.parametrize("m,k,n", [(112, 40, 196), (13, 45, 37)])
 def test_products_on_narrow_tiles(isa, m, k, n):
     """Shapes whose cheapest tiles are not a full tile's (one vector wide, or three)."""
