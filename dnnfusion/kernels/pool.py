@@ -61,10 +61,8 @@ def window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: 
     pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps,
                                                          window.dilations)]
     acc, out_ct = Var("acc", ct), ctype(y.dtype)
-    body = ctx.value("xv", cast(ctx.read(0, (n, c, *pos)), ct)) + [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"]
-    for d in range(len(spatial) - 1, -1, -1):
-        k, (lo, hi) = taps[d].name, bounds[d]
-        body = [f"for (int64_t {k} = {lo}; {k} < {hi}; ++{k}) {{", *indent(body), "}"]
+    body = loops(taps, bounds, ctx.value("xv", cast(ctx.read(0, (n, c, *pos)), ct)) +
+                 [f"acc = {ctx.c(spec.step(acc, Var('xv', ct)))};"])
     fold = [f"{ct} acc = {ctx.c(spec.init)};"] + body + \
         [f"row[{ow.name}] = {ctx.c(cast(spec.finish(acc, count), out_ct))};"]
     constant_taps = not tables or spec.count_pads and len(tables) == len(spatial)
@@ -106,7 +104,8 @@ def blocked_window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fo
     """`window_pool` over input 0 held channel-blocked in `buffer` ([N][C / block][*spatial][block]): per
     (image, block of channels, output row), each output pixel folds its taps (ranges from `tap_bounds`, so no
     checks) as whole vectors of `block` channels, one contiguous load each, and stores the vector of results
-    through the epilogue (a blocked output takes it as one vector)."""
+    through the epilogue (a blocked output takes it as one vector). A separable fold (a max) whose window is
+    large folds each output row's window along the first axis into a stack row first (`separable_pays`)."""
     x, y = node.inputs[0], node.outputs[0]
     spatial, blocks = tuple(x.shape[2:]), x.shape[1] // block
     t, ow, lane = ctx.var("t"), ctx.var("o"), Var("pl", below=block)
@@ -116,20 +115,52 @@ def blocked_window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fo
     tables, bounds, count = tap_bounds(ctx, window, spatial, at, spec)
     pos = [o * s - p + k * dl for o, s, p, k, dl in zip(at, window.strides, window.pads_begin, taps,
                                                          window.dilations)]
-    pixel = sum((p * numel(spatial[d + 1:]) for d, p in enumerate(pos)), Lit(0))
-    acc, out_ct = Load("acc", lane, ct), ctype(y.dtype)
-    value = cast(Load(buffer, (((n * blocks + cb) * numel(spatial) + pixel) * block) + lane, ctype(x.dtype)), ct)
-    body = serial_for(lane, block, [f"acc[{lane.name}] = {ctx.c(spec.step(acc, value))};"], simd=True)
-    for d in range(len(spatial) - 1, -1, -1):
-        k, (lo, hi) = taps[d].name, bounds[d]
-        body = [f"for (int64_t {k} = {lo}; {k} < {hi}; ++{k}) {{", *indent(body), "}"]
+    plane = (n * blocks + cb) * numel(spatial)
+    acc, out_ct, staged = Load("acc", lane, ct), ctype(y.dtype), separable_pays(window, spatial, spec, block)
+    if staged:
+        rest = numel(spatial[1:])
+        e = ctx.var("e")
+        value = cast(Load(buffer, ((plane + pos[0] * rest + e) * block) + lane, ctype(x.dtype)), ct)
+        row = Load("srow", e * block + lane, ct)
+        fold_row = serial_for(e, rest, serial_for(lane, block, [f"srow[{ctx.c(e * block + lane)}] = "
+                                                                f"{ctx.c(spec.step(row, value))};"], simd=True))
+        prelude = [local_array(ct, "srow", rest * block)]
+        prelude += serial_for(e, rest * block, [f"srow[{e.name}] = {ctx.c(spec.init)};"], simd=True)
+        prelude += loops(taps[:1], bounds[:1], fold_row)
+        pixel = sum((p * numel(spatial[d + 2:]) for d, p in enumerate(pos[1:])), Lit(0))
+        value = cast(Load("srow", pixel * block + lane, ct), ct)
+        taps, bounds = taps[1:], bounds[1:]
+    else:
+        prelude = []
+        pixel = sum((p * numel(spatial[d + 1:]) for d, p in enumerate(pos)), Lit(0))
+        value = cast(Load(buffer, ((plane + pixel) * block) + lane, ctype(x.dtype)), ct)
+    body = loops(taps, bounds, serial_for(lane, block, [f"acc[{lane.name}] = {ctx.c(spec.step(acc, value))};"],
+                                          simd=True))
     store = ctx.store(0, (n, cb * block + lane, *at), cast(spec.finish(acc, count), out_ct))
     fold = [local_array(ct, "acc", block), *serial_for(lane, block, [f"acc[{lane.name}] = {ctx.c(spec.init)};"],
                                                          simd=True)]
     fold += body + serial_for(lane, block, store, simd=True)
-    task = serial_for(ow, window.out[-1], fold)
-    note = [f"/* channel-blocked ({block}c): a vector of channels per tap */"]
+    task = prelude + serial_for(ow, window.out[-1], fold)
+    note = [f"/* channel-blocked ({block}c): a vector of channels per tap{', first axis first' if staged else ''} */"]
     return note + tables + parallel_for(t, y.numel // (window.out[-1] * block), task, y.numel * numel(window.kernel))
+
+
+def separable_pays(window: Window, spatial: Sequence[int], spec: Fold, block: int) -> bool:
+    """Whether a separable fold loads fewer vectors per output row folding its window along the first axis
+    into a stack row first (the first axis's taps times the input row, then the other axes' taps per output)
+    than every tap per output (YOLOv4's 13 x 13 and 9 x 9 pools; not 2 x 2 or 3 x 3 stride 2)."""
+    if not spec.separable or len(spatial) < 2 or window.kernel[0] < 2 or not fits_stack(numel(spatial[1:]) * block):
+        return False
+    rest = numel(window.kernel[1:])
+    return window.kernel[0] * numel(spatial[1:]) + rest * numel(window.out[1:]) < \
+        window.kernel[0] * rest * numel(window.out[1:])
+
+
+def loops(taps: Sequence[Var], bounds: Sequence[tuple[str, str]], body: list[str]) -> list[str]:
+    """`body` inside one loop per tap variable, the first outermost, each over its [lo, hi) bounds."""
+    for k, (lo, hi) in zip(reversed(taps), reversed(bounds)):
+        body = [f"for (int64_t {k.name} = {lo}; {k.name} < {hi}; ++{k.name}) {{", *indent(body), "}"]
+    return body
 
 
 def plane_pool(ctx: KernelContext, node: Node, window: Window, spec: Fold, ct: str) -> list[str] | None:

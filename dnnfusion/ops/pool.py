@@ -78,6 +78,13 @@ class WindowPool(Op):
         ct = ctype(widened(x.dtype))
         return window_pool(ctx, node, self.window(node, x.shape), self.fold(node, ct), ct)
 
+    def blocked_channels(self, node: Node, block: int) -> str:
+        """kernels/pool.py folds a float32 blocked input a vector of channels per tap (`blocked_window_pool`),
+        whose stores into a blocked output are whole vectors; a plain input keeps the plane kernels."""
+        x = node.inputs[0]
+        indices = len(node.outputs) > 1 and node.outputs[1] is not None
+        return "input" if x.dtype is not None and x.dtype.name == "float32" and not indices else ""
+
 
 def kernel_axes(window: Window) -> tuple[int, ...]:
     """The trailing kernel axes of a window view."""

@@ -172,3 +172,41 @@ def test_every_reader_of_a_blocked_value_is_correct(isa):
     model, feeds = net.model((2, 8, 8, 8), net.conv(g, channels, channels, 3, 2, group=channels))
     compiled = checked(model, feeds, layouts="all")
     assert compiled.stats["blocked_values"] >= 5
+
+
+POOL_NOTE = "a vector of channels per tap"
+
+
+@pytest.mark.parametrize("op_type,attrs", [
+    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    ("MaxPool", dict(kernel_shape=[5, 5], pads=[2, 2, 2, 2])),
+    ("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
+    ("MaxPool", dict(kernel_shape=[3, 3], dilations=[2, 2], pads=[2, 1, 2, 0])),
+    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, count_include_pad=1, pads=[0, 0, 1, 1])),
+    ("LpPool", dict(kernel_shape=[2, 2], strides=[2, 2], p=2))])
+def test_pools_between_pointwise_convolutions_fold_blocked_values(isa, op_type, attrs):
+    """A pool between two pointwise convolutions (YOLOv4's SPP, a ResNet's downsampling) keeps the value
+    blocked on both sides: each tap one vector of channels, borders from the tap tables."""
+    net = Net()
+    channels = 2 * isa.lanes
+    h = net.op(op_type, net.op("Relu", net.conv("x", 8, channels)), **attrs)
+    model, feeds = net.model((2, 8, 11, 11), net.conv(h, channels, channels))
+    compiled = checked(model, feeds)
+    assert POOL_NOTE in compiled.source and compiled.stats["blocked_values"] == 2
+    assert compiled.stats["layout_conversions"] == 2          # in at the first conv, out at the last
+
+
+def test_a_three_dimensional_pool_folds_a_blocked_value(isa):
+    channels = 2 * isa.lanes
+    w1 = (rng.standard_normal((channels, 4, 1, 1, 1)) / 2).astype(np.float32)
+    w2 = (rng.standard_normal((8, channels, 1, 1, 1)) / 4).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], kernel_shape=[1, 1, 1]),
+             helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 3, 3], strides=[1, 2, 2],
+                              pads=[0, 1, 1, 1, 1, 1]),
+             helper.make_node("AveragePool", ["p"], ["q"], kernel_shape=[1, 2, 2]),
+             helper.make_node("Conv", ["q", "w2"], ["y"], kernel_shape=[1, 1, 1])]
+    model = make_model(nodes, [("x", FLOAT, [1, 4, 4, 9, 9])], ["y"], {"w1": w1, "w2": w2}, 13, FLOAT)
+    compiled = checked(model, {"x": rng.standard_normal((1, 4, 4, 9, 9)).astype(np.float32)}, layouts="all")
+    assert POOL_NOTE in compiled.source
