@@ -210,3 +210,16 @@ def test_a_three_dimensional_pool_folds_a_blocked_value(isa):
     model = make_model(nodes, [("x", FLOAT, [1, 4, 4, 9, 9])], ["y"], {"w1": w1, "w2": w2}, 13, FLOAT)
     compiled = checked(model, {"x": rng.standard_normal((1, 4, 4, 9, 9)).astype(np.float32)}, layouts="all")
     assert POOL_NOTE in compiled.source
+
+
+@pytest.mark.parametrize("cin,size,images", [(80, 9, 2), (96, 7, 1)])
+def test_a_deep_row_major_input_is_packed_tile_by_tile(isa, cin, size, images):
+    """A pointwise convolution from a row-major input too deep to read in place into a blocked output packs
+    its pixels x channels operand a tile at a time (whole tiles and the last partial one, per image)."""
+    net = Net()
+    channels = 4 * isa.lanes                  # more output channels than a tile's width: A is swept again
+    h = net.swish(net.conv("x", cin, channels))
+    h = net.conv(h, channels, channels, 3, 1, group=channels)
+    model, feeds = net.model((images, cin, size, size), net.conv(h, channels, 16))
+    compiled = checked(model, feeds)
+    assert BLOCKED_NOTE.format(block=isa.lanes) + "row-major input" in compiled.source
