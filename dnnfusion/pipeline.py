@@ -19,7 +19,7 @@ from .machine import missing_features, required_features, targeting
 from .ops.conv import DIRECT
 from .options import CompileOptions, resolve
 from .passes import InputShapes, RewriteOptions, RewriteReport, fold_channel_affine, fold_constants, infer_shapes, \
-    pad_dynamic_extents, rewrite_graph
+    pad_dynamic_extents, pick_rows_first, rewrite_graph
 from .passes.rewrite import graph_flops
 from .runtime.compiled import BuildInfo, CompiledModel
 from .runtime.feeds import random_feeds
@@ -40,13 +40,16 @@ def load(source: ModelSource, input_shapes: InputShapes | None = None, fold: boo
 def prepare_graph(graph: Graph, level: str = "O3", rewriting: RewriteOptions = RewriteOptions()) -> dict[str, Any]:
     """The rewrites before planning: constant folding and data-dependent extents padded to a static bound at
     every level, and from O1 up (ORT and TVM do it too) per-channel affine maps such as BatchNormalization
-    folded into the preceding conv/Gemm weights; at O3, the algebraic rules and decomposed-operator recognition
+    folded into the preceding conv/Gemm weights; from O2 up, rows picked out of stacked results computed alone
+    (`pick_rows_first`: a feature pyramid's RoiAlign levels); at O3, the algebraic rules and decomposed-operator recognition
     (passes/rewrite) that `rewriting` chooses. Returns what rewriting did (flops_before, flops_after,
     rules_fired) for the plan's statistics."""
     fold_constants(graph)
     pad_dynamic_extents(graph)
     if level != "O0":
         fold_channel_affine(graph)
+    if level in ("O2", "O3"):
+        pick_rows_first(graph)
     if level != "O3":
         flops = graph_flops(graph)
         return RewriteReport(flops, flops).as_stats()

@@ -30,6 +30,15 @@ class MappingType(enum.Enum):
     MANY_TO_MANY = "Many-to-Many"
 
 
+class PickedRows(NamedTuple):
+    """A node to make (`Op.picked_rows`): its operator, domain, inputs and attributes."""
+
+    op_type: str
+    domain: str
+    inputs: list[Value]
+    attrs: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Algebra:
     """Which algebraic properties hold; `distributes_over` names the ops this one distributes over."""
@@ -107,6 +116,21 @@ class Op:
         """New constant inputs (by position) that make this node's first output come out as `y * scale + shift`
         (arrays of y's rank): a linear op rescales its weights and bias. None if it cannot (weights not
         constant, or scale/shift vary along an axis other than the output channels)."""
+        return None
+
+    # --- rows picked before they are computed (passes/structural.py's `pick_rows_first`) ------------------
+    def row_picks(self, node: Node) -> int | None:
+        """For an operator whose output is rows (axis 0) of input 0 picked by a 1-D index input: that input's
+        position. None otherwise."""
+        return None
+
+    def stacks_rows(self, node: Node) -> bool:
+        """Whether output 0 is the inputs' rows one after another (a Concat along axis 0)."""
+        return False
+
+    def picked_rows(self, nodes: list[Node], picks: Value) -> PickedRows | None:
+        """For nodes of this operator whose outputs are stacked by rows: the node (operator, domain, inputs,
+        attributes) that computes only the stacked rows `picks` selects. None: they cannot be computed apart."""
         return None
 
     # --- data-dependent extents padded to a static bound (passes/padded.py) -----------------------------

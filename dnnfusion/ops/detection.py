@@ -10,13 +10,14 @@ import numpy as np
 from ..kir.emit import literal
 from ..kir.expr import INDEX, Cast, Load, Var, ctype, lit
 from ..kir.kernel import KernelContext, fits_stack, local_array, parallel_for, serial_for
-from ..ir.graph import Node
-from .base import Inferred, MappingType, Op, TensorType, shape_of
+from ..ir.graph import Node, Value
+from .base import Inferred, MappingType, Op, PickedRows, TensorType, shape_of
 from .registry import register
 
 IOU_FLOPS = 10     # intersection, union and the ratio for one pair of boxes
 INTERNAL = "ai.dnnfusion"   # the domain of operators the compiler makes for itself
 BILINEAR_TAPS = 4
+LEVELS = "RoiAlignLevels"      # the operator for picked rows of RoiAligns per pyramid level (roi_levels.py)
 CHANNELS_LAST_MAX_RATIO = 4   # sampling ratios whose taps per bin (ratio^2 x 4) the channels-last kernel unrolls
 
 
@@ -293,16 +294,20 @@ class RoiAlign(Op):
         return [TensorType(node.inputs[0].dtype, (rois[0], x[1], *self._output_size(node)))]
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
-        x, rois, indices = inputs[0], inputs[1].astype(np.float64), inputs[2]
+        x = inputs[0]
+        return [self.pooled(node, x, inputs[1], inputs[2], float(node.attr("spatial_scale", 1.0))).astype(x.dtype)]
+
+    def pooled(self, node: Node, x: np.ndarray, rois: np.ndarray, indices: np.ndarray, scale: float) -> np.ndarray:
+        """Each roi's bins over the map x at `scale`, in float64 (the reference arithmetic)."""
         out_h, out_w = self._output_size(node)
         y = np.zeros((len(rois), x.shape[1], out_h, out_w))
-        for r, (roi, b) in enumerate(zip(rois, indices)):
+        for r, (roi, b) in enumerate(zip(rois.astype(np.float64), indices)):
             if not 0 <= b < x.shape[0]:
                 raise self.invalid(node, f"batch index {b} of roi {r} is out of range for {x.shape[0]} images")
-            ys, xs = self._samples(node, roi, x.shape[2:])
+            ys, xs = self._samples(node, roi, x.shape[2:], scale)
             if ys.low.shape[1] and xs.low.shape[1]:
                 y[r] = _pool_max(x[b], ys, xs) if self._mode(node) == "max" else _pool_avg(x[b], ys, xs)
-        return [y.astype(x.dtype)]
+        return y
 
     def flops(self, node: Node) -> int:
         """Two per bilinear tap per sample; adaptive sampling is counted as if the region covered the map."""
@@ -316,8 +321,7 @@ class RoiAlign(Op):
         """Per (roi, channel): the roi's bins and sample counts from its loaded corners (adaptive counts are
         computed at run time), then per bin the mean or the max of its bilinear samples, in double. Averages
         over a fixed sampling ratio take `_channels_last_kernel` instead."""
-        if self._mode(node) == "avg" and 0 < node.attr("sampling_ratio", 0) <= CHANNELS_LAST_MAX_RATIO and \
-                ctype(node.outputs[0].dtype) == "float" and fits_stack(shape_of(node, 0)[1]):
+        if self.channels_last(node):
             return self._channels_last_kernel(node, ctx)
         images, channels, height, width = shape_of(node, 0)
         rois = shape_of(node, 1)[0]
@@ -355,6 +359,31 @@ class RoiAlign(Op):
         lines += serial_for(ph, out_h, serial_for(pw, out_w, body))
         return parallel_for(rc, rois * channels, lines, self.flops(node))
 
+    def picked_rows(self, nodes: list[Node], picks: Value) -> PickedRows | None:
+        """RoiAligns over the same rois with the same attributes but for their scales (a feature pyramid's
+        levels), each kernel channels-last: one RoiAlignLevels computing only the picked (level, roi) rows."""
+        first = nodes[0]
+        same = {key: value for key, value in first.attrs.items() if key != "spatial_scale"}
+        if any(n.op_type != first.op_type or n.domain != first.domain or n.inputs[1:] != first.inputs[1:] or
+               {k: v for k, v in n.attrs.items() if k != "spatial_scale"} != same or
+               self._half_pixel(n) != self._half_pixel(first) or not self.channels_last(n) for n in nodes):
+            return None
+        maps = [n.inputs[0] for n in nodes]
+        if any(m.shape is None or tuple(m.shape[:2]) != tuple(maps[0].shape[:2]) for m in maps) or \
+                picks.dtype is None or not np.issubdtype(picks.dtype, np.integer):
+            return None
+        attrs = {key: value for key, value in first.attrs.items() if key != "spatial_scale"}
+        # spelled out: RoiAlign's default transformation depends on the opset of the model it came from
+        attrs["coordinate_transformation_mode"] = "half_pixel" if self._half_pixel(first) else "output_half_pixel"
+        attrs["spatial_scales"] = [float(n.attr("spatial_scale", 1.0)) for n in nodes]
+        return PickedRows(LEVELS, INTERNAL, [*maps, first.inputs[1], first.inputs[2], picks], attrs)
+
+    def channels_last(self, node: Node) -> bool:
+        """Whether `_channels_last_kernel` runs this node: averages over a fixed sampling ratio of float32
+        channels that fit a stack row."""
+        return self._mode(node) == "avg" and 0 < node.attr("sampling_ratio", 0) <= CHANNELS_LAST_MAX_RATIO and \
+            ctype(node.outputs[0].dtype) == "float" and fits_stack(shape_of(node, 0)[1])
+
     def _channels_last_kernel(self, node: Node, ctx: KernelContext) -> list[str]:
         """Averages over a fixed sampling ratio with every channel in the vector lanes: the input is first
         copied channels-last (its fused producers applied), so that a bilinear tap of all channels is one
@@ -363,22 +392,25 @@ class RoiAlign(Op):
         each bin sums its samples' taps for all channels at once into a stack row, stored down the channels.
         Faster R-CNN's 1000 rois x 256 channels at 64 x 64, 2 threads: 97 ms as one task per (roi, channel),
         10 ms so."""
-        images, channels, height, width = shape_of(node, 0)
         rois = shape_of(node, 1)[0]
+        lines, copy = channels_last_copy(ctx, 0, shape_of(node, 0))
+        r = ctx.var("r")
+        scale = float(node.attr("spatial_scale", 1.0))
+        body = [f"const int64_t roi_r = {r.name};"] + self._roi_bins(node, ctx, copy, shape_of(node, 0), scale,
+                                                                     (1, 2), Var("roi_r"))
+        return lines + parallel_for(r, rois, body, self.flops(node))
+
+    def _roi_bins(self, node: Node, ctx: KernelContext, copy: str, shape: Sequence[int], scale: float,
+                  inputs: tuple[int, int], row: Var) -> list[str]:
+        """C for roi `roi_r` (its corners and image from inputs `inputs`: rois, batch indices) over the
+        channels-last `copy` of a map of `shape` at `scale`: every bin's mean of its taps for all channels,
+        stored as output row `row`."""
+        images, channels, height, width = shape
         out_h, out_w = self._output_size(node)
         ratio = int(node.attr("sampling_ratio", 0))
         taps = ratio * ratio * BILINEAR_TAPS
-        copy = ctx.scratch("float", images * height * width * channels)
-        row, q, c = ctx.var("row"), ctx.var("q"), ctx.var("c")
-        n, y = Var("cl_n"), Var("cl_y")
-        head = [f"const int64_t cl_n = {row.name} / {height}, cl_y = {row.name} % {height};"]
-        fill = ctx.value("cl_v", Cast(ctx.read(0, (n, c, y, q)), "float")) + \
-            [f"{copy}[({row.name} * {width} + {q.name}) * {channels} + {c.name}] = cl_v;"]
-        lines = ["/* RoiAlign: input copied channels-last, each bin's taps summed for every channel at once */"]
-        lines += parallel_for(row, images * height, head + serial_for(c, channels, serial_for(q, width, fill)),
-                              images * height * width * channels)
-        r, ph, pw, iy, ix = (ctx.var(h) for h in ("r", "ph", "pw", "sy", "sx"))
-        body = [f"const int64_t roi_r = {r.name};"] + self._roi_plan(node, ctx)
+        c, ph, pw, iy, ix = (ctx.var(h) for h in ("c", "ph", "pw", "sy", "sx"))
+        body = self._roi_plan(node, ctx, scale, inputs)
         body.append(f"const int roi_ok = roi_b >= 0 && roi_b < {images};")
         body += _tap_table("y", ph, iy, out_h, ratio, height) + _tap_table("x", pw, ix, out_w, ratio, width)
         body += [f"int64_t roi_off[{taps}];", f"float roi_w[{taps}];", local_array("float", "roi_sum", channels)]
@@ -392,38 +424,43 @@ class RoiAlign(Op):
         total = " + ".join(f"roi_w[{t}] * {copy}[roi_off[{t}] + {c.name}]" for t in range(taps))
         bin_body = serial_for(iy, ratio, serial_for(ix, ratio, plan))
         bin_body += serial_for(c, channels, [f"roi_sum[{c.name}] = roi_ok ? {total} : 0.0f;"], simd=True)
-        bin_body += serial_for(c, channels, ctx.store(0, (Var("roi_r"), c, ph, pw), Load("roi_sum", c, "float")))
-        body += serial_for(ph, out_h, serial_for(pw, out_w, bin_body))
-        return lines + parallel_for(r, rois, body, self.flops(node))
+        bin_body += serial_for(c, channels, ctx.store(0, (row, c, ph, pw), Load("roi_sum", c, "float")))
+        return body + serial_for(ph, out_h, serial_for(pw, out_w, bin_body))
 
-    def _roi_plan(self, node: Node, ctx: KernelContext) -> list[str]:
-        """C for roi `roi_r`: its image `roi_b`, its corners `roi_p0..3` (in double) and each axis's plan."""
+    def _roi_plan(self, node: Node, ctx: KernelContext, scale: float | None = None,
+                  inputs: tuple[int, int] = (1, 2)) -> list[str]:
+        """C for roi `roi_r`: its image `roi_b`, its corners `roi_p0..3` (in double, from inputs `inputs`: rois,
+        batch indices) and each axis's plan at `scale` (default: the node's spatial_scale)."""
         r = Var("roi_r")
         out_h, out_w = self._output_size(node)
-        lines = ctx.value("roi_b", Cast(ctx.read(2, (r,)), INDEX))
+        scale = float(node.attr("spatial_scale", 1.0)) if scale is None else scale
+        lines = ctx.value("roi_b", Cast(ctx.read(inputs[1], (r,)), INDEX))
         for k in range(4):
-            lines += ctx.value(f"roi_p{k}", Cast(ctx.read(1, (r, lit(k, INDEX))), "double"))
-        return lines + self._axis_plan(node, "y", "roi_p1", "roi_p3", out_h) + \
-            self._axis_plan(node, "x", "roi_p0", "roi_p2", out_w)
+            lines += ctx.value(f"roi_p{k}", Cast(ctx.read(inputs[0], (r, lit(k, INDEX))), "double"))
+        return lines + self._axis_plan(node, "y", "roi_p1", "roi_p3", out_h, scale) + \
+            self._axis_plan(node, "x", "roi_p0", "roi_p2", out_w, scale)
 
-    def _axis_plan(self, node: Node, axis: str, start: str, end: str, bins: int) -> list[str]:
-        """C for one axis of a roi (as `_samples`): its scaled start, bin size and sample count per bin."""
+    def _axis_plan(self, node: Node, axis: str, start: str, end: str, bins: int, scale: float) -> list[str]:
+        """C for one axis of a roi (as `_samples`): its start at `scale`, bin size and sample count per bin."""
         half_pixel = self._half_pixel(node)
-        scale = literal(lit(float(node.attr("spatial_scale", 1.0)), "double"))
+        factor = literal(lit(scale, "double"))
         offset = " - 0.5" if half_pixel else ""
         ratio = node.attr("sampling_ratio", 0)
         a = f"r{axis}"
         length = f"{a}_end - {a}_start" if half_pixel else f"fmax({a}_end - {a}_start, 1.0)"
         count = str(ratio) if ratio > 0 else f"(int64_t)fmax(ceil({a}_length / {bins}.0), 0.0)"
-        return [f"const double {a}_start = {start} * {scale}{offset};",
-                f"const double {a}_end = {end} * {scale}{offset};",
+        return [f"const double {a}_start = {start} * {factor}{offset};",
+                f"const double {a}_end = {end} * {factor}{offset};",
                 f"const double {a}_length = {length};", f"const int64_t {a}_count = {count};",
                 f"const double {a}_bin = {a}_length / {bins}.0;"]
 
-    def _samples(self, node: Node, roi: np.ndarray, size: tuple) -> tuple[_Samples, _Samples]:
-        """Sampling plans along y and x for one region [x1, y1, x2, y2]."""
+    def _samples(self, node: Node, roi: np.ndarray, size: tuple, scale: float | None = None
+                 ) -> tuple[_Samples, _Samples]:
+        """Sampling plans along y and x for one region [x1, y1, x2, y2] of a map at `scale` (default: the
+        node's spatial_scale)."""
         offset = 0.5 if self._half_pixel(node) else 0.0
-        scaled = roi * float(node.attr("spatial_scale", 1.0)) - offset
+        scale = float(node.attr("spatial_scale", 1.0)) if scale is None else scale
+        scaled = roi * scale - offset
         bins_h, bins_w = self._output_size(node)
         ratio = node.attr("sampling_ratio", 0)
         plans = []
@@ -452,6 +489,22 @@ class RoiAlign(Op):
         if mode not in ("half_pixel", "output_half_pixel"):
             raise self.fail(node, f"with coordinate_transformation_mode='{mode}' is not supported")
         return mode == "half_pixel"
+
+
+def channels_last_copy(ctx: KernelContext, i: int, shape: Sequence[int]) -> tuple[list[str], str]:
+    """Statements copying input `i` (images, channels, height, width; its fused producers applied) into a
+    channels-last scratch array, one task per image row, and the array's name."""
+    images, channels, height, width = shape
+    copy = ctx.scratch("float", images * height * width * channels)
+    row, q, c = ctx.var("row"), ctx.var("q"), ctx.var("c")
+    n, y = Var(f"{row.name}_n"), Var(f"{row.name}_y")
+    head = [f"const int64_t {n.name} = {row.name} / {height}, {y.name} = {row.name} % {height};"]
+    fill = ctx.value("cl_v", Cast(ctx.read(i, (n, c, y, q)), "float")) + \
+        [f"{copy}[({row.name} * {width} + {q.name}) * {channels} + {c.name}] = cl_v;"]
+    lines = ["/* RoiAlign: input copied channels-last, each bin's taps summed for every channel at once */"]
+    lines += parallel_for(row, images * height, head + serial_for(c, channels, serial_for(q, width, fill)),
+                          images * height * width * channels)
+    return lines, copy
 
 
 def _roi_taps(axis: str, k: Var, p: Var, extent: int) -> list[str]:

@@ -75,6 +75,10 @@ class Concat(DataMovement):
         arrays = [x for x in inputs if x is not None]
         return [np.concatenate(arrays, axis=self.axis(node, arrays[0].ndim))]
 
+    def stacks_rows(self, node: Node) -> bool:
+        out = node.outputs[0]
+        return out is not None and out.shape is not None and self.axis(node, len(out.shape)) == 0
+
     def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
         """A select over the inputs' offsets along the axis (the loop joint); every read stays in bounds."""
         axis = self.axis(node, len(index))
@@ -215,6 +219,11 @@ class Gather(Gathering):
         data, indices = inputs[0], inputs[1]
         axis = self.axis(node, data.ndim)
         return [np.take(data, wrap_indices(node, indices, data.shape[axis]), axis=axis)]
+
+    def row_picks(self, node: Node) -> int | None:
+        data, indices = node.inputs[0], node.inputs[1]
+        ranked = data.shape is not None and indices.shape is not None
+        return 1 if ranked and self.axis(node, len(data.shape)) == 0 and len(indices.shape) == 1 else None
 
     def pointwise(self, node: Node, out: int, index: Index, read: Reader) -> Expr:
         data, indices = node.inputs[0], node.inputs[1]
