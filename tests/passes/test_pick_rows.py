@@ -8,9 +8,11 @@ import pytest
 from onnx import TensorProto, helper
 
 import dnnfusion
+from dnnfusion.fusion.onnx_blocks import fused_model
 from dnnfusion.ir import from_onnx
 from dnnfusion.oracle import compare, run_onnxruntime
 from dnnfusion.passes import infer_shapes, pick_rows_first
+from dnnfusion.pipeline import plan_model
 from dnnfusion.runtime.reference import run_reference
 from tests.helpers import FLOAT, make_model
 
@@ -112,3 +114,13 @@ def test_out_of_range_picks_are_named_by_the_reference():
     feeds["picks"][1] = 8
     with pytest.raises(Exception, match="out of range"):
         run_reference(graph, feeds)
+
+
+def test_the_fused_model_spells_the_levels_out_for_onnxruntime():
+    """A plan holding RoiAlignLevels written as ONNX (fusion/onnx_blocks.py) runs in onnxruntime: the operator
+    becomes a function of RoiAligns, Concat and Gather (`onnx_body`)."""
+    model, feeds = pyramid(3, 8, 1, 7, 16, opset=16, transform="half_pixel")
+    plan = plan_model(model)
+    assert "RoiAlignLevels" in {o.node.op_type for b in plan.blocks for o in b.ops}
+    diffs = compare(run_onnxruntime(fused_model(plan), feeds), run_onnxruntime(model, feeds))
+    assert diffs and all(d.ok for d in diffs), diffs
