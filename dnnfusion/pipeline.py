@@ -41,8 +41,8 @@ def prepare_graph(graph: Graph, level: str = "O3", rewriting: RewriteOptions = R
     """The rewrites before planning: constant folding and data-dependent extents padded to a static bound at
     every level, and from O1 up (ORT and TVM do it too) per-channel affine maps such as BatchNormalization
     folded into the preceding conv/Gemm weights; from O2 up, rows picked out of stacked results computed alone
-    (`pick_rows_first`: a feature pyramid's RoiAlign levels); at O3, the algebraic rules and decomposed-operator recognition
-    (passes/rewrite) that `rewriting` chooses. Returns what rewriting did (flops_before, flops_after,
+    (`pick_rows_first`: a feature pyramid's RoiAlign levels); at O3, the algebraic rules and decomposed-operator
+    recognition (passes/rewrite) that `rewriting` chooses. Returns what rewriting did (flops_before, flops_after,
     rules_fired) for the plan's statistics."""
     fold_constants(graph)
     pad_dynamic_extents(graph)

@@ -130,8 +130,10 @@ def pixels_as_rows(pixels: int, channels: int, depth: int) -> bool:
     and the output channels along the vectors (7 x 7 = 49 pixels fill 64 columns, 77%, but 5 tiles of 10
     rows), which pays for storing each tile down the channels' planes."""
     isa = microkernel.target_isa()
-    return isa is not None and \
-        isa.tile_shape(pixels, channels, column_step(isa, pixels, depth))[2] * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
+    if isa is None:
+        return False
+    by_pixels = isa.tile_shape(pixels, channels, column_step(isa, pixels, depth))[2]
+    return by_pixels * PIXEL_ROWS_GAIN < isa.tile_shape(channels, pixels)[2]
 
 
 def pixel_rows_product(ctx: KernelContext, node: Node, group: int, ct: str) -> list[str]:
@@ -533,11 +535,12 @@ def implicit_tile_costs(isa: microkernel.Isa, out: Sequence[int], columns: int, 
                         panels: bool = False) -> tuple[float, float]:
     """Cycles per step of depth of an implicit-GEMM convolution's tiles: with the output channels as rows over
     `columns` of the padded grid (per outer position; with `panels`, each column tile's panel packed first),
-    and with each output row's pixels as rows (tiles as `column_step` shapes them for a product `depth` deep). Their stores are not charged: both finish on whole vectors
-    (pixel rows by register transposes, `column_finish`); charging pixel rows 32 depth steps a tile, as when
-    they stored by scalars, kept the 3-channel stems on channel rows, 1 thread on the AMD EPYC (Zen 4) 7-20%
-    slower (C3D's 3 x 3 x 3 at 16 x 112 x 112 33.4 -> 29.7 ms, YOLOv4's 3 x 3 at 416 x 416 5.7-6.5 -> 4.8-5.0,
-    S3D's 1 x 7 x 7 stride 2 53.8 -> 48.7)."""
+    and with each output row's pixels as rows (tiles as `column_step` shapes them for a product `depth` deep).
+    Their stores are not charged: both finish on whole vectors (pixel rows by register transposes,
+    `column_finish`); charging pixel rows 32 depth steps a tile, as when they stored by scalars, kept the
+    3-channel stems on channel rows, 1 thread on the AMD EPYC (Zen 4) 7-20% slower (C3D's 3 x 3 x 3 at
+    16 x 112 x 112 33.4 -> 29.7 ms, YOLOv4's 3 x 3 at 416 x 416 5.7-6.5 -> 4.8-5.0, S3D's 1 x 7 x 7 stride 2
+    53.8 -> 48.7)."""
     by_channels = numel(out[:-2]) * isa.tile_shape(mg, columns)[2] * (1 + PANEL_PACK_ROWS / mg if panels else 1)
     by_pixels = numel(out[:-1]) * isa.tile_shape(out[-1], mg, column_step(isa, out[-1], depth))[2]
     return by_channels, by_pixels
