@@ -12,6 +12,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..machine import l3_bytes
+
 ENTRY_ARGTYPES = [ctypes.c_void_p] * 4 + [ctypes.c_int]
 Layout = tuple[str, tuple[int, ...], np.dtype]          # an output's name, shape and dtype
 
@@ -59,12 +61,17 @@ class ArenaPool:
                 self._free.append(arena)
 
 
-# Outputs of at least this many bytes in all are written into recycled buffers (`OutputBuffers`): a fresh array
-# that large is mapped from the kernel on every run and each of its pages faulted in and zeroed first. C3D's
-# stem (51 MB of output), AMD EPYC Zen 4, 1 thread: clear_page was a third of its 30 ms.
-RECYCLE_BYTES = 1 << 20
 RECYCLED_SETS = 2          # buffers kept: a loop `y = model.run(x)` still holds the last run's while the next runs
 ALIGN = 64
+
+
+def recycle_bytes() -> int:
+    """Outputs of more bytes than this in all are written into recycled buffers (`OutputBuffers`): the
+    last-level cache. A fresh array is mapped from the kernel on every run, each page faulted in and zeroed
+    first; beyond the cache that is pure cost (C3D's stem, 51 MB of output, AMD EPYC Zen 4 with 32 MiB of L3,
+    1 thread: 29.0 ms, clear_page a third of it, 23.2 recycled), while within it the zeroing leaves the lines
+    in cache for the kernel's stores (U-Net's 2 x 2 up-convolution, 16.8 MB: 14.4 ms fresh, 15.2 recycled)."""
+    return l3_bytes()
 
 
 class OutputBuffers:
@@ -103,7 +110,7 @@ class DirectCall:
         self.entry, self.arenas, self.weights_address = entry, arenas, weights_address
         self.outputs = list(outputs)
         buffers = OutputBuffers(self.outputs)
-        self.buffers = buffers if buffers.nbytes >= RECYCLE_BYTES else None
+        self.buffers = buffers if buffers.nbytes > recycle_bytes() else None
 
     def __call__(self, arrays: Sequence[np.ndarray], threads: int) -> dict[str, np.ndarray]:
         """Outputs by name for C-contiguous input arrays in the model's input order."""

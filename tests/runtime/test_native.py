@@ -3,6 +3,7 @@
 import threading
 
 import numpy as np
+import pytest
 from onnx import helper
 
 import dnnfusion
@@ -42,8 +43,15 @@ def big_relu():
                       output_type=FLOAT)
 
 
+@pytest.fixture(autouse=True)
+def recycle_from_a_mebibyte(monkeypatch):
+    """Outputs beyond 1 MiB recycled (the rule is the last-level cache's size): big_relu's 2 MiB is."""
+    monkeypatch.setattr(native, "recycle_bytes", lambda: 1 << 20)
+
+
 def test_outputs_a_caller_keeps_are_never_overwritten():
     model = dnnfusion.compile(big_relu(), threads=1)
+    assert model._direct is not None and model._direct.buffers is not None
     rng = np.random.default_rng(0)
     feeds = [rng.standard_normal((512, 1024)).astype(np.float32) for _ in range(4)]
     kept = [model.run({"x": x})["y"] for x in feeds]
