@@ -146,14 +146,14 @@ def blocked_window_pool(ctx: KernelContext, node: Node, window: Window, spec: Fo
 
 
 def separable_pays(window: Window, spatial: Sequence[int], spec: Fold, block: int) -> bool:
-    """Whether a separable fold loads fewer vectors per output row folding its window along the first axis
-    into a stack row first (the first axis's taps times the input row, then the other axes' taps per output)
-    than every tap per output (YOLOv4's 13 x 13 and 9 x 9 pools; not 2 x 2 or 3 x 3 stride 2)."""
-    if not spec.separable or len(spatial) < 2 or window.kernel[0] < 2 or not fits_stack(numel(spatial[1:]) * block):
+    """Whether a separable fold of a 2-D window loads fewer vectors per output row folding its window along
+    the first axis into a stack row first (the first axis's taps times the input row, then the second axis's
+    taps per output) than every tap per output (YOLOv4's 13 x 13 and 9 x 9 pools; not 2 x 2 or 3 x 3 stride
+    2). A 3-D window's stack row would be a whole plane per output row: not staged."""
+    if not spec.separable or len(spatial) != 2 or window.kernel[0] < 2 or not fits_stack(spatial[1] * block):
         return False
-    rest = numel(window.kernel[1:])
-    return window.kernel[0] * numel(spatial[1:]) + rest * numel(window.out[1:]) < \
-        window.kernel[0] * rest * numel(window.out[1:])
+    k0, k1, width, out = window.kernel[0], window.kernel[1], spatial[1], window.out[1]
+    return k0 * width + k1 * out < k0 * k1 * out
 
 
 def loops(taps: Sequence[Var], bounds: Sequence[tuple[str, str]], body: list[str]) -> list[str]:

@@ -177,24 +177,27 @@ def test_every_reader_of_a_blocked_value_is_correct(isa):
 POOL_NOTE = "a vector of channels per tap"
 
 
-@pytest.mark.parametrize("op_type,attrs", [
-    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
-    ("MaxPool", dict(kernel_shape=[5, 5], pads=[2, 2, 2, 2])),
-    ("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
-    ("MaxPool", dict(kernel_shape=[3, 3], dilations=[2, 2], pads=[2, 1, 2, 0])),
-    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
-    ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)),
-    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, count_include_pad=1, pads=[0, 0, 1, 1])),
-    ("LpPool", dict(kernel_shape=[2, 2], strides=[2, 2], p=2))])
-def test_pools_between_pointwise_convolutions_fold_blocked_values(isa, op_type, attrs):
+@pytest.mark.parametrize("op_type,attrs,staged", [
+    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), True),
+    ("MaxPool", dict(kernel_shape=[5, 5], pads=[2, 2, 2, 2]), True),
+    ("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1), False),
+    ("MaxPool", dict(kernel_shape=[3, 3], dilations=[2, 2], pads=[2, 1, 2, 0]), True),
+    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), False),
+    ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1), False),
+    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, count_include_pad=1, pads=[0, 0, 1, 1]),
+     False),
+    ("LpPool", dict(kernel_shape=[2, 2], strides=[2, 2], p=2), False)])
+def test_pools_between_pointwise_convolutions_fold_blocked_values(isa, op_type, attrs, staged):
     """A pool between two pointwise convolutions (YOLOv4's SPP, a ResNet's downsampling) keeps the value
-    blocked on both sides: each tap one vector of channels, borders from the tap tables."""
+    blocked on both sides: each tap one vector of channels, borders from the tap tables; a max pool whose
+    window pays for it folds along its first axis into a stack row first."""
     net = Net()
     channels = 2 * isa.lanes
     h = net.op(op_type, net.op("Relu", net.conv("x", 8, channels)), **attrs)
     model, feeds = net.model((2, 8, 11, 11), net.conv(h, channels, channels))
     compiled = checked(model, feeds)
     assert POOL_NOTE in compiled.source and compiled.stats["blocked_values"] == 2
+    assert (POOL_NOTE + ", first axis first" in compiled.source) == staged
     assert compiled.stats["layout_conversions"] == 2          # in at the first conv, out at the last
 
 
