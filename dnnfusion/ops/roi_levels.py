@@ -11,10 +11,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..ir.graph import Node
+from ..ir.graph import Node, Value
 from ..kir.expr import INDEX, Cast
 from ..kir.kernel import KernelContext, indent, parallel_for
-from .base import Inferred, TensorType, shape_of
+from .base import Inferred, PickedRows, TensorType, shape_of
 from .detection import INTERNAL, LEVELS, RoiAlign, channels_last_copy
 from .indexing import wrap_indices
 from .registry import register
@@ -65,6 +65,10 @@ class RoiAlignLevels(RoiAlign):
             chosen = np.flatnonzero(level == k)
             y[chosen] = self.pooled(node, inputs[k], rois[row[chosen]], indices[row[chosen]], scales[k])
         return [y.astype(inputs[0].dtype)]
+
+    def picked_rows(self, nodes: list[Node], picks: Value) -> PickedRows | None:
+        """Its own rows are picked already (RoiAlign's rewrite does not apply to it)."""
+        return None
 
     def flops(self, node: Node) -> int:
         ratio = int(node.attr("sampling_ratio", 1)) or 1
