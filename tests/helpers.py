@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import threading
+from typing import Any, Sequence
 
 import numpy as np
 import onnx
@@ -37,3 +38,22 @@ def one_node_model(op: str, inputs: Sequence[tuple[str, int, Sequence[int]]], ou
 
 FLOAT = TensorProto.FLOAT
 INT64 = TensorProto.INT64
+
+
+def concurrent_mismatches(model: Any, feeds: Sequence[np.ndarray], expected: Sequence[np.ndarray],
+                          rounds: int) -> list[int]:
+    """One thread per feed, each running `model` on input "x" `rounds` times: the feeds whose output "y" ever
+    differed from its expected array."""
+    wrong: list[int] = []
+
+    def work(k: int) -> None:
+        for _ in range(rounds):
+            if not np.array_equal(model.run({"x": feeds[k]})["y"], expected[k]):
+                wrong.append(k)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(len(feeds))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return wrong

@@ -295,7 +295,7 @@ class RoiAlign(Op):
 
     def compute(self, node: Node, *inputs: np.ndarray | None) -> Sequence[np.ndarray]:
         x = inputs[0]
-        return [self.pooled(node, x, inputs[1], inputs[2], float(node.attr("spatial_scale", 1.0))).astype(x.dtype)]
+        return [self.pooled(node, x, inputs[1], inputs[2], self._scale(node)).astype(x.dtype)]
 
     def pooled(self, node: Node, x: np.ndarray, rois: np.ndarray, indices: np.ndarray, scale: float) -> np.ndarray:
         """Each roi's bins over the map x at `scale`, in float64 (the reference arithmetic)."""
@@ -329,7 +329,7 @@ class RoiAlign(Op):
         rc, ph, pw, iy, ix = (ctx.var(h) for h in ("rc", "ph", "pw", "sy", "sx"))
         r, c, b = Var("roi_r"), Var("roi_c"), Var("roi_b")
         lines = [f"const int64_t roi_r = {rc.name} / {channels};", f"const int64_t roi_c = {rc.name} % {channels};"]
-        lines += self._roi_plan(node, ctx)
+        lines += self._roi_plan(node, ctx, self._scale(node), (1, 2))
         lines.append(f"const int roi_ok = roi_b >= 0 && roi_b < {images} && ry_count > 0 && rx_count > 0;")
         corners = []
         for name, y, x in (("ll", "ry_lo", "rx_lo"), ("lh", "ry_lo", "rx_hi"), ("hl", "ry_hi", "rx_lo"),
@@ -362,20 +362,21 @@ class RoiAlign(Op):
     def picked_rows(self, nodes: list[Node], picks: Value) -> PickedRows | None:
         """RoiAligns over the same rois with the same attributes but for their scales (a feature pyramid's
         levels), each kernel channels-last: one RoiAlignLevels computing only the picked (level, roi) rows."""
+        def unscaled(n: Node) -> dict:
+            return {key: value for key, value in n.attrs.items() if key != "spatial_scale"}
         first = nodes[0]
-        same = {key: value for key, value in first.attrs.items() if key != "spatial_scale"}
+        attrs = unscaled(first)
         if any(n.op_type != first.op_type or n.domain != first.domain or n.inputs[1:] != first.inputs[1:] or
-               {k: v for k, v in n.attrs.items() if k != "spatial_scale"} != same or
+               unscaled(n) != attrs or
                self._half_pixel(n) != self._half_pixel(first) or not self.channels_last(n) for n in nodes):
             return None
         maps = [n.inputs[0] for n in nodes]
         if any(m.shape is None or tuple(m.shape[:2]) != tuple(maps[0].shape[:2]) for m in maps) or \
                 picks.dtype is None or not np.issubdtype(picks.dtype, np.integer):
             return None
-        attrs = {key: value for key, value in first.attrs.items() if key != "spatial_scale"}
         # spelled out: RoiAlign's default transformation depends on the opset of the model it came from
         attrs["coordinate_transformation_mode"] = "half_pixel" if self._half_pixel(first) else "output_half_pixel"
-        attrs["spatial_scales"] = [float(n.attr("spatial_scale", 1.0)) for n in nodes]
+        attrs["spatial_scales"] = [self._scale(n) for n in nodes]
         return PickedRows(LEVELS, INTERNAL, [*maps, first.inputs[1], first.inputs[2], picks], attrs)
 
     def channels_last(self, node: Node) -> bool:
@@ -395,9 +396,8 @@ class RoiAlign(Op):
         rois = shape_of(node, 1)[0]
         lines, copy = channels_last_copy(ctx, 0, shape_of(node, 0))
         r = ctx.var("r")
-        scale = float(node.attr("spatial_scale", 1.0))
-        body = [f"const int64_t roi_r = {r.name};"] + self._roi_bins(node, ctx, copy, shape_of(node, 0), scale,
-                                                                     (1, 2), Var("roi_r"))
+        body = [f"const int64_t roi_r = {r.name};"] + self._roi_bins(node, ctx, copy, shape_of(node, 0),
+                                                                     self._scale(node), (1, 2), Var("roi_r"))
         return lines + parallel_for(r, rois, body, self.flops(node))
 
     def _roi_bins(self, node: Node, ctx: KernelContext, copy: str, shape: Sequence[int], scale: float,
@@ -427,13 +427,11 @@ class RoiAlign(Op):
         bin_body += serial_for(c, channels, ctx.store(0, (row, c, ph, pw), Load("roi_sum", c, "float")))
         return body + serial_for(ph, out_h, serial_for(pw, out_w, bin_body))
 
-    def _roi_plan(self, node: Node, ctx: KernelContext, scale: float | None = None,
-                  inputs: tuple[int, int] = (1, 2)) -> list[str]:
+    def _roi_plan(self, node: Node, ctx: KernelContext, scale: float, inputs: tuple[int, int]) -> list[str]:
         """C for roi `roi_r`: its image `roi_b`, its corners `roi_p0..3` (in double, from inputs `inputs`: rois,
-        batch indices) and each axis's plan at `scale` (default: the node's spatial_scale)."""
+        batch indices) and each axis's plan at `scale`."""
         r = Var("roi_r")
         out_h, out_w = self._output_size(node)
-        scale = float(node.attr("spatial_scale", 1.0)) if scale is None else scale
         lines = ctx.value("roi_b", Cast(ctx.read(inputs[1], (r,)), INDEX))
         for k in range(4):
             lines += ctx.value(f"roi_p{k}", Cast(ctx.read(inputs[0], (r, lit(k, INDEX))), "double"))
@@ -454,12 +452,9 @@ class RoiAlign(Op):
                 f"const double {a}_length = {length};", f"const int64_t {a}_count = {count};",
                 f"const double {a}_bin = {a}_length / {bins}.0;"]
 
-    def _samples(self, node: Node, roi: np.ndarray, size: tuple, scale: float | None = None
-                 ) -> tuple[_Samples, _Samples]:
-        """Sampling plans along y and x for one region [x1, y1, x2, y2] of a map at `scale` (default: the
-        node's spatial_scale)."""
+    def _samples(self, node: Node, roi: np.ndarray, size: tuple, scale: float) -> tuple[_Samples, _Samples]:
+        """Sampling plans along y and x for one region [x1, y1, x2, y2] of a map at `scale`."""
         offset = 0.5 if self._half_pixel(node) else 0.0
-        scale = float(node.attr("spatial_scale", 1.0)) if scale is None else scale
         scaled = roi * scale - offset
         bins_h, bins_w = self._output_size(node)
         ratio = node.attr("sampling_ratio", 0)
@@ -470,6 +465,10 @@ class RoiAlign(Op):
             count = ratio if ratio > 0 else max(int(np.ceil(length / bins)), 0)
             plans.append(_axis_samples(start, length / bins, bins, count, extent))
         return plans[0], plans[1]
+
+    def _scale(self, node: Node) -> float:
+        """The node's spatial_scale: map coordinates per roi coordinate."""
+        return float(node.attr("spatial_scale", 1.0))
 
     def _output_size(self, node: Node) -> tuple[int, int]:
         size = (int(node.attr("output_height", 1)), int(node.attr("output_width", 1)))

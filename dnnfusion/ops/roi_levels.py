@@ -12,12 +12,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ir.graph import Node, Value
-from ..kir.expr import INDEX, Cast
 from ..kir.kernel import KernelContext, indent, parallel_for
 from .base import Inferred, PickedRows, TensorType, shape_of
-from .detection import INTERNAL, LEVELS, RoiAlign, channels_last_copy
+from .detection import BILINEAR_TAPS, INTERNAL, LEVELS, RoiAlign, channels_last_copy
 from .indexing import wrap_indices
 from .registry import register
+from .shape_ops import wrapped
 
 
 @register
@@ -72,7 +72,7 @@ class RoiAlignLevels(RoiAlign):
 
     def flops(self, node: Node) -> int:
         ratio = int(node.attr("sampling_ratio", 1)) or 1
-        return 2 * 4 * ratio * ratio * node.outputs[0].numel
+        return 2 * BILINEAR_TAPS * ratio * ratio * node.outputs[0].numel
 
     def kernel(self, node: Node, ctx: KernelContext) -> list[str] | None:
         """Each level copied channels-last once (`channels_last_copy`), then per picked row its level and roi,
@@ -87,11 +87,7 @@ class RoiAlignLevels(RoiAlign):
             lines += copy_lines
             copies.append(copy)
         r = ctx.var("r")
-        pick = Cast(ctx.read(levels + 2, (r,)), INDEX)
-        total = levels * rois
-        body = ctx.value("roi_pick", pick) + [
-            f"const int64_t roi_at = roi_pick < 0 ? roi_pick + {total} : roi_pick;",
-            f"const int64_t roi_in = roi_at < 0 ? 0 : roi_at >= {total} ? {total - 1} : roi_at;",
+        body = ctx.value("roi_in", wrapped(ctx.read(levels + 2, (r,)), levels * rois)) + [
             f"const int64_t roi_r = roi_in % {rois};",
             f"switch (roi_in / {rois}) {{"]
         for k in range(levels):

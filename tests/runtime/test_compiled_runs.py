@@ -3,14 +3,13 @@
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 from onnx import helper
 
 import dnnfusion
 from dnnfusion.cache import cache_dir
-from tests.helpers import FLOAT, make_model
+from tests.helpers import FLOAT, concurrent_mismatches, make_model
 
 
 def relu_model(outputs):
@@ -49,19 +48,7 @@ def test_concurrent_runs_on_one_model_are_each_correct():
     rng = np.random.default_rng(1)
     feeds = [rng.standard_normal((32, 64)).astype(np.float32) for _ in range(6)]
     expected = [model.run({"x": x})["y"] for x in feeds]
-    wrong = []
-
-    def work(k: int) -> None:
-        for _ in range(60):
-            if not np.array_equal(model.run({"x": feeds[k]})["y"], expected[k]):
-                wrong.append(k)
-
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(len(feeds))]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert wrong == []
+    assert concurrent_mismatches(model, feeds, expected, 60) == []
 
 
 THREAD_COUNT_PROBE = textwrap.dedent("""
@@ -69,7 +56,7 @@ THREAD_COUNT_PROBE = textwrap.dedent("""
     from onnx import helper
     import dnnfusion
     from dnnfusion.codegen.build import pool_library
-    from tests.helpers import FLOAT, make_model
+    from tests.helpers import FLOAT, concurrent_mismatches, make_model
 
     def big_relu():
         return make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", FLOAT, [512, 1024])], ["y"],

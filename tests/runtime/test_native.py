@@ -1,6 +1,5 @@
 """Output buffers recycled between runs: reused only once nothing handed out of them is alive."""
 
-import threading
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from onnx import helper
 import dnnfusion
 from dnnfusion.runtime import native
 from dnnfusion.runtime.native import OutputBuffers
-from tests.helpers import FLOAT, make_model
+from tests.helpers import FLOAT, concurrent_mismatches, make_model
 
 
 def test_a_buffer_is_reused_only_when_no_output_or_view_of_one_is_alive():
@@ -69,16 +68,4 @@ def test_concurrent_runs_with_recycled_outputs_are_each_correct():
     model = dnnfusion.compile(big_relu(), threads=1)
     rng = np.random.default_rng(1)
     feeds = [rng.standard_normal((512, 1024)).astype(np.float32) for _ in range(4)]
-    wrong = []
-
-    def work(k: int) -> None:
-        for _ in range(20):
-            if not np.array_equal(model.run({"x": feeds[k]})["y"], np.maximum(feeds[k], 0)):
-                wrong.append(k)
-
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(len(feeds))]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert wrong == []
+    assert concurrent_mismatches(model, feeds, [np.maximum(x, 0) for x in feeds], 20) == []
